@@ -1,0 +1,41 @@
+# Two commands do all the set-up: `make demo` and `make test` (each creates .venv if missing).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH_CPU_VERSION ?= 2.13.0
+OUT    ?= outputs/demo
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-all lab bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@# torch first: a CPU build where there is no NVIDIA GPU, so pip never pulls the CUDA wheel (GBs)
+	@if ! $(PY) -c "import torch" 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q torch; \
+	  else $(PIP) install -q --retries 1 --timeout 15 --extra-index-url https://download.pytorch.org/whl/cpu "torch==$(TORCH_CPU_VERSION)"; fi; fi
+	$(PIP) install -q -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m workbench demo --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lab: setup
+	$(PY) -m workbench lab
+
+bench: setup
+	$(PY) -m workbench bench
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,45 @@
+"""Shared fixtures: offline mode, and tiny random models built once per session through wb.load."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WORKBENCH_RUNS", os.path.join(os.getcwd(), ".pytest_cache", "runs"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random RoBERTa with an MLM head and a real byte-level BPE tokenizer."""
+    from workbench.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    import torch
+
+    import workbench as wb
+
+    torch.manual_seed(0)
+    return wb.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory):
+    """The same kind of tiny model saved without an MLM head."""
+    from workbench.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_enc") / "model", head="encoder")
+
+
+@pytest.fixture()
+def run_root(tmp_path, monkeypatch):
+    """An empty run store root for one test."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("WORKBENCH_RUNS", str(root))
+    return root

@@ -1,0 +1,57 @@
+"""Run store: atomic files, torn metrics lines, concurrent writers, index rebuilt from folders."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+from workbench.store import RunFolder, RunStore, read_jsonl
+
+
+def _writer(root, n):
+    store = RunStore(root)
+    for i in range(n):
+        run = store.create("finetune", f"w{i}", {"i": i}, base_model="tiny")
+        run.log_metrics({"step": i, "loss": 1.0 / (i + 1)})
+        run.update_info(status="finished")
+        store.index(run)
+
+
+def test_two_processes_writing_at_once_do_not_corrupt_the_store(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, 8)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    table = RunStore(tmp_path).list()
+    assert len(table) == 16 and set(table["status"]) == {"finished"}
+
+
+def test_torn_metrics_line_is_skipped(tmp_path):
+    run = RunStore(tmp_path).create("pretrain", None, {}, base_model=None)
+    run.log_metrics({"step": 1, "loss": 2.0})
+    with open(run.path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "lo')  # a kill mid-append
+    assert read_jsonl(run.path / "metrics.jsonl") == [{"step": 1, "loss": 2.0}]
+    assert len(run.metrics()) == 1
+
+
+def test_index_is_rebuilt_when_deleted(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create("pretrain", "keep-me", {}, base_model=None)
+    store.index_path.unlink()
+    assert list(RunStore(tmp_path).list()["name"]) == ["keep-me"]
+    assert RunFolder(run.path).status == "created"
+
+
+def test_failed_checkpoint_write_leaves_no_checkpoint(tmp_path):
+    run = RunStore(tmp_path).create("pretrain", None, {}, base_model=None)
+    try:
+        with run.writing_checkpoint(5) as folder:
+            (folder / "half").write_text("x")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert run.checkpoints() == []
+    assert not any(p.name.startswith(".tmp") for p in (run.path / "checkpoints").iterdir())

@@ -1,0 +1,52 @@
+"""RoBERTa Workbench: attention, masked-token probing and training analyses for BERT-family encoders.
+
+    import workbench as wb
+    lm = wb.load("demo")                  # or "roberta-base", a local folder, a run folder
+    wb.attention(lm, ["The cat sat."])    # tidy DataFrame; wb.plots / wb.widgets show it
+
+Names are imported lazily (PEP 562) so `import workbench` stays fast and does not pull torch
+until a model is needed. `__all__` is the public API; everything else is private.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    # foundation (layer 1)
+    "load": "workbench.models",
+    "LM": "workbench.models",
+    "TokenView": "workbench.tokens",
+    "runs": "workbench.store",
+    "RunStore": "workbench.store",
+    "resolve_device": "workbench.device",
+    "WorkbenchError": "workbench.errors",
+    "InputError": "workbench.errors",
+    "ModelNotFoundError": "workbench.errors",
+    "MissingHeadError": "workbench.errors",
+    "DeviceError": "workbench.errors",
+}
+
+# subpackages reachable as attributes: wb.widgets.AttentionExplorer, wb.figures.export, ...
+_SUBMODULES = {"widgets", "figures", "plots", "views", "analysis", "training", "schema"}
+
+__all__ = sorted(_API) + sorted(_SUBMODULES)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"workbench.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

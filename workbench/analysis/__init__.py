@@ -1,0 +1,1 @@
+"""Analyses: model + texts -> tidy DataFrames (and tensor twins). No plotting or widget imports."""

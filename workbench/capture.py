@@ -1,0 +1,159 @@
+"""Running the stock model on batches and capturing what analyses need.
+
+- `encode(lm, texts, pairs)` tokenises a batch (dynamic padding) and returns the `TokenView`s;
+- `forward(lm, batch, attentions=..., hidden_states=...)` runs it without gradients, with eager
+  attention when weights are asked for, and fails loudly if they come back empty;
+- `batches(lengths, batch_size)` groups inputs by length so padding stays small;
+- `attention_modules(lm)` finds each layer's q/k/v and output projections for hooks
+  (norm-based attention, head gates) without forking model code.
+
+Padding never leaks into results: callers slice each row to `len(view)` tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import torch
+
+from .errors import InputError
+from .models import LM
+from .tokens import TokenView, token_view
+
+
+@dataclass
+class Batch:
+    """A tokenised batch on the model's device plus readable views of each row."""
+
+    inputs: dict[str, torch.Tensor]   # input_ids (B, T), attention_mask (B, T)
+    views: list[TokenView]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(v) for v in self.views]
+
+
+def as_text_list(texts: str | Sequence[str], what: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise InputError(f"{what} is empty: pass at least one string")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"{what}[{i}] is {type(t).__name__}, not a string")
+        if not t.strip():
+            raise InputError(f"{what}[{i}] is empty or whitespace only")
+    return texts
+
+
+def encode(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None = None,
+           max_length: int | None = None) -> Batch:
+    """Tokenise `texts` (optionally paired with `pairs`) into one padded batch on `lm.device`."""
+    limit = max_length or _model_max_length(lm)
+    enc = lm.tokenizer(list(texts), list(pairs) if pairs is not None else None,
+                       padding=True, truncation=True, max_length=limit,
+                       return_tensors="pt", return_offsets_mapping=False)
+    views = [
+        token_view(lm.tokenizer, t, pairs[i] if pairs is not None else None,
+                   encoding=enc.encodings[i])
+        for i, t in enumerate(texts)
+    ]
+    inputs = {k: v.to(lm.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    if "token_type_ids" in enc and getattr(lm.config, "type_vocab_size", 1) > 1:
+        inputs["token_type_ids"] = enc["token_type_ids"].to(lm.device)  # BERT pairs
+    return Batch(inputs=inputs, views=views)
+
+
+def _model_max_length(lm: LM) -> int:
+    # RoBERTa's position table has 2 extra slots (padding_idx offset)
+    n = getattr(lm.config, "max_position_embeddings", 512)
+    if lm.config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        n -= 2
+    tok_max = getattr(lm.tokenizer, "model_max_length", n) or n
+    return int(min(n, tok_max))
+
+
+def forward(lm: LM, batch: Batch, *, attentions: bool = False, hidden_states: bool = False,
+            encoder_only: bool = True):
+    """Run the model on `batch` without gradients.
+
+    Returns the transformers output; with `attentions=True` its `.attentions` is a tuple of
+    `num_layers` tensors (B, H, T, T) in fp32, guaranteed non-empty.
+    """
+    model = lm.encoder if encoder_only else lm.model
+    ctx = lm.eager_attention() if attentions else contextlib.nullcontext()
+    with torch.inference_mode(), ctx:
+        out = model(**batch.inputs, output_attentions=attentions,
+                    output_hidden_states=hidden_states, return_dict=True)
+    if attentions:
+        att = getattr(out, "attentions", None)
+        if not att or any(a is None for a in att):
+            raise RuntimeError(
+                "the model returned no attention weights although output_attentions=True; "
+                f"its attention implementation is {lm.config._attn_implementation!r}. "
+                "This is a workbench bug: please report it."
+            )
+    return out
+
+
+def batches(lengths: Sequence[int], batch_size: int, sort: bool = True) -> Iterator[list[int]]:
+    """Yield lists of indices, grouped by length (longest first) so each batch pads little."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def token_lengths(lm: LM, texts: Iterable[str]) -> list[int]:
+    return [len(ids) for ids in lm.tokenizer(list(texts), truncation=True,
+                                              max_length=_model_max_length(lm))["input_ids"]]
+
+
+@dataclass
+class AttentionParts:
+    """The modules of one layer's self-attention that hooks need."""
+
+    layer: int
+    query: torch.nn.Linear
+    key: torch.nn.Linear
+    value: torch.nn.Linear
+    output: torch.nn.Linear      # projection applied to the concatenated head contexts
+    num_heads: int
+    head_dim: int
+
+
+def attention_modules(lm: LM) -> list[AttentionParts]:
+    """Locate q/k/v/output projections per layer for BERT/RoBERTa/XLM-R style encoders."""
+    enc = lm.encoder
+    layers = getattr(getattr(enc, "encoder", None), "layer", None)
+    if layers is None:
+        raise NotImplementedError(
+            f"{type(lm.model).__name__}: only BERT/RoBERTa-style encoders (encoder.layer[i]."
+            "attention.self/.output) are supported for hook-based analyses")
+    parts = []
+    for i, layer in enumerate(layers):
+        self_attn = layer.attention.self
+        n = lm.config.num_attention_heads
+        parts.append(AttentionParts(
+            layer=i, query=self_attn.query, key=self_attn.key, value=self_attn.value,
+            output=layer.attention.output.dense, num_heads=n,
+            head_dim=lm.config.hidden_size // n))
+    return parts
+
+
+@contextlib.contextmanager
+def hooks(pairs: Iterable[tuple[torch.nn.Module, Callable, str]]) -> Iterator[None]:
+    """Register (module, fn, kind) hooks for the block; kind is 'forward' or 'pre'. Always removed."""
+    handles = []
+    try:
+        for module, fn, kind in pairs:
+            if kind == "pre":
+                handles.append(module.register_forward_pre_hook(fn))
+            else:
+                handles.append(module.register_forward_hook(fn))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,99 @@
+"""Command-line interface: `workbench demo | lab | bench | pretrain | finetune`.
+
+Flags map onto the library's dataclass configs; no analysis logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    out = run_demo(Path(args.out), model=args.model, quick=args.quick)
+    print(f"\nDemo outputs are in: {out.resolve()}")
+    return 0
+
+
+def _cmd_lab(args) -> int:
+    notebooks = REPO / "notebooks"
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}"]
+    if args.port:
+        cmd.append(f"--port={args.port}")
+    return subprocess.call(cmd)
+
+
+def _cmd_bench(args) -> int:
+    bench_dir = REPO / "benchmarks"
+    if not (bench_dir / "runner.py").exists():
+        print("benchmarks/ not found: `workbench bench` runs from a clone of the repository",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(bench_dir))
+    import runner  # benchmarks/runner.py
+
+    return runner.main(only=args.only, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="RoBERTa Workbench: attention, masked-token probing, pretraining, fine-tuning.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the guided analyses on the embedded default model")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--model", default="demo", help="model name or folder (default: demo)")
+    p.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke test")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("lab", help="open JupyterLab on notebooks/")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=_cmd_lab)
+
+    p = sub.add_parser("bench", help="run benchmarks/ and print ours vs peer ratios")
+    p.add_argument("--only", nargs="*", default=None, help="benchmark names to run")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    p.set_defaults(func=_cmd_bench)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    """Subcommands contributed by the training modules (pretrain, finetune) when present."""
+    found = []
+    for module, attr in (("workbench.training.pretrain_cli", "register"),
+                         ("workbench.training.finetune_cli", "register")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ImportError as err:
+            if err.name and err.name.startswith("workbench.training."):
+                continue
+            raise
+        found.append(getattr(mod, attr))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from .errors import WorkbenchError
+
+    try:
+        return int(args.func(args) or 0)
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

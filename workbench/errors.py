@@ -1,0 +1,32 @@
+"""Exception types the workbench raises on bad input.
+
+Every error names the problem and the fix. They all derive from `WorkbenchError` so a notebook
+can catch one type; each also derives from the builtin a Python user would expect (ValueError,
+FileNotFoundError, ...), so existing `except ValueError` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base class of every error the workbench raises on purpose."""
+
+
+class ModelNotFoundError(WorkbenchError, FileNotFoundError):
+    """A model name or path could not be resolved to weights."""
+
+
+class MissingHeadError(WorkbenchError, RuntimeError):
+    """An analysis needs a part of the model (e.g. the MLM head) that this checkpoint lacks."""
+
+
+class DeviceError(WorkbenchError, RuntimeError):
+    """The requested device is not available on this machine."""
+
+
+class InputError(WorkbenchError, ValueError):
+    """User input (texts, columns, parameters) is malformed."""
+
+
+class MissingDependencyError(WorkbenchError, ImportError):
+    """An optional dependency is needed for this feature."""

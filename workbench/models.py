@@ -1,0 +1,262 @@
+"""Loading encoders: `load(name_or_path) -> LM`, the one object every analysis and training call takes.
+
+`LM` keeps the model on sdpa attention (fast, for training and inference) and switches it to eager
+attention only inside `lm.eager_attention()`, because transformers 5 returns an *empty* tuple for
+`output_attentions=True` under sdpa. Analyses that need attention weights go through
+`workbench.capture`, which does that switch and checks the weights are really there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .device import resolve_device, resolve_dtype
+from .errors import MissingHeadError, ModelNotFoundError
+from .store import is_run_folder, resolve_checkpoint
+from .tokens import TokenView, token_view
+
+DEMO_NAME = "demo"
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def demo_model_path() -> Path:
+    """Folder of the embedded default model (`$WORKBENCH_DEMO_MODEL` overrides)."""
+    env = os.environ.get("WORKBENCH_DEMO_MODEL")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "data" / "demo-model"
+
+
+@dataclass
+class LM:
+    """A loaded encoder: `.model`, `.tokenizer`, `.device`, `.name`.
+
+    `kind` is "mlm" (masked-LM head present), "classifier" (a fine-tuned sequence classifier) or
+    "encoder" (no task head: attention and representation analyses work, fill-mask does not).
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    name: str
+    kind: str = "mlm"
+    path: str | None = None
+    missing_head_reason: str | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def has_mlm_head(self) -> bool:
+        return self.kind == "mlm"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        """The bare transformer (no task head)."""
+        return self.model.base_model
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.model.config.num_attention_heads
+
+    @property
+    def mask_token(self) -> str:
+        return self.tokenizer.mask_token
+
+    def require_mlm_head(self, analysis: str) -> None:
+        if not self.has_mlm_head:
+            raise MissingHeadError(
+                f"{analysis} needs a masked-LM head, but {self.name!r} was loaded as "
+                f"{self.kind!r} ({self.missing_head_reason or 'no MLM head in the checkpoint'}). "
+                "Attention, head and representation analyses still work; for masked-token "
+                "probing load a checkpoint with an MLM head (e.g. 'roberta-base' or a pretraining run)."
+            )
+
+    def tokens(self, text: str, text_pair: str | None = None) -> TokenView:
+        """Readable tokens, special-token flags and word spans of `text` (see `workbench.tokens`)."""
+        return token_view(self.tokenizer, text, text_pair)
+
+    @contextlib.contextmanager
+    def eager_attention(self) -> Iterator[None]:
+        """Run the block with eager attention so `output_attentions=True` returns real weights."""
+        before = self.model.config._attn_implementation
+        if before == "eager":
+            yield
+            return
+        self.model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(before)
+
+    def __repr__(self) -> str:
+        return (f"LM(name={self.name!r}, kind={self.kind!r}, layers={self.num_layers}, "
+                f"heads={self.num_heads}, device={self.device}, dtype={self.dtype})")
+
+
+def _has_weights(folder: Path) -> bool:
+    return any((folder / f).exists() for f in _WEIGHT_FILES)
+
+
+def _resolve_source(name_or_path) -> tuple[str, str | None]:
+    """Return (what to pass to from_pretrained, local path or None)."""
+    if hasattr(name_or_path, "path") and not isinstance(name_or_path, (str, os.PathLike)):
+        name_or_path = name_or_path.path  # a Run or RunFolder
+    if str(name_or_path) == DEMO_NAME:
+        path = demo_model_path()
+        if not _has_weights(path):
+            raise ModelNotFoundError(
+                f"the embedded default model is missing at {path}. It ships with the repository "
+                "(data/demo-model); reinstall from a full clone, or rebuild it with "
+                "`workbench pretrain --preset demo` (see data/README.md)."
+            )
+        return str(path), str(path)
+    path = Path(str(name_or_path)).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotFoundError(f"{path} is a file; pass the folder that holds config.json")
+        if is_run_folder(path):
+            path = resolve_checkpoint(path)
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(
+                f"{path} has no config.json: pass a folder written by save_pretrained, "
+                "a workbench run folder, or a hub id such as 'roberta-base'"
+            )
+        if not _has_weights(path):
+            raise ModelNotFoundError(
+                f"{path} has a config.json but no weights (expected one of {list(_WEIGHT_FILES)}); "
+                "the save may have been interrupted: save the model again or pick another checkpoint"
+            )
+        return str(path), str(path)
+    if str(name_or_path).startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"no such folder: {path}")
+    return str(name_or_path), None
+
+
+def _hub_error(name: str, err: Exception) -> ModelNotFoundError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable or has no such model"
+    return ModelNotFoundError(
+        f"model {name!r} is not in the local cache and could not be downloaded ({why}): "
+        "pass a local folder (written by save_pretrained), a workbench run folder, 'demo' for the "
+        f"embedded default model, or connect to the network. Underlying error: {type(err).__name__}"
+    )
+
+
+def _load_tokenizer(source: str, local: str | None):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    if not getattr(tok, "is_fast", False):
+        raise ModelNotFoundError(
+            f"{source!r} has only a slow tokenizer; the workbench needs a fast tokenizer "
+            "(offsets for word spans). Save one with tokenizer.save_pretrained from a fast tokenizer."
+        )
+    return tok
+
+
+def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
+         task: str = "auto") -> LM:
+    """Load a RoBERTa-family checkpoint as an `LM`.
+
+    `name_or_path`: a hub id ('roberta-base', 'xlm-roberta-base', 'bert-base-uncased', ...), a
+    folder written by `save_pretrained`, a workbench run folder (its latest checkpoint), a `Run`,
+    or 'demo' for the embedded default model. `device="auto"` picks cuda, then mps, then cpu;
+    `dtype="auto"` picks bf16 on a CUDA device that supports it, else fp32. `task` is "auto",
+    "mlm", "classifier" or "encoder".
+
+    >>> lm = load("demo")                               # doctest: +SKIP
+    >>> lm.tokens("Hello world").tokens                  # doctest: +SKIP
+    ['<s>', 'Hello', 'world', '</s>']
+    """
+    from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM,
+                              AutoModelForSequenceClassification)
+
+    if task not in ("auto", "mlm", "classifier", "encoder"):
+        raise ValueError(f"task={task!r}; use 'auto', 'mlm', 'classifier' or 'encoder'")
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    source, local = _resolve_source(name_or_path)
+    display = Path(local).name if local else source
+    if local and is_run_folder(Path(local).parent.parent):
+        display = f"{Path(local).parent.parent.name}/{Path(local).name}"
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        tokenizer = _load_tokenizer(source, local)
+    except OSError as err:
+        if local:
+            raise ModelNotFoundError(f"could not read {local}: {err}") from err
+        raise _hub_error(source, err) from err
+
+    archs = config.architectures or []
+    if task == "auto":
+        if any("SequenceClassification" in a for a in archs):
+            task = "classifier"
+        else:
+            task = "mlm"
+    kwargs = dict(dtype=torch_dtype, attn_implementation="sdpa", trust_remote_code=False)
+    missing_reason = None
+    try:
+        if task == "classifier":
+            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+            missing_reason = "fine-tuned classifier checkpoint"
+        elif task == "mlm":
+            model, info = AutoModelForMaskedLM.from_pretrained(
+                source, output_loading_info=True, **kwargs)
+            head_missing = [k for k in info.get("missing_keys", [])
+                            if any(h in k for h in ("lm_head", "cls.predictions", "vocab_"))]
+            if head_missing:
+                # the checkpoint has an encoder only: don't pretend a random head is a model
+                model = AutoModel.from_pretrained(source, **kwargs)
+                task = "encoder"
+                missing_reason = f"checkpoint has no MLM head weights ({head_missing[0]} missing)"
+        else:
+            model = AutoModel.from_pretrained(source, **kwargs)
+            missing_reason = "loaded with task='encoder'"
+    except OSError as err:
+        if local:
+            raise ModelNotFoundError(f"could not load weights from {local}: {err}") from err
+        raise _hub_error(source, err) from err
+    except ValueError as err:
+        if "Unrecognized" in str(err) or "not supported" in str(err).lower():
+            raise ModelNotFoundError(
+                f"{source!r} is not a supported encoder architecture ({archs or config.model_type}); "
+                "the workbench supports BERT-family encoders (RoBERTa, XLM-R, BERT, DistilRoBERTa ...)"
+            ) from err
+        raise
+    model.to(dev)
+    model.eval()
+    return LM(model=model, tokenizer=tokenizer, device=dev, name=display, kind=task,
+              path=local, missing_head_reason=missing_reason)
+
+
+def as_lm_dict(lm_or_dict) -> dict[str, LM]:
+    """Normalise one `LM` or a {name: LM} dict (for functions that compare models)."""
+    if isinstance(lm_or_dict, LM):
+        return {lm_or_dict.name: lm_or_dict}
+    if isinstance(lm_or_dict, dict) and all(isinstance(v, LM) for v in lm_or_dict.values()):
+        return dict(lm_or_dict)
+    raise TypeError("expected an LM (from wb.load) or a dict {name: LM}")
+
+
+def write_record(folder: Path, record: dict) -> None:
+    """Write a small JSON record beside a saved model (e.g. how the demo model was trained)."""
+    (Path(folder) / "workbench_record.json").write_text(json.dumps(record, indent=2, sort_keys=True))

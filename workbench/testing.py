@@ -1,0 +1,61 @@
+"""Tiny random models for tests, notebooks in test mode and examples.
+
+`make_tiny_model(folder)` trains a real byte-level BPE tokenizer in about a second on text that is
+always available offline (the standard library's `pydoc_data` topics), builds a 2-layer RoBERTa
+with random weights and writes both with `save_pretrained`, so callers exercise the real
+`wb.load` path. Not imported by the library itself.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def offline_text(max_chars: int | None = None) -> list[str]:
+    """Paragraphs of English prose from the standard library's pydoc topics (always installed)."""
+    from pydoc_data.topics import topics
+
+    paras = []
+    for body in topics.values():
+        for p in re.split(r"\n\s*\n", body):
+            p = " ".join(p.split())
+            if len(p) > 40 and not p.startswith(("*", ">>>", "|", "-")):
+                paras.append(p)
+    if max_chars:
+        out, total = [], 0
+        for p in paras:
+            out.append(p)
+            total += len(p)
+            if total >= max_chars:
+                break
+        return out
+    return paras
+
+
+def make_tiny_model(folder: str | Path, *, vocab_size: int = 1000, hidden_size: int = 32,
+                    num_layers: int = 2, num_heads: int = 4, max_positions: int = 130,
+                    seed: int = 0, head: str = "mlm", num_labels: int = 2) -> Path:
+    """Write a tiny random RoBERTa (`head` = 'mlm', 'classifier' or 'encoder') to `folder`."""
+    import torch
+    from transformers import (RobertaConfig, RobertaForMaskedLM,
+                              RobertaForSequenceClassification, RobertaModel)
+
+    from .training.tokenizer import train_bpe_tokenizer
+
+    folder = Path(folder)
+    tok = train_bpe_tokenizer(offline_text(200_000), folder, vocab_size=vocab_size,
+                              model_max_length=max_positions - 2)
+    config = RobertaConfig(
+        vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, intermediate_size=hidden_size * 2,
+        max_position_embeddings=max_positions, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, type_vocab_size=1,
+        num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(seed)
+    cls = {"mlm": RobertaForMaskedLM, "classifier": RobertaForSequenceClassification,
+           "encoder": RobertaModel}[head]
+    model = cls(config)
+    model.save_pretrained(folder)
+    return folder

@@ -1,0 +1,1 @@
+"""Self-contained HTML views (no CDN: JavaScript comes from files in `views/static/`)."""

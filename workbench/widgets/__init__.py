@@ -1,0 +1,22 @@
+"""ipywidgets views: read controls -> call an analysis -> call a plot -> show.
+
+Widgets are imported lazily so `wb.widgets` does not load every view's dependencies at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_WIDGETS: dict[str, str] = {
+    # name -> module under workbench.widgets
+}
+
+__all__ = sorted(_WIDGETS)
+
+
+def __getattr__(name: str):
+    if name in _WIDGETS:
+        value = getattr(importlib.import_module(f"workbench.widgets.{_WIDGETS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'workbench.widgets' has no attribute {name!r}")
