@@ -28,6 +28,12 @@ _API = {
     "ModelNotFoundError": "workbench.errors",
     "MissingHeadError": "workbench.errors",
     "DeviceError": "workbench.errors",
+    # --- attention (issue 3) ---
+    # --- probing (issue 4) ---
+    # --- pretraining (issue 5) ---
+    # --- fine-tuning (issue 6) ---
+    # --- heads (issue 7) ---
+    # --- representations (issue 9) ---
 }
 
 # subpackages reachable as attributes: wb.widgets.AttentionExplorer, wb.figures.export, ...

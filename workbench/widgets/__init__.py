@@ -9,6 +9,12 @@ import importlib
 
 _WIDGETS: dict[str, str] = {
     # name -> module under workbench.widgets
+    # --- attention (issue 3) ---
+    # --- probing (issue 4) ---
+    # --- pretraining (issue 5) ---
+    # --- fine-tuning (issue 6) ---
+    # --- heads (issue 7) ---
+    # --- representations (issue 9) ---
 }
 
 __all__ = sorted(_WIDGETS)
