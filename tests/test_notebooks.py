@@ -1,0 +1,120 @@
+"""The guided notebooks run top to bottom, and their .ipynb twins stay in sync and output-free.
+
+Every `notebooks/NN_*.py` (jupytext percent source) is executed headless against the tiny random
+model with `MODEL=<tiny folder>, QUICK=True` injected after its parameters cell; any error fails
+the test with the notebook and cell named. The `slow` variant runs them on the default model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from workbench.errors import InputError
+from workbench.notebook_runner import (INJECTED_TAG, NotebookExecutionError, execute_notebook,
+                                       inject_parameters, read_notebook)
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.py") if re.match(r"\d\d_", p.name))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def _run(path: Path, tmp_path: Path, model: str, quick: bool):
+    return execute_notebook(
+        path, tmp_path / f"{path.stem}.ipynb", parameters={"MODEL": model, "QUICK": quick},
+        cwd=tmp_path / "work", timeout=600, env={"WORKBENCH_RUNS": str(tmp_path / "runs")})
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks/NN_*.py found in {NOTEBOOK_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_on_tiny_model(path, tiny_model_dir, tmp_path):
+    nb = _run(path, tmp_path, str(tiny_model_dir), quick=True)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.get("execution_count") for c in code), "some cells did not run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_on_default_model(path, tmp_path):
+    _run(path, tmp_path, "demo", quick=False)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_ipynb_is_in_sync_and_has_no_outputs(path):
+    import nbformat
+
+    ipynb = path.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run `.venv/bin/jupytext --to ipynb {path}`"
+    text_nb, json_nb = read_notebook(path), nbformat.read(ipynb, as_version=4)
+
+    def cells(nb):
+        return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", [])))
+                for c in nb.cells]
+
+    assert cells(text_nb) == cells(json_nb), (
+        f"{ipynb.name} is out of sync with {path.name}: run `.venv/bin/jupytext --to ipynb {path}`")
+    dirty = [i for i, c in enumerate(json_nb.cells) if c.cell_type == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{ipynb.name} has outputs committed in cells {dirty}: clear them"
+    params = [c for c in text_nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    assert re.search(r"^MODEL\s*=", params[0].source, re.M), "parameters cell must set MODEL"
+    assert re.search(r"^QUICK\s*=", params[0].source, re.M), "parameters cell must set QUICK"
+
+
+# --- the runner itself, on hand-made notebooks (no model needed) -------------------------------
+
+_TOY = '''# %% [markdown]
+# A toy notebook.
+
+# %% tags=["parameters"]
+N = 2
+WORD = "a"
+
+# %%
+result = WORD * N
+assert result == EXPECTED
+print('result:', result)
+'''
+
+
+def test_injected_parameters_override_the_defaults(tmp_path):
+    src = tmp_path / "toy.py"
+    src.write_text(_TOY.replace("EXPECTED", "'bbb'"))
+    nb = execute_notebook(src, tmp_path / "out.ipynb", parameters={"N": 3, "WORD": "b"},
+                          html=tmp_path / "out.html", timeout=60)
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert tags.index(["parameters"]) + 1 == tags.index([INJECTED_TAG])
+    assert (tmp_path / "out.ipynb").exists()
+    assert "result: bbb" in (tmp_path / "out.html").read_text()
+
+
+def test_a_failing_cell_is_named(tmp_path):
+    src = tmp_path / "toy.py"
+    src.write_text(_TOY.replace("EXPECTED", "'zz'"))
+    with pytest.raises(NotebookExecutionError) as info:
+        execute_notebook(src, tmp_path / "out.ipynb", timeout=60)
+    err = info.value
+    assert err.notebook == "toy.py" and err.ename == "AssertionError"
+    assert err.cell_index == 2 and "toy.py failed in cell 2" in str(err)
+    assert (tmp_path / "out.ipynb").exists(), "the failed run must be kept for debugging"
+
+
+def test_parameters_need_a_tagged_cell_and_literals(tmp_path):
+    nb = read_notebook(_write(tmp_path, _TOY.replace(' tags=["parameters"]', "")))
+    with pytest.raises(InputError, match="tagged 'parameters'"):
+        inject_parameters(nb, {"N": 1})
+    nb = read_notebook(_write(tmp_path, _TOY))
+    with pytest.raises(InputError, match="not a literal"):
+        inject_parameters(nb, {"N": object()})
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "toy.py"
+    path.write_text(text)
+    return path
