@@ -29,6 +29,11 @@ _API = {
     "MissingHeadError": "workbench.errors",
     "DeviceError": "workbench.errors",
     # --- attention (issue 3) ---
+    "attention": "workbench.analysis.attention",
+    "attention_tensor": "workbench.analysis.attention",
+    "capture_attention": "workbench.analysis.attention",
+    "attention_rollout": "workbench.analysis.attention_modes",
+    "attention_flow": "workbench.analysis.attention_modes",
     # --- probing (issue 4) ---
     # --- pretraining (issue 5) ---
     # --- fine-tuning (issue 6) ---

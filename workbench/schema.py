@@ -11,6 +11,7 @@ MODEL = "model"            # display name of the LM a row came from (when compar
 TEXT_ID = "text_id"        # 0-based index of the input text in the call
 TEXT = "text"
 SEGMENT = "segment"        # 0 for sentence A, 1 for sentence B of a pair
+KEY_SEGMENT = "key_segment"  # segment of the key token (attention between sentences of a pair)
 
 # positions and tokens
 LAYER = "layer"            # 0-based transformer layer
@@ -37,5 +38,15 @@ METRIC = "metric"
 STEP = "step"
 SPLIT = "split"
 LABEL = "label"
+# representations (issue 9)
+X = "x"                    # 2-D map coordinates (embedding maps)
+Y = "y"
+METHOD = "method"          # an attribution or projection method, e.g. "ig", "pca"
+TARGET = "target"          # what an attribution explains: a predicted token or class
+DELTA = "delta"            # integrated gradients' convergence delta
+LAYER_A = "layer_a"        # layer pairs compared across (or within) models, e.g. CKA
+LAYER_B = "layer_b"
+MODEL_A = "model_a"
+MODEL_B = "model_b"
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))
