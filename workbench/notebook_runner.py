@@ -109,7 +109,8 @@ def export_html(nb, path: str | Path) -> Path:
 def execute_notebook(source: str | Path, output: str | Path | None = None, *,
                      parameters: dict | None = None, html: str | Path | None = None,
                      timeout: int = 600, cwd: str | Path | None = None,
-                     kernel_name: str = "python3", env: dict | None = None):
+                     kernel_name: str = "python3", env: dict | None = None,
+                     on_cell=None):
     """Execute the notebook `source` headless and return the executed nbformat notebook.
 
     parameters: names to override after the cell tagged `parameters` (e.g. MODEL, QUICK).
@@ -118,6 +119,7 @@ def execute_notebook(source: str | Path, output: str | Path | None = None, *,
     timeout: seconds allowed per cell. cwd: the kernel's working directory (default: a
     `<output stem>_files` folder beside `output`, else the notebook's folder).
     env: extra environment variables for the kernel (merged over this process's).
+    on_cell: optional callback `on_cell(index, n_cells, cell)` called as each cell starts.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -140,6 +142,8 @@ def execute_notebook(source: str | Path, output: str | Path | None = None, *,
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(cwd)}},
                             record_timing=True, store_widget_state=True)
+    if on_cell is not None:
+        client.on_cell_start = lambda cell, cell_index: on_cell(cell_index, len(nb.cells), cell)
     failure = None
     start = time.perf_counter()
     try:
