@@ -1,0 +1,348 @@
+"""Labelled tables for fine-tuning: read any table, check it, split it, tokenise it.
+
+`load_task_data(data, text_column=..., label_column=...)` accepts a pandas DataFrame, a CSV / TSV /
+JSONL path, a folder holding `train.*` and `dev.*`/`validation.*` files (the GLUE layout), a
+`datasets` Dataset or DatasetDict, a `{"train": ..., "validation": ...}` dict of any of these, or a
+`datasets` hub name ("glue/sst2", "imdb", "name:config"). It returns a `TaskData` with integer class
+ids (or float targets for regression) and a validation split (carved out, stratified, when only
+one table is given).
+
+Every check that can fail runs here, before a model is touched: a missing column, an empty text,
+a missing label, labels of mixed types, a single class, validation labels never seen in training,
+and (`check_max_length`) a max length the model's position table cannot hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+TEXT, PAIR, LABEL = "text", "text_pair", "label"   # column names of TaskData frames
+TASKS = ("auto", "classification", "regression")
+_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".jsonl": None, ".json": None}
+_TRAIN_NAMES = ("train",)
+_VALIDATION_NAMES = ("validation", "dev", "valid", "val", "validation_matched")
+_HUB_COLLECTIONS = ("glue", "super_glue")
+
+
+@dataclass
+class TaskData:
+    """Train and validation frames with columns `text`, optional `text_pair`, and `label`.
+
+    For classification `label` holds ids 0..K-1 and `label_names[i]` is the original value of id i;
+    for regression `label` holds floats and `label_names` is empty.
+    """
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    task: str
+    label_names: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def has_pairs(self) -> bool:
+        return PAIR in self.train.columns
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.task == "regression" else len(self.label_names)
+
+    def fingerprint(self) -> str:
+        """A hash of every text and label in both splits (a resumed run checks it is unchanged)."""
+        h = hashlib.sha256()
+        for frame in (self.train, self.validation):
+            cols = [c for c in (TEXT, PAIR, LABEL) if c in frame.columns]
+            h.update(pd.util.hash_pandas_object(frame[cols], index=False).values.tobytes())
+        h.update(repr((self.task, self.label_names)).encode())
+        return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one CSV / TSV / JSONL file into a DataFrame (only empty cells count as missing)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise InputError(f"cannot read {path.name!r}: use a .csv, .tsv or .jsonl file "
+                         "(or pass a DataFrame / datasets Dataset)")
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    if suffix in (".jsonl", ".json"):
+        try:
+            return pd.read_json(path, lines=True)
+        except ValueError:
+            return pd.read_json(path)
+    sep = _SUFFIXES[suffix]
+    # TSV in the GLUE style carries quotes inside sentences: read them literally
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    return pd.read_csv(path, sep=sep, quoting=quoting, keep_default_na=False, na_values=[""],
+                       encoding="utf-8")
+
+
+def _find_split_file(folder: Path, names: Sequence[str]) -> Path | None:
+    for name in names:
+        for suffix in _SUFFIXES:
+            p = folder / f"{name}{suffix}"
+            if p.is_file():
+                return p
+    return None
+
+
+def _from_datasets(obj: Any, label_column: str) -> dict[str, pd.DataFrame]:
+    """A datasets Dataset/DatasetDict as {split: DataFrame}, class ids mapped to their names."""
+    if hasattr(obj, "keys") and not hasattr(obj, "to_pandas"):  # DatasetDict
+        splits = {name: obj[name] for name in obj.keys()}
+    else:
+        splits = {"train": obj}
+    out = {}
+    for name, ds in splits.items():
+        frame = ds.to_pandas()
+        feature = getattr(ds, "features", {}).get(label_column)
+        names = getattr(feature, "names", None)
+        if names and label_column in frame.columns:
+            # unlabelled rows (GLUE test sets use -1) stay -1 and are refused by the checks
+            frame[label_column] = [names[i] if 0 <= i < len(names) else i
+                                   for i in frame[label_column]]
+        out[name] = frame
+    return out
+
+
+def _from_hub(name: str, label_column: str) -> dict[str, pd.DataFrame]:
+    try:
+        import datasets
+    except ImportError as err:  # pragma: no cover - datasets is a dependency
+        raise InputError(f"{name!r} is not a file; loading a hub dataset needs `datasets`") from err
+    if ":" in name:
+        args = tuple(name.split(":", 1))
+    elif name.count("/") == 1 and name.split("/")[0] in _HUB_COLLECTIONS:
+        args = tuple(name.split("/"))
+    else:
+        args = (name,)
+    try:
+        ds = datasets.load_dataset(*args)
+    except Exception as err:  # noqa: BLE001 - datasets raises many types when offline
+        raise InputError(
+            f"{name!r} is neither a local file nor a dataset that could be loaded "
+            f"(datasets.load_dataset{args} failed: {type(err).__name__}: {str(err)[:200]}). "
+            "Pass a CSV/TSV/JSONL path, a DataFrame, or connect to the network for hub datasets."
+        ) from err
+    return _from_datasets(ds, label_column)
+
+
+def read_splits(data: Any, label_column: str = LABEL) -> tuple[dict[str, pd.DataFrame], str]:
+    """Any supported input as ({split name: DataFrame}, a short description of the source)."""
+    if isinstance(data, pd.DataFrame):
+        return {"train": data}, f"DataFrame ({len(data)} rows)"
+    if isinstance(data, dict):
+        out = {}
+        for name, part in data.items():
+            frames, _ = read_splits(part, label_column)
+            if len(frames) != 1:
+                raise InputError(f"data[{name!r}] holds several splits; pass one table per key")
+            out[name] = next(iter(frames.values()))
+        return out, f"dict of splits {sorted(out)}"
+    if isinstance(data, (str, Path)):
+        path = Path(data).expanduser()
+        if path.is_dir():
+            train = _find_split_file(path, _TRAIN_NAMES)
+            if train is None:
+                raise InputError(f"folder {path} has no train.csv/.tsv/.jsonl; pass a file instead")
+            out = {"train": read_table(train)}
+            val = _find_split_file(path, _VALIDATION_NAMES)
+            if val is not None:
+                out["validation"] = read_table(val)
+            return out, str(path)
+        if path.exists() or path.suffix.lower() in _SUFFIXES:
+            return {"train": read_table(path)}, str(path)
+        return _from_hub(str(data), label_column), f"datasets:{data}"
+    if hasattr(data, "to_pandas") or (hasattr(data, "keys") and hasattr(data, "column_names")):
+        return _from_datasets(data, label_column), type(data).__name__
+    raise InputError(
+        f"cannot read training data of type {type(data).__name__}: pass a DataFrame, a CSV/TSV/"
+        "JSONL path, a folder with train/dev files, a datasets Dataset/DatasetDict, or a dict "
+        "{'train': ..., 'validation': ...}")
+
+
+# ----------------------------------------------------------------------------- checking
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def _rows(mask: np.ndarray, frame: pd.DataFrame, limit: int = 5) -> str:
+    idx = list(frame.index[mask][:limit])
+    more = int(mask.sum()) - len(idx)
+    return ", ".join(map(str, idx)) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_frame(frame: pd.DataFrame, split: str, text_column: str, pair_column: str | None,
+                 label_column: str) -> pd.DataFrame:
+    """Select and rename the needed columns, refusing missing columns, empty texts and labels."""
+    if len(frame) == 0:
+        raise InputError(f"the {split} table is empty")
+    needed = [text_column] + ([pair_column] if pair_column else []) + [label_column]
+    for col in needed:
+        if col not in frame.columns:
+            raise InputError(
+                f"column {col!r} is missing from the {split} table; its columns are "
+                f"{list(frame.columns)}: set text_column/pair_column/label_column to match")
+    out = pd.DataFrame({TEXT: frame[text_column].to_numpy()}, index=frame.index)
+    if pair_column:
+        out[PAIR] = frame[pair_column].to_numpy()
+    for col, src in ((TEXT, text_column), (PAIR, pair_column)):
+        if src is None:
+            continue
+        values = out[col]
+        bad = np.array([not isinstance(v, str) for v in values])
+        if bad.any():
+            kinds = sorted({type(v).__name__ for v in values[bad]})
+            raise InputError(f"column {src!r} of the {split} table has non-text values ({kinds}) "
+                             f"in rows {_rows(bad, frame)}: fill or drop those rows")
+        empty = np.array([not v.strip() for v in values])
+        if empty.any():
+            raise InputError(f"column {src!r} of the {split} table has empty text in rows "
+                             f"{_rows(empty, frame)}: drop those rows or fill them")
+    labels = frame[label_column]
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        raise InputError(f"label column {label_column!r} of the {split} table has missing values "
+                         f"in rows {_rows(missing, frame)}: drop those rows or fill them")
+    kinds = {_kind(v) for v in labels}
+    if len(kinds) > 1:
+        examples = {}
+        for v in labels:
+            examples.setdefault(_kind(v), v)
+        shown = ", ".join(f"{v!r} ({k})" for k, v in sorted(examples.items()))
+        raise InputError(f"label column {label_column!r} of the {split} table mixes types: "
+                         f"{shown}; convert every label to one type (all strings or all numbers)")
+    out[LABEL] = labels.to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _infer_task(labels: pd.Series, task: str, label_column: str) -> str:
+    kind = _kind(labels.iloc[0])
+    numeric = kind in ("number", "bool")
+    integral = numeric and bool(np.all(np.equal(np.mod(labels.astype(float), 1), 0)))
+    if task == "auto":
+        return "regression" if numeric and not integral else "classification"
+    if task == "regression" and (not numeric or kind == "bool"):
+        raise InputError(f"task='regression' needs numeric labels, but {label_column!r} holds "
+                         f"{kind} values such as {labels.iloc[0]!r}; use task='classification'")
+    if task == "classification" and numeric and not integral:
+        raise InputError(f"label column {label_column!r} holds non-integer numbers such as "
+                         f"{labels[np.mod(labels.astype(float), 1) != 0].iloc[0]!r}: use "
+                         "task='regression', or map the values to classes first")
+    return task
+
+
+def _split(frame: pd.DataFrame, fraction: float, seed: int, stratify: bool):
+    from sklearn.model_selection import train_test_split
+
+    if len(frame) < 4:
+        raise InputError(f"only {len(frame)} labelled rows: a train/validation split needs at "
+                         "least 4 (pass a separate validation table, or more data)")
+    labels = frame[LABEL]
+    n_val = max(1, int(round(len(frame) * fraction)))
+    can_stratify = stratify and labels.value_counts().min() >= 2 and n_val >= labels.nunique()
+    train, val = train_test_split(frame, test_size=n_val, random_state=seed, shuffle=True,
+                                  stratify=labels if can_stratify else None)
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def load_task_data(data: Any, *, text_column: str = "text", pair_column: str | None = None,
+                   label_column: str = "label", task: str = "auto",
+                   validation_split: float = 0.1, seed: int = 0) -> TaskData:
+    """Read, check and split `data` (see the module docstring for what `data` may be)."""
+    if task not in TASKS:
+        raise InputError(f"task={task!r}; use one of {list(TASKS)}")
+    splits, source = read_splits(data, label_column)
+    train_name = next((n for n in _TRAIN_NAMES if n in splits), None)
+    if train_name is None:
+        if len(splits) == 1:
+            train_name = next(iter(splits))
+        else:
+            raise InputError(f"no 'train' split among {sorted(splits)}: name one split 'train'")
+    val_name = next((n for n in _VALIDATION_NAMES if n in splits), None)
+    train = _check_frame(splits[train_name], train_name, text_column, pair_column, label_column)
+    task = _infer_task(train[LABEL], task, label_column)
+    if val_name is not None:
+        val = _check_frame(splits[val_name], val_name, text_column, pair_column, label_column)
+        if _kind(val[LABEL].iloc[0]) != _kind(train[LABEL].iloc[0]):
+            raise InputError(f"labels of the {val_name} table are {_kind(val[LABEL].iloc[0])}s "
+                             f"but the training labels are {_kind(train[LABEL].iloc[0])}s")
+    else:
+        if not 0.0 < validation_split < 1.0:
+            raise InputError(f"validation_split={validation_split} must be in (0, 1) when only "
+                             "one table is given")
+        train, val = _split(train, validation_split, seed, stratify=task == "classification")
+
+    if task == "regression":
+        train[LABEL] = train[LABEL].astype(float)
+        val[LABEL] = val[LABEL].astype(float)
+        if train[LABEL].nunique() < 2:
+            raise InputError(f"every training label in {label_column!r} is "
+                             f"{train[LABEL].iloc[0]!r}: regression needs varying targets")
+        return TaskData(train, val, task, [], source)
+
+    values = sorted(train[LABEL].unique().tolist())
+    if len(values) < 2:
+        raise InputError(f"the training data has one class only ({values[0]!r} in column "
+                         f"{label_column!r}): a classifier needs at least two classes")
+    unseen = sorted(set(val[LABEL].unique().tolist()) - set(values), key=str)
+    if unseen:
+        raise InputError(f"validation labels {unseen[:5]} never occur in the training data "
+                         f"(training classes: {values[:10]}): fix the labels or the split")
+    ids = {v: i for i, v in enumerate(values)}
+    train[LABEL] = train[LABEL].map(ids).astype(np.int64)
+    val[LABEL] = val[LABEL].map(ids).astype(np.int64)
+    return TaskData(train, val, task, [str(v) for v in values], source)
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def model_max_length(model_config, tokenizer=None) -> int:
+    """The longest input (special tokens included) the model's position table holds."""
+    n = int(getattr(model_config, "max_position_embeddings", 512))
+    if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        n -= 2  # RoBERTa's positions start after padding_idx
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < n:  # huge sentinel values mean "unset"
+        n = tok_max
+    return n
+
+
+def check_max_length(max_length: int, model_config, tokenizer=None) -> int:
+    """Refuse a `max_length` above what the model can embed; return it unchanged otherwise."""
+    limit = model_max_length(model_config, tokenizer)
+    if max_length > limit:
+        raise InputError(f"max_length={max_length} is above what this model can take ({limit} "
+                         "tokens, from its position embeddings): set max_length <= "
+                         f"{limit}")
+    return max_length
+
+
+def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> dict[str, list[list[int]]]:
+    """Token ids per row (truncated to `max_length`, not padded): {"input_ids": [...], ...}."""
+    pairs = frame[PAIR].tolist() if PAIR in frame.columns else None
+    enc = tokenizer(frame[TEXT].tolist(), pairs, truncation=True, max_length=max_length,
+                    padding=False, return_attention_mask=False)
+    out = {"input_ids": enc["input_ids"]}
+    if "token_type_ids" in enc and pairs is not None:
+        out["token_type_ids"] = enc["token_type_ids"]
+    return out
