@@ -370,9 +370,11 @@ def attention(lm, texts, *, pairs: Sequence[str] | None = None,
                    merge_subwords=merge_subwords, select=select, aggregate=aggregate,
                    reduce=reduce)
     frames = []
-    for lm_one in as_lm_dict(lm).values():
+    for name, lm_one in as_lm_dict(lm).items():
         caps = capture_attention(lm_one, texts, pairs, norms=(mode == "norm"),
                                  batch_size=batch_size, max_length=max_length)
+        for c in caps:
+            c.model = name
         frames += [c.to_frame(**options) for c in caps]
     df = pd.concat(frames, ignore_index=True)
     for col in (S.MODEL, S.QUERY_TOKEN, S.KEY_TOKEN):
