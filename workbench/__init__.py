@@ -37,6 +37,13 @@ _API = {
     # --- probing (issue 4) ---
     # --- pretraining (issue 5) ---
     # --- fine-tuning (issue 6) ---
+    "finetune": "workbench.training.finetune",
+    "FineTuneConfig": "workbench.training.finetune",
+    "Run": "workbench.training.run",
+    "load_task_data": "workbench.training.tables",
+    "classification_metrics": "workbench.training.metrics",
+    "regression_metrics": "workbench.training.metrics",
+    "confusion_matrix": "workbench.training.metrics",
     # --- heads (issue 7) ---
     # --- representations (issue 9) ---
 }
