@@ -1,0 +1,39 @@
+"""Every benchmark runs in quick mode and returns well-formed rows (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+FILES = sorted(BENCH.glob("bench_*.py"))
+KEYS = {"measure", "unit", "ours", "peer", "peer_name", "higher_is_better"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+def test_benchmark_quick_mode_returns_rows(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.run(quick=True)
+    assert rows, f"{path.name} returned no rows"
+    for row in rows:
+        assert KEYS <= set(row), f"{path.name}: row lacks {KEYS - set(row)}"
+        for k in ("ours", "peer"):
+            v = row[k]
+            assert v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)
+
+
+def test_runner_formats_ratios():
+    spec = importlib.util.spec_from_file_location("runner", BENCH / "runner.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    rows = [{"measure": "speed", "unit": "x/s", "ours": 30.0, "peer": 10.0, "peer_name": "p",
+             "higher_is_better": True},
+            {"measure": "time", "unit": "s", "ours": 2.0, "peer": 8.0, "peer_name": "p",
+             "higher_is_better": False}]
+    assert runner.ratio(rows[0]) == 3.0 and runner.ratio(rows[1]) == 4.0
+    assert "3.00" in runner.format_table(rows) and "4.00" in runner.format_table(rows)
