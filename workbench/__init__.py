@@ -35,6 +35,13 @@ _API = {
     "attention_rollout": "workbench.analysis.attention_modes",
     "attention_flow": "workbench.analysis.attention_modes",
     # --- probing (issue 4) ---
+    "fill_mask": "workbench.analysis.fill_mask",
+    "score_candidates": "workbench.analysis.candidates",
+    "score": "workbench.analysis.pll",
+    "compare_pairs": "workbench.analysis.probes",
+    "probe": "workbench.analysis.probes",
+    "load_probe_set": "workbench.analysis.probes",
+    "logit_lens": "workbench.analysis.logit_lens",
     # --- pretraining (issue 5) ---
     # --- fine-tuning (issue 6) ---
     "finetune": "workbench.training.finetune",

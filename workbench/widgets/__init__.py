@@ -11,6 +11,7 @@ _WIDGETS: dict[str, str] = {
     # name -> module under workbench.widgets
     # --- attention (issue 3) ---
     # --- probing (issue 4) ---
+    "MaskProbe": "mask_probe",
     # --- pretraining (issue 5) ---
     # --- fine-tuning (issue 6) ---
     # --- heads (issue 7) ---
