@@ -48,5 +48,21 @@ LAYER_A = "layer_a"        # layer pairs compared across (or within) models, e.g
 LAYER_B = "layer_b"
 MODEL_A = "model_a"
 MODEL_B = "model_b"
+# heads (issue 7): per-head statistics are means over non-padding queries
+ATTN_BOS, ATTN_EOS, ATTN_PUNCT = "attn_bos", "attn_eos", "attn_punct"  # attention to <s>, </s>, .,
+ATTN_SELF, ATTN_PREV, ATTN_NEXT = "attn_self", "attn_prev", "attn_next"
+TOP_BOS, TOP_EOS, TOP_PUNCT = "top_bos", "top_eos", "top_punct"  # share of queries whose top key is
+TOP_SELF, TOP_PREV, TOP_NEXT = "top_self", "top_prev", "top_next"
+DISTANCE = "distance"      # attention-weighted mean |query - key|, in tokens
+ENTROPY = "entropy"        # entropy of a query's attention row, nats
+PATTERN = "pattern"        # vertical | diagonal | block | heterogeneous (Kovaleva et al. 2019)
+RELATION = "relation"      # a dependency relation label, e.g. "nsubj"
+ACCURACY = "accuracy"
+BASELINE = "baseline"      # accuracy of a fixed-offset baseline
+OFFSET = "offset"          # the baseline's best offset, in words
+COUNT = "count"
+JS_DISTANCE = "js_distance"  # Jensen-Shannon distance (base 2, in [0, 1])
+COSINE = "cosine"
+OBJECTIVE = "objective"    # the loss a head importance is measured on: "mlm" | "classifier"
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))

@@ -1,0 +1,211 @@
+"""Head statistics at corpus scale: `head_stats(lm, texts)` -> one row per (layer, head).
+
+The statistics are those of Clark et al. 2019 ("What Does BERT Look At?"), each a mean over every
+non-padding query token of the corpus (special tokens included as queries):
+
+- `attn_bos`, `attn_eos`, `attn_punct`: attention mass on `<s>`/[CLS], on `</s>`/[SEP], on
+  punctuation tokens (every character a Unicode punctuation mark);
+- `attn_self`, `attn_prev`, `attn_next`: attention on the query itself, the token before, after;
+- `distance`: attention-weighted mean |query - key| in tokens;
+- `entropy`: entropy of the query's attention row in nats (uniform over n keys gives log n);
+- `top_*`: the share of queries whose most-attended key is `<s>`, `</s>`, punctuation, itself,
+  the previous or the next token.
+
+The computation streams: texts go through `capture.forward` in length-sorted batches, each batch's
+attention maps are reduced at once to per-head sums on the model's device, and only those sums
+(L, H, F) are kept. `head_sums` works on any given attention tensor, so the statistics can be
+checked on synthetic maps (see tests/test_heads.py).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .. import schema as S
+from ..capture import Batch, as_text_list, batches, encode, forward, token_lengths
+from ..errors import InputError
+from ..models import LM, as_lm_dict
+
+# the statistics, in the order of the last axis of `head_sums`
+STATS = (S.ATTN_BOS, S.ATTN_EOS, S.ATTN_PUNCT, S.ATTN_SELF, S.ATTN_PREV, S.ATTN_NEXT,
+         S.DISTANCE, S.ENTROPY, S.TOP_BOS, S.TOP_EOS, S.TOP_PUNCT, S.TOP_SELF, S.TOP_PREV,
+         S.TOP_NEXT)
+
+
+@dataclass
+class KeyMasks:
+    """Which positions of a padded batch are real tokens, `<s>`, `</s>` and punctuation."""
+
+    valid: torch.Tensor  # (B, T) bool: not padding
+    bos: torch.Tensor    # (B, T) bool: <s> / [CLS]
+    eos: torch.Tensor    # (B, T) bool: </s> / [SEP]
+    punct: torch.Tensor  # (B, T) bool: a non-special token made only of punctuation
+
+    def to(self, device) -> "KeyMasks":
+        return KeyMasks(*(m.to(device) for m in (self.valid, self.bos, self.eos, self.punct)))
+
+
+def is_punctuation(token: str) -> bool:
+    return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
+
+
+def key_masks(lm: LM, batch: Batch) -> KeyMasks:
+    """Build the masks of a batch from its input ids and readable tokens."""
+    ids = batch.inputs["input_ids"].cpu()                        # (B, T)
+    valid = batch.inputs["attention_mask"].cpu().bool()
+    tok = lm.tokenizer
+    bos_ids = {i for i in (tok.cls_token_id, tok.bos_token_id) if i is not None}
+    eos_ids = {i for i in (tok.sep_token_id, tok.eos_token_id) if i is not None}
+    bos = torch.isin(ids, torch.tensor(sorted(bos_ids), dtype=ids.dtype)) & valid
+    eos = torch.isin(ids, torch.tensor(sorted(eos_ids), dtype=ids.dtype)) & valid
+    punct = torch.zeros_like(valid)
+    for row, view in enumerate(batch.views):
+        for pos, (text, special) in enumerate(zip(view.tokens, view.special)):
+            if not special and is_punctuation(text):
+                punct[row, pos] = True
+    return KeyMasks(valid=valid, bos=bos, eos=eos, punct=punct)
+
+
+def head_sums(att: torch.Tensor, masks: KeyMasks) -> torch.Tensor:
+    """Per-row sums over valid queries of every statistic in `STATS`: (B, H, T, T) -> (B, H, F).
+
+    `att[b, h, q, k]` is the attention of query q to key k; padded keys must carry zero weight
+    (as the model's attention mask guarantees) and padded queries are ignored.
+    """
+    a = att.float()                                               # (B, H, T, T)
+    B, H, T, _ = a.shape
+    pos = torch.arange(T, device=a.device)
+    sets = torch.stack([masks.bos, masks.eos, masks.punct], -1).to(a.dtype)    # (B, T, 3)
+    to_sets = torch.einsum("bhqk,bks->bhqs", a, sets)             # (B, H, T, 3)
+    to_self = a.diagonal(dim1=-2, dim2=-1)                        # (B, H, T)
+    to_prev = F.pad(a.diagonal(offset=-1, dim1=-2, dim2=-1), (1, 0))  # a[q, q-1], 0 at q=0
+    to_next = F.pad(a.diagonal(offset=1, dim1=-2, dim2=-1), (0, 1))   # a[q, q+1], 0 at q=T-1
+    gap = (pos[None, :] - pos[:, None]).abs().to(a.dtype)         # (T, T)
+    distance = torch.einsum("bhqk,qk->bhq", a, gap)               # (B, H, T)
+    entropy = -torch.special.xlogy(a, a).sum(-1)                  # (B, H, T)
+    top = a.argmax(-1)                                            # (B, H, T)
+    top_in = [torch.gather(m[:, None, :].expand(B, H, T), -1, top)
+              for m in (masks.bos, masks.eos, masks.punct)]
+    top_rel = [top == pos, top == pos - 1, top == pos + 1]
+    per_query = torch.stack(
+        [to_sets[..., 0], to_sets[..., 1], to_sets[..., 2], to_self, to_prev, to_next,
+         distance, entropy] + [t.to(a.dtype) for t in top_in + top_rel], -1)  # (B, H, T, F)
+    q = masks.valid[:, None, :, None].to(a.dtype)                 # (B, 1, T, 1)
+    return (per_query * q).sum(2)                                 # (B, H, F)
+
+
+class HeadStatsAccumulator:
+    """Running per-head sums of `STATS` over batches (on the device), optionally per text."""
+
+    def __init__(self, num_layers: int, num_heads: int, device: torch.device,
+                 num_texts: int | None = None):
+        acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.sums = torch.zeros(num_layers, num_heads, len(STATS), dtype=acc_dtype,
+                                device=device)                    # (L, H, F)
+        self.queries = torch.zeros((), dtype=acc_dtype, device=device)
+        self.uniform = [0.0, 0.0]    # summed distance and entropy uniform attention would give
+        self.texts = 0
+        self.per_text = None if num_texts is None else torch.zeros(
+            num_texts, num_layers, num_heads, len(STATS), dtype=torch.float64)  # (N, L, H, F)
+        self.per_text_queries = None if num_texts is None else torch.zeros(num_texts,
+                                                                           dtype=torch.float64)
+
+    def update(self, attentions: Sequence[torch.Tensor], masks: KeyMasks,
+               text_ids: Sequence[int] | None = None) -> None:
+        """Add one batch: `attentions` holds one (B, H, T, T) tensor per layer."""
+        masks = masks.to(attentions[0].device)
+        per_layer = torch.stack([head_sums(a, masks) for a in attentions], 1)  # (B, L, H, F)
+        self.sums += per_layer.sum(0).to(self.sums.dtype)
+        counts = masks.valid.sum(1)                               # (B,)
+        self.queries += counts.sum().to(self.queries.dtype)
+        self.texts += len(counts)
+        for n in counts.tolist():   # uniform over n keys: sum_q mean_k |q-k| = (n^2-1)/3
+            self.uniform[0] += (n * n - 1) / 3
+            self.uniform[1] += n * float(np.log(max(n, 1)))
+        if self.per_text is not None:
+            if text_ids is None:
+                raise ValueError("text_ids are needed when accumulating per text")
+            idx = torch.as_tensor(list(text_ids))
+            self.per_text[idx] = per_layer.double().cpu()
+            self.per_text_queries[idx] = counts.double().cpu()
+
+    def frame(self, model: str = "") -> pd.DataFrame:
+        """One row per (layer, head) (or per (text_id, layer, head) when kept per text)."""
+        if self.per_text is None:
+            means = (self.sums / self.queries.clamp(min=1)).cpu().numpy()  # (L, H, F)
+            L, H, _ = means.shape
+            df = pd.DataFrame(means.reshape(L * H, -1), columns=list(STATS))
+            df.insert(0, S.HEAD, np.tile(np.arange(H), L))
+            df.insert(0, S.LAYER, np.repeat(np.arange(L), H))
+        else:
+            means = (self.per_text / self.per_text_queries.clamp(min=1)[:, None, None, None])
+            N, L, H, _ = means.shape
+            df = pd.DataFrame(means.numpy().reshape(N * L * H, -1), columns=list(STATS))
+            df.insert(0, S.HEAD, np.tile(np.arange(H), N * L))
+            df.insert(0, S.LAYER, np.tile(np.repeat(np.arange(L), H), N))
+            df.insert(0, S.TEXT_ID, np.repeat(np.arange(N), L * H))
+        df.insert(0, S.MODEL, model)
+        queries = int(self.queries.item())
+        df.attrs.update(texts=int(self.texts), queries=queries,
+                        uniform_distance=self.uniform[0] / max(queries, 1),
+                        uniform_entropy=self.uniform[1] / max(queries, 1))
+        return df
+
+
+def attention_stats(attentions: Sequence[torch.Tensor], masks: KeyMasks,
+                    model: str = "") -> pd.DataFrame:
+    """`head_stats` for given maps: one (B, H, T, T) tensor per layer and their `KeyMasks`."""
+    acc = HeadStatsAccumulator(len(attentions), attentions[0].shape[1], attentions[0].device)
+    acc.update(attentions, masks)
+    return acc.frame(model)
+
+
+def iter_batches(lm: LM, texts: Sequence[str], *, batch_size: int = 32,
+                 max_length: int | None = None, progress: bool = True,
+                 desc: str = "batches") -> Iterator[tuple[list[int], Batch]]:
+    """Yield `(text indices, Batch)` over `texts`, grouped by token length (longest first)."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size}; use a positive number of texts per batch")
+    lengths = token_lengths(lm, texts)
+    groups = list(batches(lengths, batch_size))
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress,
+              leave=False) as bar:
+        for idx in groups:
+            yield idx, encode(lm, [texts[i] for i in idx], max_length=max_length)
+            bar.update(len(idx))
+
+
+def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None,
+               by_text: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Attention statistics of every head of `lm` (or a dict {name: LM}) over a corpus.
+
+    Returns one row per (model, layer, head) with the columns of `STATS` (see the module
+    docstring); `by_text=True` gives one row per (model, text_id, layer, head) instead.
+    `df.attrs` holds the numbers of texts and of queries averaged over, and the distance and
+    entropy uniform attention would have on the same texts (references for those columns). Padding never counts:
+    a text alone or in a padded batch gives the same numbers.
+
+    >>> wb.head_stats(lm, sentences).sort_values("attn_prev").tail(3)   # doctest: +SKIP
+    """
+    texts = as_text_list(texts)
+    frames = []
+    for name, one in as_lm_dict(lm).items():
+        acc = HeadStatsAccumulator(one.num_layers, one.num_heads, one.device,
+                                   num_texts=len(texts) if by_text else None)
+        for idx, batch in iter_batches(one, texts, batch_size=batch_size, max_length=max_length,
+                                       progress=progress, desc=f"head stats {name}"):
+            out = forward(one, batch, attentions=True)
+            acc.update(out.attentions, key_masks(one, batch), idx)
+        frames.append(acc.frame(name))
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df.attrs.update(frames[0].attrs)
+    return df
