@@ -1,0 +1,189 @@
+"""Layer-wise linear probes: which layer's vectors linearly encode a label (Tenney et al. 2019).
+
+What belongs here: `linear_probe(lm, data, task=...)`, which computes `features` for the data,
+fits one scikit-learn logistic regression per layer on a train split and scores it on held-out
+texts, beside two baselines that keep the curve honest:
+
+- `majority`: the accuracy of always answering the most frequent training label;
+- `control_accuracy`: the same probe trained on a *control task* (Hewitt & Liang 2019): every
+  word type (token task) or text (sentence task) gets a fixed random label drawn from the label
+  distribution. A probe that scores well there is memorising, not reading the representation;
+  `selectivity` = accuracy - control_accuracy. For sentence tasks each text is its own type, so
+  the control is the shuffled-label baseline and sits at chance on unseen texts.
+
+Splits are by text (`text_id`), so words of one sentence never sit on both sides.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import schema as S
+from ..errors import InputError
+from ..models import LM, as_lm_dict
+from .features import Features, features
+from .pos_data import sentences
+
+TASKS = ("sentence", "token")
+
+
+def _sentence_data(data, text_col: str, label_col: str) -> tuple[list[str], list]:
+    if isinstance(data, pd.DataFrame):
+        missing = {text_col, label_col} - set(data.columns)
+        if missing:
+            raise InputError(f"data lacks column(s) {sorted(missing)}: pass text_col=/label_col= "
+                             f"naming the text and label columns (it has {list(data.columns)})")
+        return [str(t) for t in data[text_col]], list(data[label_col])
+    try:
+        texts, labels = zip(*data)
+    except (TypeError, ValueError):
+        raise InputError("sentence data must be a DataFrame with text and label columns or a "
+                         "list of (text, label) pairs") from None
+    return list(texts), list(labels)
+
+
+def _token_frame(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        missing = {S.TEXT_ID, S.WORD_ID, S.WORD, S.LABEL} - set(data.columns)
+        if missing:
+            raise InputError(f"token data lacks column(s) {sorted(missing)}; use read_conll or "
+                             "pos_corpus, or a frame with text_id, word_id, word, label")
+        return data
+    try:
+        rows = [(t, w, str(word), tag) for t, sent in enumerate(data)
+                for w, (word, tag) in enumerate(sent)]
+    except (TypeError, ValueError):
+        raise InputError("token data must be a frame (text_id, word_id, word, label) or a list of "
+                         "sentences, each a list of (word, label) pairs") from None
+    return pd.DataFrame(rows, columns=[S.TEXT_ID, S.WORD_ID, S.WORD, S.LABEL])
+
+
+def control_labels(types: Sequence, labels: Sequence, seed: int = 0) -> np.ndarray:
+    """Hewitt & Liang control task: one fixed random label per type, drawn from the label frequencies."""
+    labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    uniq, inverse = np.unique(np.asarray(types, dtype=str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    per_type = rng.choice(len(values), size=len(uniq), p=counts / counts.sum())
+    return values[per_type[inverse]]
+
+
+def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> tuple[float, bool]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        probe.fit(x_tr, y_tr)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return float((probe.predict(x_te) == y_te).mean()), converged
+
+
+def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None = None,
+                   groups: Sequence | None = None, test_size: float = 0.25, seed: int = 0,
+                   C: float = 1.0, max_iter: int = 1000, control: bool = True) -> pd.DataFrame:
+    """Probe already computed features: `labels` (and `types`, `groups`) align with `feats.index`.
+
+    `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
+    column, else the text) define the control task. Returns the same frame as `linear_probe`.
+    """
+    y = np.asarray(labels)
+    if len(y) != len(feats):
+        raise InputError(f"{len(y)} labels for {len(feats)} feature rows: they must align")
+    index = feats.index
+    groups = np.asarray(groups if groups is not None else index[S.TEXT_ID])
+    if types is None:
+        col = next((c for c in (S.WORD, S.TOKEN) if c in index), None)
+        types = index[col] if col else index[S.TEXT_ID]
+    if not 0 < test_size < 1:
+        raise InputError(f"test_size={test_size}; use a fraction between 0 and 1")
+    if len(np.unique(y)) < 2:
+        raise InputError("the labels have a single value: a probe needs at least two classes")
+    if len(np.unique(groups)) < 2:
+        raise InputError("need at least two texts to split train and test by text")
+
+    from sklearn.model_selection import GroupShuffleSplit
+
+    split = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    tr, te = next(split.split(np.zeros(len(y)), y, groups))
+    values, counts = np.unique(y[tr], return_counts=True)
+    if len(values) < 2:
+        raise InputError("the training split holds a single label: pass more data or another seed")
+    majority = float((y[te] == values[counts.argmax()]).mean())
+    yc = control_labels(types, y, seed) if control else None
+
+    rows, unconverged = [], []
+    for j, layer in enumerate(feats.layers):
+        x = feats.array[:, j]                                            # (N, D)
+        acc, ok = _fit_score(x[tr], y[tr], x[te], y[te], C, max_iter)
+        rows += [(layer, "accuracy", acc), (layer, "majority", majority)]
+        if not ok:
+            unconverged.append(layer)
+        if yc is not None:
+            cacc, _ = _fit_score(x[tr], yc[tr], x[te], yc[te], C, max_iter)
+            rows += [(layer, "control_accuracy", cacc), (layer, "selectivity", acc - cacc)]
+    out = pd.DataFrame(rows, columns=[S.LAYER, S.METRIC, S.VALUE])
+    out.insert(0, S.MODEL, feats.model)
+    out[S.SPLIT] = "test"
+    out.attrs.update(n_train=int(len(tr)), n_test=int(len(te)), n_labels=int(len(np.unique(y))),
+                     unconverged_layers=unconverged, pool=feats.pool)
+    return out
+
+
+def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | None = None,
+                 text_col: str = S.TEXT, label_col: str = S.LABEL, test_size: float = 0.25,
+                 seed: int = 0, C: float = 1.0, max_iter: int = 1000, control: bool = True,
+                 batch_size: int = 32, progress: bool = True, cache: bool = True) -> pd.DataFrame:
+    """Per-layer probe accuracy with majority and control-task baselines.
+
+    `lm`: an `LM`, a dict {name: LM} (one curve per model), or ready `Features` (then `data` are
+    labels aligned with its rows). `task="sentence"`: `data` is a frame with `text_col` and
+    `label_col` (or (text, label) pairs), pooled with `pool` ("mean" default, or "cls").
+    `task="token"`: `data` is a frame (text_id, word_id, word, label) from `read_conll` /
+    `pos_corpus`, or a list of sentences of (word, label) pairs; one vector per word.
+
+    Returns a tidy frame: model, layer, metric ("accuracy", "majority", "control_accuracy",
+    "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
+    whose probe did not converge in `max_iter` steps.
+    """
+    if task not in TASKS:
+        raise InputError(f"task={task!r}; use 'sentence' (one label per text) or 'token' (per word)")
+    opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control)
+    if isinstance(lm, Features):
+        return probe_features(lm, data, **opts)
+    if task == "sentence":
+        pool = pool or "mean"
+        if pool not in ("mean", "cls"):
+            raise InputError(f"pool={pool!r} for a sentence task; use 'mean' or 'cls'")
+        texts, labels = _sentence_data(data, text_col, label_col)
+    else:
+        if pool not in (None, "words"):
+            raise InputError(f"pool={pool!r} for a token task: token tasks use one vector per word")
+        frame = _token_frame(data).sort_values([S.TEXT_ID, S.WORD_ID]).reset_index(drop=True)
+        texts, pool = sentences(frame), "words"
+        ids = {t: k for k, t in enumerate(sorted(frame[S.TEXT_ID].unique()))}  # text_id -> input index
+    parts, attrs = [], {}
+    for name, model in as_lm_dict(lm).items():
+        feats = features(model, texts, layers=layers, pool=pool, batch_size=batch_size,
+                         progress=progress, cache=cache)
+        feats.model = name
+        if task == "sentence":
+            y = [labels[i] for i in feats.index[S.TEXT_ID]]
+        else:
+            keyed = frame.assign(**{S.TEXT_ID: frame[S.TEXT_ID].map(ids)})
+            merged = feats.index[[S.TEXT_ID, S.WORD_ID]].merge(
+                keyed[[S.TEXT_ID, S.WORD_ID, S.LABEL]], on=[S.TEXT_ID, S.WORD_ID], how="left")
+            y = merged[S.LABEL].to_numpy()
+        result = probe_features(feats, y, **opts)
+        attrs[name] = dict(result.attrs)
+        parts.append(result)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs = attrs[next(iter(attrs))] if len(attrs) == 1 else {"per_model": attrs}
+    return out
