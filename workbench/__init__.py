@@ -32,6 +32,7 @@ _API = {
     "attention": "workbench.analysis.attention",
     "attention_tensor": "workbench.analysis.attention",
     "capture_attention": "workbench.analysis.attention",
+    "attention_qk": "workbench.analysis.attention",
     "attention_rollout": "workbench.analysis.attention_modes",
     "attention_flow": "workbench.analysis.attention_modes",
     # --- probing (issue 4) ---
@@ -51,6 +52,8 @@ _API = {
     "classification_metrics": "workbench.training.metrics",
     "regression_metrics": "workbench.training.metrics",
     "confusion_matrix": "workbench.training.metrics",
+    "classify": "workbench.training.predict",
+    "evaluate_classifier": "workbench.training.predict",
     # --- heads (issue 7) ---
     # --- representations (issue 9) ---
 }

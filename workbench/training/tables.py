@@ -346,3 +346,19 @@ def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> dict[str, list[
     if "token_type_ids" in enc and pairs is not None:
         out["token_type_ids"] = enc["token_type_ids"]
     return out
+
+
+def load_labelled(data: Any, *, text_column: str = "text", pair_column: str | None = None,
+                  label_column: str = "label", split: str | None = None) -> pd.DataFrame:
+    """One checked table, unsplit (e.g. a test set): columns `text`, (`text_pair`), `label`.
+
+    Labels keep their original values. `split` picks one split of a multi-split input (default:
+    the validation split if there is one, else the only or the 'train' split).
+    """
+    splits, _ = read_splits(data, label_column)
+    if split is None:
+        split = next((n for n in _VALIDATION_NAMES if n in splits), None)
+        split = split or ("train" if "train" in splits else next(iter(splits)))
+    if split not in splits:
+        raise InputError(f"no split {split!r} in the data; it has {sorted(splits)}")
+    return _check_frame(splits[split], split, text_column, pair_column, label_column)

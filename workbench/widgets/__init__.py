@@ -14,6 +14,8 @@ _WIDGETS: dict[str, str] = {
     "MaskProbe": "mask_probe",
     # --- pretraining (issue 5) ---
     # --- fine-tuning (issue 6) ---
+    "FineTuneRun": "finetune_run",
+    "RunMonitor": "training_monitor",
     # --- heads (issue 7) ---
     # --- representations (issue 9) ---
 }

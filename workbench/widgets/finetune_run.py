@@ -1,0 +1,226 @@
+"""`FineTuneRun`: fine-tune from a form, watch it live, stop it, resume it, compare runs.
+
+Controls -> `training.finetune.finetune` (in a background thread, so other notebook cells keep
+running while it trains) -> `RunMonitor` (live curves, progress with ETA, Stop) -> a runs table
+(`wb.runs()`) whose selected runs are compared with `plots.training.compare_runs`.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..plots.training import compare_runs
+from ..store import RunStore
+from ..training.demo_data import sentiment_demo_path
+from ..training.events import StopFlag
+from ..training.finetune import KIND, FineTuneConfig, finetune
+from ..training.run import Run
+from .training_monitor import RunMonitor
+
+_TABLE_COLUMNS = ["name", "status", "created", "base_model", "steps", "eval_loss", "eval_accuracy",
+                  "eval_macro_f1", "eval_mcc"]
+_COMPARE_METRICS = ["eval_accuracy", "eval_loss", "eval_macro_f1", "eval_mcc", "loss",
+                    "eval_pearson", "eval_spearman"]
+
+
+class FineTuneRun(widgets.VBox):
+    """A fine-tuning form with Start / Stop / Resume, live curves and a runs table.
+
+    `model`: an `LM` or a model name/folder; `data`: a DataFrame or anything `wb.finetune` reads
+    (when given, it replaces the data-path field). `config` fills the form's defaults.
+    `root`: the run store folder (default `$WORKBENCH_RUNS` or ./runs).
+    """
+
+    def __init__(self, model: Any = "demo", data: Any = None, *,
+                 config: FineTuneConfig | None = None, root: str | None = None):
+        cfg = config or FineTuneConfig()
+        self.lm = model if not isinstance(model, (str, Path)) else None
+        self.data = data
+        self.base_config = cfg
+        self.root = root
+        self.run: Run | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self.stop_flag = StopFlag()
+        style = {"description_width": "110px"}
+        wide = widgets.Layout(width="420px")
+        self.model_text = widgets.Text(value=str(model) if self.lm is None else self.lm.name,
+                                       description="model", style=style, layout=wide,
+                                       disabled=self.lm is not None)
+        default_path = "" if data is not None else str(sentiment_demo_path())
+        self.data_text = widgets.Text(value=default_path if not isinstance(data, (str, Path))
+                                      else str(data), description="data",
+                                      placeholder="CSV / TSV / JSONL path or datasets name",
+                                      style=style, layout=wide,
+                                      disabled=data is not None and not isinstance(data, (str, Path)))
+        self.text_column = widgets.Text(value=cfg.text_column, description="text column", style=style)
+        self.pair_column = widgets.Text(value=cfg.pair_column or "", description="pair column",
+                                        placeholder="(none)", style=style)
+        self.label_column = widgets.Text(value=cfg.label_column, description="label column",
+                                         style=style)
+        self.learning_rate = widgets.FloatText(value=cfg.learning_rate, description="learning rate",
+                                               style=style)
+        self.batch_size = widgets.BoundedIntText(value=cfg.batch_size, min=1, max=4096,
+                                                 description="batch size", style=style)
+        self.epochs = widgets.BoundedIntText(value=cfg.epochs, min=1, max=1000,
+                                             description="epochs", style=style)
+        self.max_steps = widgets.BoundedIntText(value=cfg.max_steps or 0, min=0, max=10_000_000,
+                                                description="max steps", style=style,
+                                                tooltip="0 = train for the epochs above")
+        self.max_length = widgets.BoundedIntText(value=cfg.max_length, min=2, max=100_000,
+                                                 description="max length", style=style)
+        self.eval_every = widgets.BoundedIntText(value=cfg.eval_every, min=0, max=10_000_000,
+                                                 description="eval every", style=style,
+                                                 tooltip="steps; 0 = once per epoch")
+        self.run_name = widgets.Text(value="", description="run name", placeholder="(automatic)",
+                                     style=style)
+        self.start_button = widgets.Button(description="Start", icon="play", button_style="primary")
+        self.resume_button = widgets.Button(description="Resume selected", icon="repeat",
+                                            tooltip="continue the selected run from its last checkpoint")
+        self.refresh_button = widgets.Button(description="Refresh runs", icon="refresh")
+        self.message = widgets.HTML()
+        self.monitor = RunMonitor(self.stop_flag)
+        self.runs_select = widgets.SelectMultiple(options=[], description="runs", rows=6,
+                                                  style=style, layout=wide)
+        self.compare_metric = widgets.Dropdown(options=_COMPARE_METRICS, value="eval_accuracy",
+                                               description="compare", style=style)
+        self.runs_table = widgets.HTML()
+        self.compare_figure = go.FigureWidget(compare_runs({}, "eval_accuracy"))
+        self.compare_figure.update_layout(height=300)
+        self.start_button.on_click(lambda _: self.start())
+        self.resume_button.on_click(lambda _: self.resume())
+        self.refresh_button.on_click(lambda _: self.refresh_runs())
+        self.runs_select.observe(lambda _: self.compare(), names="value")
+        self.compare_metric.observe(lambda _: self.compare(), names="value")
+        form = widgets.HBox([
+            widgets.VBox([self.model_text, self.data_text, self.text_column, self.pair_column,
+                          self.label_column, self.run_name]),
+            widgets.VBox([self.learning_rate, self.batch_size, self.epochs, self.max_steps,
+                          self.max_length, self.eval_every]),
+        ])
+        runs = widgets.VBox([widgets.HBox([self.runs_select,
+                                           widgets.VBox([self.compare_metric, self.refresh_button,
+                                                         self.resume_button])]),
+                             self.runs_table, self.compare_figure])
+        super().__init__([form, widgets.HBox([self.start_button, self.message]),
+                          self.monitor.widget, runs])
+        self.refresh_runs()
+
+    # ------------------------------------------------------------------ form -> config
+    def config(self) -> FineTuneConfig:
+        """The FineTuneConfig the form describes (raises InputError naming a bad field)."""
+        return self.base_config.replace(
+            text_column=self.text_column.value.strip(),
+            pair_column=self.pair_column.value.strip() or None,
+            label_column=self.label_column.value.strip(),
+            learning_rate=float(self.learning_rate.value), batch_size=int(self.batch_size.value),
+            epochs=int(self.epochs.value), max_steps=int(self.max_steps.value) or None,
+            max_length=int(self.max_length.value), eval_every=int(self.eval_every.value))
+
+    def _data(self):
+        if self.data is not None and not isinstance(self.data, (str, Path)):
+            return self.data
+        return self.data_text.value.strip()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    # ------------------------------------------------------------------ actions
+    def start(self) -> None:
+        """Start a new run in a background thread (the notebook stays usable)."""
+        self._launch(resume=None)
+
+    def resume(self) -> None:
+        """Continue the run selected in the runs table from its latest checkpoint."""
+        if len(self.runs_select.value) != 1:
+            self._say("select exactly one run to resume", error=True)
+            return
+        self._launch(resume=self.runs_select.value[0])
+
+    def stop(self) -> None:
+        """Ask the running run to stop gracefully (it saves and is marked 'stopped')."""
+        self.monitor._on_stop()
+
+    def wait(self, timeout: float | None = None) -> Run | None:
+        """Block until the background run ends (for scripts and tests); return its Run."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.run
+
+    def _launch(self, resume) -> None:
+        if self.running:
+            self._say("a run is already in progress: stop it first", error=True)
+            return
+        try:
+            config = None if resume is not None else self.config()
+        except Exception as err:  # noqa: BLE001 - shown in the widget
+            self._say(f"{type(err).__name__}: {err}", error=True)
+            return
+        self.stop_flag.clear()
+        self.error = None
+        model = self.lm if self.lm is not None else self.model_text.value.strip()
+        data = self._data()
+        name = self.run_name.value.strip() or None
+        self.start_button.disabled = True
+        self._say("resuming ..." if resume else "starting ...")
+
+        def work():
+            try:
+                self.run = finetune(model, data, config=config, resume=resume,
+                                    callbacks=[self.monitor], stop=self.stop_flag, name=name,
+                                    root=self.root, progress=False)
+                self._say(f"run {self.run.name}: {self.run.status}")
+            except BaseException as err:  # noqa: BLE001 - shown in the widget, kept for callers
+                self.error = err
+                self._say(f"{type(err).__name__}: {err}", error=True)
+            finally:
+                self.start_button.disabled = False
+                self.refresh_runs()
+
+        self.thread = threading.Thread(target=work, name="workbench-finetune", daemon=True)
+        self.thread.start()
+
+    def _say(self, text: str, error: bool = False) -> None:
+        colour = "#b00020" if error else "#333"
+        self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+
+    # ------------------------------------------------------------------ runs table
+    def runs_frame(self) -> pd.DataFrame:
+        """The fine-tuning runs in the store, newest first."""
+        frame = RunStore(self.root).list()
+        if len(frame) and "kind" in frame.columns:
+            frame = frame[frame["kind"] == KIND]
+        return frame.reset_index(drop=True)
+
+    def refresh_runs(self) -> None:
+        frame = self.runs_frame()
+        keep = [c for c in _TABLE_COLUMNS if c in frame.columns]
+        shown = frame.set_index("id")[keep] if len(frame) else frame
+        self.runs_table.value = shown.to_html(float_format=lambda v: f"{v:.4g}", escape=True,
+                                              border=0) if len(frame) else "<i>no runs yet</i>"
+        selected = [v for v in self.runs_select.value if v in set(frame.get("path", []))]
+        self.runs_select.options = [(f"{r['name']} ({r['status']})", r["path"])
+                                    for _, r in frame.iterrows()]
+        self.runs_select.value = tuple(selected)
+
+    def compare(self) -> None:
+        """Redraw the comparison figure for the selected runs and metric."""
+        metric = self.compare_metric.value
+        frames = {}
+        for path in self.runs_select.value:
+            run = Run.open(path)
+            frames[run.name] = run.metrics()
+        fresh = compare_runs(frames, metric)
+        with self.compare_figure.batch_update():
+            self.compare_figure.data = ()
+            self.compare_figure.add_traces(list(fresh.data))
+            self.compare_figure.update_layout(title=fresh.layout.title,
+                                              yaxis_title=metric)

@@ -1,0 +1,137 @@
+"""`RunMonitor`: a live view of any training run (fine-tuning, pretraining) fed by its events.
+
+Pass it as a callback (`wb.finetune(..., callbacks=[monitor], stop=monitor.stop)`): it collects
+"step" and "eval" metrics, redraws `plots.training.training_curves` into a plotly FigureWidget
+(at most every `redraw_s` seconds, and always on evaluations and at the end), moves a progress bar
+with steps/s and ETA, and its Stop button requests a graceful stop through a `StopFlag`.
+It knows nothing about a particular loop: any `Event` stream drives it.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Sequence
+
+import ipywidgets as widgets
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..plots.training import training_curves
+from ..training.events import Event, StopFlag
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class RunMonitor:
+    """Live curves + progress bar with ETA + Stop button; call it with each training `Event`."""
+
+    def __init__(self, stop: StopFlag | None = None, *, title: str | None = None,
+                 metrics: Sequence[str] | None = None, redraw_s: float = 0.5,
+                 show_keys: Sequence[str] = ("loss", "eval_loss", "eval_accuracy")):
+        self.stop = stop or StopFlag()
+        self.metrics_shown = list(metrics) if metrics is not None else None
+        self.redraw_s = redraw_s
+        self.show_keys = tuple(show_keys)
+        self.rows: list[dict] = []
+        self.state = "idle"
+        self.run_id: str | None = None
+        self._lock = threading.Lock()
+        self._last_draw = 0.0
+        self._t0 = self._step0 = None
+        self._latest: dict = {}
+        self.figure = go.FigureWidget(training_curves(pd.DataFrame(), title=title))
+        self.figure.update_layout(height=320)
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="steps",
+                                            layout=widgets.Layout(width="320px"))
+        self.status = widgets.HTML(value="not started")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="warning",
+                                          tooltip="finish the current step, save, mark the run stopped",
+                                          disabled=True)
+        self.stop_button.on_click(self._on_stop)
+        self.widget = widgets.VBox([widgets.HBox([self.progress, self.stop_button, self.status]),
+                                    self.figure])
+
+    # ------------------------------------------------------------------ events in
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            if event.kind == "start":
+                self._start(event)
+            elif event.kind in ("step", "eval"):
+                self.rows.append({"step": event.step, "kind": event.kind, **{
+                    k: v for k, v in event.metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+                self._latest.update({k: v for k, v in event.metrics.items()
+                                     if k in self.show_keys and isinstance(v, (int, float))})
+            elif event.kind in ("end", "stopped", "error"):
+                self.state = {"end": "completed", "stopped": "stopped", "error": "failed"}[event.kind]
+                self.stop_button.disabled = True
+                if event.kind == "error":
+                    self._latest["error"] = str(event.metrics.get("message", ""))[:200]
+            self._progress(event)
+            final = event.kind in ("eval", "end", "stopped", "error")
+            if final or time.monotonic() - self._last_draw >= self.redraw_s:
+                self.redraw()
+
+    def _start(self, event: Event) -> None:
+        self.state = "running"
+        self.run_id = event.run_id
+        self._t0, self._step0 = event.time, event.step
+        self._latest.pop("error", None)
+        self.stop_button.disabled = False
+        self.progress.max = max(1, event.total_steps)
+
+    def _on_stop(self, _button=None) -> None:
+        self.stop.request()
+        self.stop_button.disabled = True
+        self.status.value = html.escape("stopping after this step ...")
+
+    # ------------------------------------------------------------------ views out
+    def frame(self) -> pd.DataFrame:
+        """The metrics seen so far (same columns as `Run.metrics()`)."""
+        return pd.DataFrame(self.rows)
+
+    def eta_seconds(self, step: int, total: int, now: float) -> float | None:
+        if self._t0 is None or step <= self._step0 or not total:
+            return None
+        rate = (step - self._step0) / max(now - self._t0, 1e-9)
+        return (total - step) / rate
+
+    def _progress(self, event: Event) -> None:
+        if event.total_steps:
+            self.progress.max = max(1, event.total_steps)
+        self.progress.value = min(event.step, self.progress.max)
+        parts = [f"{self.state}", f"step {event.step}/{event.total_steps or '?'}"]
+        eta = self.eta_seconds(event.step, event.total_steps, event.time)
+        if self.state == "running" and eta is not None:
+            rate = (event.step - self._step0) / max(event.time - self._t0, 1e-9)
+            parts += [f"{rate:.2f} steps/s", f"ETA {_duration(eta)}"]
+        parts += [f"{k} {v:.4g}" for k, v in self._latest.items() if k != "error"]
+        if "error" in self._latest:
+            parts.append(f"error: {self._latest['error']}")
+        self.status.value = html.escape(" · ".join(parts))
+
+    def redraw(self) -> None:
+        """Copy the latest curves into the FigureWidget (traces matched by name)."""
+        self._last_draw = time.monotonic()
+        new = training_curves(self.frame(), metrics_shown=self.metrics_shown)
+        old_names = [t.name for t in self.figure.data]
+        new_names = [t.name for t in new.data]
+        with self.figure.batch_update():
+            if old_names == new_names:
+                for old, fresh in zip(self.figure.data, new.data):
+                    old.x, old.y = fresh.x, fresh.y
+            else:
+                self.figure.data = ()
+                self.figure.add_traces(list(new.data))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
