@@ -55,7 +55,22 @@ _API = {
     "classify": "workbench.training.predict",
     "evaluate_classifier": "workbench.training.predict",
     # --- heads (issue 7) ---
+    "head_stats": "workbench.analysis.heads",
+    "head_clusters": "workbench.analysis.head_clusters",
+    "ablate": "workbench.analysis.ablation",
+    "head_importance": "workbench.analysis.ablation",
+    "syntax_heads": "workbench.analysis.syntax_heads",
+    "compare_attention": "workbench.analysis.compare",
     # --- representations (issue 9) ---
+    "features": "workbench.analysis.features",
+    "Features": "workbench.analysis.features",
+    "linear_probe": "workbench.analysis.linear_probe",
+    "embedding_map": "workbench.analysis.embedding_map",
+    "similarity": "workbench.analysis.similarity",
+    "linear_cka": "workbench.analysis.similarity",
+    "attribute": "workbench.analysis.attribution",
+    "pos_corpus": "workbench.analysis.pos_data",
+    "read_conll": "workbench.analysis.pos_data",
 }
 
 # subpackages reachable as attributes: wb.widgets.AttentionExplorer, wb.figures.export, ...

@@ -403,3 +403,23 @@ def attention_tensor(lm: LM, text, *, pair: str | None = None, mode: str = "weig
                          merge_subwords=merge_subwords, select=select, aggregate=aggregate,
                          reduce=reduce)
     return x, u.labels
+
+
+def attention_qk(lm: LM, text, *, pair: str | None = None,
+                 max_length: int | None = None) -> dict:
+    """Query and key vectors of every head for one text (the query/key view's data).
+
+    Returns {"queries": (L, H, T, d), "keys": (L, H, T, d), "weights": (L, H, T, T), "tokens"}
+    as CPU float32 tensors, captured with forward hooks on the stock model's projections, so
+    softmax(q k^T / sqrt(d)) reproduces `weights` (RoBERTa-style scaled dot-product attention).
+    """
+    batch = encode(lm, [text], [pair] if pair is not None else None, max_length=max_length)
+    with modes.qk_capture(lm) as store:
+        res = forward(lm, batch, attentions=True)
+    n = len(batch.views[0])
+    return {
+        "queries": torch.stack([x[0, :, :n] for x in store["queries"]]).cpu(),
+        "keys": torch.stack([x[0, :, :n] for x in store["keys"]]).cpu(),
+        "weights": torch.stack([a[0, :, :n, :n] for a in res.attentions]).float().cpu(),
+        "tokens": batch.views[0].tokens,
+    }

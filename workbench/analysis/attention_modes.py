@@ -137,6 +137,23 @@ def value_capture(lm: LM) -> Iterator[ValueCapture]:
         yield store
 
 
+@contextlib.contextmanager
+def qk_capture(lm: LM) -> Iterator[dict]:
+    """Hook every layer's query/key projections; yields {"queries"|"keys": [(B, H, T, d) per layer]}."""
+    parts = attention_modules(lm)
+    store = {"queries": [None] * len(parts), "keys": [None] * len(parts)}
+
+    def make_hook(p, name):
+        def hook(module, inputs, output):                      # output: (B, T, hidden)
+            b, t, _ = output.shape
+            store[name][p.layer] = output.float().view(b, t, p.num_heads, p.head_dim).transpose(1, 2)
+        return hook
+
+    with hooks([(p.query, make_hook(p, "queries"), "forward") for p in parts]
+               + [(p.key, make_hook(p, "keys"), "forward") for p in parts]):
+        yield store
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise InputError(f"mode={mode!r}; use one of {sorted(MODES)}")

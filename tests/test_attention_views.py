@@ -1,0 +1,244 @@
+"""Attention views: offline HTML, escaping, compact payloads, plots, and a headless-chromium render check."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.views import attention as views
+from workbench.views.bertviz_adapter import offline_html
+
+TEXT = "The pizzeria was closed, unfortunately."
+EVIL = '<script>alert("x")</script>'
+URL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|https?://|url\(\s*["']?https?:""", re.I)
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def attn(tiny_lm):
+    return wb.attention_tensor(tiny_lm, TEXT)
+
+
+@pytest.fixture(scope="module")
+def all_views(tiny_lm, attn):
+    x, tokens = attn
+    qk = wb.attention_qk(tiny_lm, TEXT)
+    return {
+        "head": wb.views.head_view(x, tokens, layer=1),
+        "model": wb.views.model_view(x, tokens),
+        "qk": wb.views.query_key_view(qk["queries"], qk["keys"], qk["tokens"], layer=1, head=2),
+    }
+
+
+def _decode_head_layer(payload, layer):
+    raw = np.frombuffer(base64.b64decode(payload["layers"][str(layer)]), dtype=np.uint8)
+    h, n, k = payload["n_heads"], payload["n"], payload["k"]
+    idx = raw[: 2 * h * n * k].view("<u2").reshape(h, n, k)
+    w = raw[2 * h * n * k:].view("<f2").reshape(h, n, k).astype(np.float32)
+    dense = np.zeros((h, n, n), dtype=np.float32)
+    np.put_along_axis(dense, idx.astype(np.int64), w, axis=-1)
+    return dense
+
+
+def test_views_contain_no_external_url(all_views):
+    for kind, view in all_views.items():
+        page = view.html()
+        assert not URL.search(page), f"{kind} view refers to an external URL"
+        assert "<script src" not in page
+
+
+def test_script_token_is_escaped(attn):
+    x, tokens = attn
+    tokens = list(tokens)
+    tokens[1] = EVIL
+    for view in (wb.views.head_view(x, tokens), wb.views.model_view(x, tokens)):
+        page = view.html(title=EVIL)
+        assert EVIL not in page                      # neither in the data block nor the title
+        assert "\\u003cscript\\u003e" in page        # the token travels as escaped JSON
+        assert "&lt;script&gt;" in page              # the title is html-escaped
+        assert page.count("<script") == 3            # data block + library + render call only
+
+
+def test_head_payload_is_compact_and_exact_for_short_inputs(attn):
+    x, tokens = attn
+    x = x.numpy()
+    payload = views.head_payload(x, tokens, top_k=len(tokens))
+    for layer in range(x.shape[0]):
+        assert np.allclose(_decode_head_layer(payload, layer), x[layer], atol=1e-3)
+    # top-k keeps each query's strongest keys
+    small = views.head_payload(x, tokens, top_k=3)
+    dense = _decode_head_layer(small, 0)
+    assert ((dense > 0).sum(-1) <= 3).all()
+    assert np.allclose(dense.max(-1), x[0].max(-1), atol=1e-3)
+
+
+def test_model_payload_pools_long_inputs():
+    rng = np.random.default_rng(0)
+    w = rng.random((2, 3, 100, 100)).astype(np.float32)
+    w /= w.sum(-1, keepdims=True)
+    p = views.model_payload(w, [f"t{i}" for i in range(100)], thumb=20)
+    thumbs = np.frombuffer(base64.b64decode(p["thumbs"]), dtype=np.uint8).reshape(2, 3, 20, 20)
+    assert p["size"] == 20 and thumbs.max() == 255
+    pooled = w[0, 0].reshape(20, 5, 20, 5).mean(axis=(1, 3))
+    assert np.allclose(thumbs[0, 0] / 255, pooled / pooled.max(), atol=1 / 255)
+
+
+def test_views_reject_mismatched_tokens(attn):
+    x, tokens = attn
+    with pytest.raises(wb.InputError, match="tokens"):
+        wb.views.head_view(x, tokens[:-1])
+
+
+def test_qk_vectors_reproduce_the_weights(tiny_lm):
+    import torch
+
+    qk = wb.attention_qk(tiny_lm, TEXT)
+    d = qk["queries"].shape[-1]
+    scores = qk["queries"] @ qk["keys"].transpose(-1, -2) / d ** 0.5
+    assert torch.allclose(torch.softmax(scores, -1), qk["weights"], atol=1e-5)
+
+
+def test_view_saves_standalone_html(all_views, tmp_path):
+    path = all_views["head"].save(tmp_path / "head.html")
+    assert path.read_text().startswith("<!DOCTYPE html>")
+    with pytest.raises(wb.InputError, match="html"):
+        all_views["head"].save(tmp_path / "head.png")
+
+
+def test_heatmap_figures(tiny_lm):
+    from workbench.plots.attention import attention_heatmap
+
+    df = wb.attention(tiny_lm, TEXT, layers=0, heads=1)
+    fig = attention_heatmap(df)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (len(tiny_lm.tokens(TEXT)),) * 2
+    assert np.allclose(np.nansum(z, axis=1), 1, atol=1e-5)
+    agg = wb.attention(tiny_lm, TEXT, aggregate=["heads", "layers"], merge_subwords=True)
+    fig2 = attention_heatmap(agg, title="mean of all heads")
+    assert "mean of all heads" in fig2.layout.title.text
+    with pytest.raises(wb.InputError, match="one"):
+        attention_heatmap(wb.attention(tiny_lm, TEXT, layers=0))
+
+
+def test_bertviz_adapter_rewrites_cdn_loading(tmp_path, attn):
+    x, tokens = attn
+    (tmp_path / "d3.min.js").write_text('// d3 v5.7.0\nwindow.d3 = {version: "5.7.0"};')
+    (tmp_path / "jquery.min.js").write_text("window.jQuery = function () {};")
+    view = wb.views.bertviz_offline(x, [EVIL] + list(tokens[1:]), assets=tmp_path)
+    page = view.html()
+    assert "cdnjs" not in page and "require.config" not in page and "requirejs(" not in page
+    assert "})(window.jQuery, window.d3);" in page
+    assert EVIL not in page                                     # cannot close the script block
+    assert page.count("<script") == page.count("</script>") == 3
+
+
+def test_bertviz_adapter_names_the_fix_without_assets(tmp_path, attn, monkeypatch):
+    from workbench.views import bertviz_adapter as bo
+
+    monkeypatch.setattr(bo, "_SEARCH", [])
+    monkeypatch.delenv("WORKBENCH_JS_ASSETS", raising=False)
+    with pytest.raises(wb.errors.MissingDependencyError, match="npm pack d3"):
+        wb.views.bertviz_offline(attn[0], attn[1], assets=tmp_path)
+
+
+def _browser():
+    path = "/usr/bin/chromium"
+    if not (os.path.exists(path) or shutil.which("chromium")):
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is missing at /usr/bin/chromium but WORKBENCH_REQUIRE_BROWSER=1")
+        pytest.skip("chromium is not installed (set WORKBENCH_REQUIRE_BROWSER=1 to make this fail)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail("playwright is not installed but WORKBENCH_REQUIRE_BROWSER=1")
+        pytest.skip("playwright is not installed")
+    return sync_playwright, path
+
+
+def _open_offline(page_html_path, sync_playwright, exe, script):
+    """Open a file with all network refused; return (script result, requests tried, errors)."""
+    tried, errors, dialogs = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
+        try:
+            context = browser.new_context(offline=True)
+            page = context.new_page()
+            page.route("**/*", lambda route: route.continue_()
+                       if route.request.url.startswith("file:")
+                       else (tried.append(route.request.url), route.abort()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(page_html_path.as_uri())
+            page.wait_for_selector("[data-wb-drawn='1']", timeout=10_000)
+            result = page.evaluate(script)
+        finally:
+            browser.close()
+    return result, tried, errors, dialogs
+
+
+COUNT_INK = """() => {
+  const canvases = [...document.querySelectorAll('canvas')];
+  let ink = 0;
+  for (const c of canvases) {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 250 || d[i + 1] < 250)) ink++;
+  }
+  return {ink, canvases: canvases.length, text: document.body.innerText,
+          tokens: document.querySelectorAll('.wb-attn-token').length};
+}"""
+
+
+@pytest.mark.browser
+def test_standalone_views_draw_in_headless_chromium_offline(tmp_path, attn, tiny_lm):
+    sync_playwright, exe = _browser()
+    x, tokens = attn
+    tokens = list(tokens)
+    tokens[1] = EVIL
+    qk = wb.attention_qk(tiny_lm, TEXT)
+    pages = {
+        "head": wb.views.head_view(x, tokens),
+        "model": wb.views.model_view(x, tokens),
+        "qk": wb.views.query_key_view(qk["queries"], qk["keys"], tokens, layer=0, head=0),
+    }
+    for kind, view in pages.items():
+        path = view.save(tmp_path / f"{kind}.html")
+        result, tried, errors, dialogs = _open_offline(path, sync_playwright, exe, COUNT_INK)
+        assert not tried, f"{kind} view tried the network: {tried}"
+        assert not errors, f"{kind} view raised: {errors}"
+        assert not dialogs, f"{kind} view ran a token as code"
+        assert result["canvases"] > 0 and result["ink"] > 50, f"{kind} view drew nothing: {result}"
+        if kind != "model":
+            assert EVIL in result["text"]                 # shown as text, not run
+            assert result["tokens"] >= len(tokens)
+
+
+@pytest.mark.browser
+def test_bertviz_offline_draws_with_local_assets(tmp_path, attn):
+    sync_playwright, exe = _browser()
+    from workbench.views.bertviz_adapter import find_assets
+
+    try:
+        find_assets()
+    except wb.errors.MissingDependencyError as err:
+        pytest.skip(f"no local d3/jQuery for bertviz: {err}")
+    x, tokens = attn
+    path = wb.views.bertviz_offline(x, tokens).save(tmp_path / "bv.html")
+    text = path.read_text()
+    path.write_text(text.replace('<div id=\'vis\'></div>', '<div id=\'vis\' data-wb-drawn=\'1\'></div>'))
+    script = "() => document.querySelectorAll('#vis svg text, #vis svg line, #vis svg rect').length"
+    result, tried, errors, _ = _open_offline(path, sync_playwright, exe, script)
+    assert not tried and not errors, (tried, errors)
+    assert result > len(tokens)
+
+
+def test_offline_html_rejects_unknown_bertviz_shapes(tmp_path):
+    with pytest.raises(RuntimeError, match="unexpected shape"):
+        offline_html("<div></div><script type=\"text/javascript\">foo()</script>", {})
