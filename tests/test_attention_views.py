@@ -242,3 +242,62 @@ def test_bertviz_offline_draws_with_local_assets(tmp_path, attn):
 def test_offline_html_rejects_unknown_bertviz_shapes(tmp_path):
     with pytest.raises(RuntimeError, match="unexpected shape"):
         offline_html("<div></div><script type=\"text/javascript\">foo()</script>", {})
+
+
+# -- the widget: behaviour on traits, no browser ----------------------------------------------
+@pytest.fixture()
+def explorer(tiny_lm):
+    return wb.widgets.AttentionExplorer(tiny_lm, [TEXT, ("A man eats pizza.", "He is hungry.")])
+
+
+def test_explorer_options_do_not_rerun_the_model(explorer, tiny_lm):
+    assert explorer.forward_count == 1 and len(explorer.captures) == 2
+    z0 = np.asarray(explorer.figure.data[0].z, dtype=float)
+    explorer.layer.value = 1
+    z1 = np.asarray(explorer.figure.data[0].z, dtype=float)
+    assert not np.allclose(z0, z1)
+    ref, _ = wb.attention_tensor(tiny_lm, TEXT, layers=[1], heads=[0])
+    assert np.allclose(z1, ref[0, 0].numpy(), atol=1e-6)
+    explorer.drop_special.value = True
+    assert np.asarray(explorer.figure.data[0].z).shape == (ref.shape[-1] - 2,) * 2
+    explorer.mode.value = "rollout"
+    assert "all heads" in explorer.figure.layout.title.text
+    explorer.merge.value = True
+    explorer.text_pick.value = 1
+    assert set(explorer.frame()["segment"]) == {0, 1}
+    assert explorer.forward_count == 1          # every change above reused the cached pass
+
+
+def test_explorer_views_and_token_selection(explorer):
+    explorer.view.value = "head"
+    payload = explorer.canvas.payload
+    assert payload["kind"] == "head" and list(payload["layers"]) == ["0"]  # only this layer sent
+    explorer.canvas.selected = [1, 2]           # as a token click in the browser would
+    df = explorer.frame()
+    assert set(df["query"]) == {-1} and np.isclose(df["weight"].sum(), 1, atol=1e-5)
+    assert "selected:" in explorer.selection.value and "The" in explorer.selection.value
+    explorer.view.value = "model"
+    assert explorer.canvas.payload["kind"] == "model"
+    explorer.canvas.picked = [1, 3]             # a click on a model-view map
+    assert (explorer.layer.value, explorer.head.value, explorer.view.value) == (1, 3, "head")
+    explorer.view.value = "qk"
+    assert explorer.canvas.payload["kind"] == "qk" and explorer.canvas.payload["layer"] == 1
+    assert explorer.forward_count == 1
+
+
+def test_explorer_rerun_and_export(explorer, tmp_path):
+    explorer.text.value = "Only one text now."
+    explorer.run_button.click()
+    assert explorer.forward_count == 2 and len(explorer.captures) == 1
+    csv = explorer.export(tmp_path / "a", "csv")
+    import pandas as pd
+
+    back = pd.read_csv(csv)
+    assert len(back) == len(explorer.frame()) and "weight" in back
+    assert explorer.export(tmp_path / "a.parquet").exists()
+    explorer.export_path.value = str(tmp_path / "fig")
+    explorer.export_format.value = "html"
+    explorer.export_button.click()
+    assert (tmp_path / "fig.html").exists() and "wrote" in explorer.status.value
+    with pytest.raises(wb.InputError):
+        explorer.export(tmp_path / "x.doc")

@@ -10,6 +10,7 @@ import importlib
 _WIDGETS: dict[str, str] = {
     # name -> module under workbench.widgets
     # --- attention (issue 3) ---
+    "AttentionExplorer": "attention_explorer",
     # --- probing (issue 4) ---
     "MaskProbe": "mask_probe",
     # --- pretraining (issue 5) ---
@@ -17,7 +18,11 @@ _WIDGETS: dict[str, str] = {
     "FineTuneRun": "finetune_run",
     "RunMonitor": "training_monitor",
     # --- heads (issue 7) ---
+    "HeadExplorer": "head_explorer",
     # --- representations (issue 9) ---
+    "ProbeLab": "probe_lab",
+    "AttributionView": "attribution_view",
+    "attribution_view": "attribution_view",
 }
 
 __all__ = sorted(_WIDGETS)

@@ -1,0 +1,273 @@
+"""`AttentionExplorer(lm)`: type texts, pick layer/head/view/mode/options, click tokens, export.
+
+Controls -> analysis -> plot/view. The model runs only when "Run" is pressed (or texts are given
+at construction): each text's forward pass is cached as an `AttentionCapture` (weights plus the
+value norms norm-based attention needs; q/k vectors on first use of the query/key view), and every
+option change re-transforms the cache. Views: a plotly heatmap (`plots.attention`), or our offline
+head / model / query-key views drawn by `views/static/attention.js` inside an anywidget; for the
+head view only the current layer's data is sent.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import anywidget
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import traitlets
+
+from .. import figures
+from ..analysis.attention import ALL, AttentionCapture, attention_qk, capture_attention
+from ..analysis.attention_modes import FLOW_MAX_TOKENS, MODES
+from ..errors import InputError, WorkbenchError
+from ..models import LM
+from ..plots.attention import attention_heatmap
+from ..views.attention import head_payload, model_payload, qk_payload, static_js
+
+VIEWS = [("heatmap", "heatmap"), ("head view", "head"), ("model view", "model"),
+         ("query/key", "qk")]
+EXPORTS = ("png", "svg", "pdf", "html", "csv", "parquet")
+PAIR_SEP = "||"  # a line "A || B" is a sentence pair
+
+
+class AttentionCanvas(anywidget.AnyWidget):
+    """The JS views: `payload` in, token clicks (`selected`) and map clicks (`picked`) out."""
+
+    _esm = static_js("attention.js") + "\n" + static_js("attention_widget.js")
+    payload = traitlets.Dict().tag(sync=True)
+    selected = traitlets.List(traitlets.Int()).tag(sync=True)
+    picked = traitlets.List(traitlets.Int()).tag(sync=True)
+
+
+def _parse(text: str) -> list[str | tuple[str, str]]:
+    items = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if PAIR_SEP in line:
+            a, b = (p.strip() for p in line.split(PAIR_SEP, 1))
+            items.append((a, b))
+        else:
+            items.append(line.strip())
+    return items
+
+
+class AttentionExplorer(widgets.VBox):
+    """Explore attention of `lm` on one or more texts (one per line; `A || B` for a pair)."""
+
+    def __init__(self, lm: LM, texts=None, *, view: str = "heatmap", mode: str = "weights"):
+        self.lm = lm
+        self.captures: list[AttentionCapture] = []
+        self.forward_count = 0          # model runs so far (option changes must not add any)
+        self._qk: dict[int, dict] = {}
+        self.figure: go.Figure | None = None
+        if isinstance(texts, (str, tuple)):
+            texts = [texts]
+        initial = "\n".join(f"{t[0]} {PAIR_SEP} {t[1]}" if isinstance(t, tuple) else t
+                            for t in (texts or ["The quick brown fox jumps over the lazy dog."]))
+
+        layer_opts = [("all (mean)", ALL)] + [(str(i), i) for i in range(lm.num_layers)]
+        head_opts = [("all (mean)", ALL)] + [(str(i), i) for i in range(lm.num_heads)]
+        self.text = widgets.Textarea(value=initial, description="texts",
+                                     placeholder=f"one text per line; A {PAIR_SEP} B for a pair",
+                                     layout=widgets.Layout(width="95%", height="70px"))
+        self.run_button = widgets.Button(description="Run", button_style="primary",
+                                         tooltip="run the model on the texts (cached)")
+        self.text_pick = widgets.Dropdown(options=[], description="show")
+        self.layer = widgets.Dropdown(options=layer_opts, value=0, description="layer")
+        self.head = widgets.Dropdown(options=head_opts, value=0, description="head")
+        self.view = widgets.ToggleButtons(options=VIEWS, value=view, description="view")
+        self.mode = widgets.Dropdown(options=[(k, k) for k in MODES], value=mode,
+                                     description="mode")
+        self.drop_special = widgets.Checkbox(value=False, description="drop specials + renormalise")
+        self.merge = widgets.Checkbox(value=False, description="merge subwords into words")
+        self.aggregate_selection = widgets.Checkbox(value=True,
+                                                    description="aggregate selected tokens")
+        self.selection = widgets.HTML("selected: none (click tokens in the head view)")
+        self.clear = widgets.Button(description="clear selection")
+        self.export_format = widgets.Dropdown(options=EXPORTS, value="pdf", description="export")
+        self.export_path = widgets.Text(value="attention", description="file")
+        self.export_button = widgets.Button(description="Export")
+        self.status = widgets.HTML()
+        self.canvas = AttentionCanvas()
+        self.figure_widget = go.FigureWidget()
+        self.selected: list[int] = []
+
+        self.run_button.on_click(lambda _: self.run())
+        self.clear.on_click(lambda _: self._set_selection([]))
+        self.export_button.on_click(lambda _: self._export_clicked())
+        for w in (self.text_pick, self.layer, self.head, self.view, self.mode,
+                  self.aggregate_selection):
+            w.observe(lambda _: self.refresh(), names="value")
+        for w in (self.drop_special, self.merge):   # units change: old selection is meaningless
+            w.observe(lambda _: self._set_selection([]), names="value")
+        self.canvas.observe(lambda c: self._set_selection(list(c["new"]), echo=False),
+                            names="selected")
+        self.canvas.observe(self._on_pick, names="picked")
+        super().__init__([
+            widgets.HBox([self.text, self.run_button]),
+            widgets.HBox([self.text_pick, self.view]),
+            widgets.HBox([self.layer, self.head, self.mode]),
+            widgets.HBox([self.drop_special, self.merge, self.aggregate_selection]),
+            widgets.HBox([self.selection, self.clear]),
+            self.canvas, self.figure_widget,
+            widgets.HBox([self.export_format, self.export_path, self.export_button]),
+            self.status,
+        ])
+        self.run()
+
+    # -- model ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run the model on the texts in the box (the only place the model runs, besides q/k)."""
+        items = _parse(self.text.value)
+        if not items:
+            self.status.value = "Type at least one text."
+            return
+        try:
+            self.captures = capture_attention(self.lm, items, norms=True)
+        except WorkbenchError as err:
+            self.status.value = f"<b>error:</b> {html.escape(str(err))}"
+            return
+        self.forward_count += 1
+        self._qk = {}
+        labels = [(f"{i}: {(t if isinstance(t, str) else ' / '.join(t))[:40]}", i)
+                  for i, t in enumerate(items)]
+        self.selected = []
+        with self.hold_trait_notifications():
+            self.text_pick.options = labels
+            self.text_pick.value = 0
+        self.refresh()
+
+    @property
+    def capture(self) -> AttentionCapture:
+        return self.captures[self.text_pick.value or 0]
+
+    # -- options -> numbers ----------------------------------------------------------------
+    def options(self, *, for_frame: bool = True) -> dict:
+        """The analysis options the controls describe (as passed to `wb.attention`)."""
+        agg = []
+        layer, head = self.layer.value, self.head.value
+        if layer == ALL:
+            agg.append("layers")
+        if head == ALL:
+            agg.append("heads")
+        select = None
+        if for_frame and self.selected:
+            select = self.selected
+            if self.aggregate_selection.value:
+                agg.append("queries")
+        return dict(mode=self.mode.value, layers=None if layer == ALL else [layer],
+                    heads=None if head == ALL else [head], drop_special=self.drop_special.value,
+                    merge_subwords=self.merge.value, select=select, aggregate=agg or None)
+
+    def frame(self):
+        """The tidy DataFrame behind the current heatmap (same columns as `wb.attention`)."""
+        return self.capture.to_frame(**self.options())
+
+    # -- refresh -----------------------------------------------------------------------------
+    def refresh(self) -> None:
+        if not self.captures:
+            return
+        try:
+            self._refresh_figure()
+            self._refresh_view()
+            self.status.value = self._describe()
+        except (InputError, WorkbenchError) as err:
+            self.status.value = f"<b>error:</b> {html.escape(str(err))}"
+
+    def _describe(self) -> str:
+        n = len(self.capture.view)
+        note = f" (flow needs ≤ {FLOW_MAX_TOKENS} tokens)" if self.mode.value == "flow" else ""
+        return html.escape(f"{n} tokens; mode {self.mode.value}: {MODES[self.mode.value]}{note}; "
+                           f"model runs: {self.forward_count}")
+
+    def _refresh_figure(self) -> None:
+        fig = attention_heatmap(self.frame())
+        self.figure = fig
+        fw = self.figure_widget
+        with fw.batch_update():
+            fw.data = []
+            fw.add_trace(fig.data[0])
+            fw.layout = fig.layout
+            fw.layout.height = max(320, 18 * len(fig.data[0].y) + 160)
+
+    def _refresh_view(self) -> None:
+        kind = self.view.value
+        if kind == "heatmap":
+            self.canvas.payload = {}
+            return
+        cap = self.capture
+        layer, head = self.layer.value, self.head.value
+        common = dict(mode=self.mode.value, drop_special=self.drop_special.value,
+                      merge_subwords=self.merge.value)
+        if kind == "head":
+            x, u = cap.transform(layers=None if layer == ALL else [layer],
+                                 aggregate="layers" if layer == ALL else None, **common)
+            payload = head_payload(x.numpy(), u.labels, segments=u.segments, layer=u.layers[0],
+                                   layers=u.layers, heads=None if head == ALL or u.heads == [ALL]
+                                   else [u.heads.index(head)])
+        elif kind == "model":
+            x, u = cap.transform(**common)
+            payload = model_payload(x.numpy(), u.labels)
+        else:
+            if cap.text_id not in self._qk:
+                a, b = cap.view.text, None
+                pair_parts = _parse(self.text.value)[cap.text_id]
+                if isinstance(pair_parts, tuple):
+                    a, b = pair_parts
+                self._qk[cap.text_id] = attention_qk(self.lm, a, pair=b)
+            qk = self._qk[cap.text_id]
+            lq, hq = max(layer, 0), max(head, 0)
+            payload = qk_payload(qk["queries"].numpy(), qk["keys"].numpy(), qk["tokens"],
+                                 layer=lq, head=hq)
+        self.canvas.selected = list(self.selected)
+        self.canvas.payload = payload
+
+    # -- interaction -------------------------------------------------------------------------
+    def _set_selection(self, positions: list[int], echo: bool = True) -> None:
+        self.selected = sorted(set(int(p) for p in positions))
+        if echo:
+            self.canvas.selected = list(self.selected)
+        if self.captures and self.selected:
+            x, u = self.capture.transform(drop_special=self.drop_special.value,
+                                          merge_subwords=self.merge.value, layers=[0], heads=[0])
+            names = ", ".join(u.labels[p] for p in self.selected if p < len(u.labels))
+            self.selection.value = "selected: " + html.escape(names)
+        else:
+            self.selection.value = "selected: none (click tokens in the head view)"
+        self.refresh()
+
+    def _on_pick(self, change) -> None:
+        if len(change["new"]) == 2:
+            layer, head = change["new"]
+            with self.hold_trait_notifications():
+                self.layer.value = layer
+                if head in range(self.lm.num_heads):
+                    self.head.value = head
+            self.view.value = "head"
+
+    # -- export ------------------------------------------------------------------------------
+    def export(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Write the current figure (png/svg/pdf/html, paper theme) or frame (csv/parquet)."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        if fmt not in EXPORTS:
+            raise InputError(f"cannot export as {fmt!r}: use one of {EXPORTS}")
+        if path.suffix.lower() != "." + fmt:
+            path = path.with_name(path.name + "." + fmt)
+        if fmt == "csv":
+            self.frame().to_csv(path, index=False)
+        elif fmt == "parquet":
+            self.frame().to_parquet(path, index=False)
+        else:
+            figures.export(self.figure, path, width="column", aspect=1.0)
+        return path
+
+    def _export_clicked(self) -> None:
+        try:
+            path = self.export(self.export_path.value, self.export_format.value)
+            self.status.value = f"wrote {html.escape(str(path))}"
+        except WorkbenchError as err:
+            self.status.value = f"<b>export failed:</b> {html.escape(str(err))}"
