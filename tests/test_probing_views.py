@@ -1,0 +1,66 @@
+"""Probing figures and the MaskProbe widget, driven through their traits (no browser)."""
+
+from __future__ import annotations
+
+import pytest
+
+import workbench as wb
+from workbench.plots import probing as P
+
+
+@pytest.fixture(scope="module")
+def frames(tiny_lm):
+    lms = {"a": tiny_lm, "b": tiny_lm}
+    return {
+        "fill": wb.fill_mask(lms, "The <mask> sat on the <mask>.", top_k=4),
+        "cands": wb.score_candidates(lms, "I ate a <mask>.", ["pizza", "salad"], method="chain"),
+        "lens": wb.logit_lens(tiny_lm, "The capital of France is <mask>.", top_k=3),
+        "pairs": wb.compare_pairs(lms, ["The keys are here.", "A cat sleeps."],
+                                  ["The keys is here.", "A cat sleep."]),
+        "probe": wb.probe(lms, wb.load_probe_set(), mode="vocab"),
+    }
+
+
+def test_figures_follow_their_frames(frames, tiny_lm):
+    fig = P.topk_bars(frames["fill"])
+    assert len(fig.data) == 4  # 2 masks x 2 models
+    assert list(fig.data[0].x) == list(frames["fill"].query("model == 'a' and mask_index == 0")
+                                       .sort_values("rank", ascending=False).prob)
+    fig = P.candidate_bars(frames["cands"])
+    assert [t.name for t in fig.data] == ["a", "b"] and "(4 tok)" in fig.data[0].x[0]
+    fig = P.logit_lens_heatmap(frames["lens"])
+    assert fig.data[0].z.shape == (3, tiny_lm.num_layers + 1)
+    top = frames["lens"].query("kind == 'top' and layer == 0 and rank == 1").prob.item()
+    assert fig.data[0].z[0][0] == pytest.approx(top)
+    fig = P.margin_histogram(frames["pairs"])
+    assert len(fig.data) == 2 and "acc" in fig.data[0].name
+    fig = P.probe_bars(frames["probe"], metric="mrr")
+    assert len(fig.data) == 2 and fig.layout.template.layout.font.family
+    assert P.show_token(" Paris") == "␣Paris"
+    with pytest.raises(wb.InputError):
+        P.topk_bars(frames["fill"].iloc[0:0])
+
+
+def test_mask_probe_updates_from_its_controls(tiny_lm, tmp_path):
+    w = wb.widgets.MaskProbe({"a": tiny_lm, "b": tiny_lm}, "The cat sat on the <mask>.", top_k=3)
+    assert w.candidate_box.children == ()
+    assert len(w.topk_figure.data) == 2 and len(w.topk_figure.data[0].x) == 3
+    w.top_k.value = 6
+    assert len(w.topk_figure.data[0].x) == 6
+    w.insert_mask()
+    assert w.text.value.endswith("<mask>.") is False and w.text.value.endswith(" <mask>")
+    assert len(w.topk_figure.data) == 4 and w.predictions.mask_index.nunique() == 2
+    w.text.value = "The cat sat on the mat."
+    assert "has no mask" in w.status.value and len(w.topk_figure.data) == 4  # old figure kept
+    cat = [i for label, i in w.word.options if label.startswith("cat")][0]
+    w.word.value = cat
+    w.mask_word()
+    assert w.text.value == "The <mask> sat on the mat."
+    w.candidates.value = "dog, pizza"
+    assert list(w.scores.candidate.unique()) == ["dog", "pizza"]
+    assert w.candidate_box.children == (w.candidate_figure,) and len(w.candidate_figure.data) == 2
+    w.candidates.value = "New|York"
+    assert "does not fit" in w.status.value
+    paths = w.export(tmp_path / "probe.html")
+    assert [p.name for p in paths] == ["probe.html", "probe_candidates.html"]
+    assert all(p.stat().st_size > 1000 for p in paths)
