@@ -205,7 +205,8 @@ class _Engine:
             from accelerate import Accelerator
 
             # precision is handled by our own autocast, so accelerate never has to change it
-            self.accelerator = Accelerator(mixed_precision="no")
+            cpu = device == "cpu" or not torch.cuda.is_available()  # gloo on CPU, nccl on GPUs
+            self.accelerator = Accelerator(mixed_precision="no", cpu=cpu)
             self.device = self.accelerator.device
             self.rank = self.accelerator.process_index
         else:

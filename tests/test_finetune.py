@@ -1,0 +1,226 @@
+"""Fine-tuning end to end on a tiny model: it learns, it resumes exactly, it survives a SIGKILL.
+
+Oracles: chance accuracy (0.5) for learning; for resume, an uninterrupted run with the same config
+(weights and optimizer tensors must be identical, step by step losses equal); for crashes, a child
+process killed with SIGKILL in the middle of writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import workbench as wb
+from workbench.training.events import StopFlag
+from workbench.training.finetune import FineTuneConfig, finetune, length_grouped_batches
+
+FILL = ["the", "film", "was", "a", "story", "of", "it", "and", "plot", "with", "some", "scenes"]
+
+
+def separable(n: int = 160, seed: int = 0, labels=("neg", "pos")) -> pd.DataFrame:
+    """Each text holds one cue word ('excellent' or 'dreadful') among random filler words."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        words = list(rng.choice(FILL, rng.integers(3, 9)))
+        words.insert(int(rng.integers(0, len(words) + 1)), "excellent" if y else "dreadful")
+        rows.append({"text": " ".join(words), "label": labels[y]})
+    return pd.DataFrame(rows)
+
+
+FAST = dict(learning_rate=3e-3, batch_size=16, weight_decay=0.0, device="cpu", log_every=1,
+            validation_split=0.25, warmup_ratio=0.0)
+
+
+def test_tiny_model_learns_a_separable_task(tiny_model_dir, run_root):
+    data = separable(160)
+    run = finetune(tiny_model_dir, data, config=FineTuneConfig(max_steps=30, eval_every=15, **FAST),
+                   progress=False)
+    assert run.status == "completed" and run.summary["steps"] == 30
+    assert run.summary["eval_accuracy"] >= 0.9, run.summary  # chance is 0.5
+    evals = run.metrics("eval")
+    assert list(evals["step"]) == [15, 30]
+    assert evals["eval_loss"].iloc[-1] < np.log(2)  # below the loss of guessing
+    # the checkpoint opens in the analyses as a classifier with the table's label names
+    lm = wb.load(run, device="cpu")
+    assert lm.kind == "classifier" and list(lm.config.id2label.values()) == ["neg", "pos"]
+    pred = wb.classify(lm, ["the film was excellent", "the film was dreadful"])
+    assert list(pred["label"]) == ["pos", "neg"]
+    metrics, matrix = wb.evaluate_classifier(lm, separable(40, seed=7))
+    assert metrics["accuracy"] >= 0.9 and int(matrix.to_numpy().sum()) == 40
+    # ... and in the runs table
+    table = wb.runs()
+    assert run.id in set(table["id"]) and "eval_accuracy" in table.columns
+
+
+def test_sentence_pairs_and_regression_train(tiny_model_dir, run_root):
+    rng = np.random.default_rng(1)
+    pairs = pd.DataFrame({"premise": [f"the film was {w}" for w in rng.choice(FILL, 48)],
+                          "hypothesis": ["it was excellent" if i % 2 else "it was dreadful"
+                                         for i in range(48)],
+                          "gold": [0.9 if i % 2 else 0.1 for i in range(48)]})
+    cfg = FineTuneConfig(text_column="premise", pair_column="hypothesis", label_column="gold",
+                         max_steps=3, **FAST)
+    run = finetune(tiny_model_dir, pairs, config=cfg, progress=False)
+    assert run.summary["task"] == "regression" and run.summary["num_labels"] == 1
+    assert {"eval_pearson", "eval_spearman", "eval_mse"} <= set(run.summary)
+    lm = wb.load(run, device="cpu")
+    scores = wb.classify(lm, ["the film was long"], ["it was excellent"])
+    assert "score" in scores.columns and np.isfinite(scores["score"]).all()
+
+
+def test_length_grouped_batches_cover_everything_once_and_group_lengths():
+    lengths = list(np.random.default_rng(0).integers(3, 60, size=1000))
+    batches = length_grouped_batches(lengths, 16, seed=3)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    assert batches == length_grouped_batches(lengths, 16, seed=3)  # deterministic for resume
+    assert batches != length_grouped_batches(lengths, 16, seed=4)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    rand = np.mean([np.ptp([lengths[i] for i in b]) for b in np.array_split(np.arange(1000), 63)])
+    assert spread < rand / 3  # padding per batch far below random batching
+
+
+def _state_tensors(run, step):
+    return load_file(str(run.checkpoint(step) / "training_state.safetensors"))
+
+
+def _weights(run, step=None):
+    return load_file(str(run.checkpoint(step) / "model.safetensors"))
+
+
+def _assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture()
+def dropout_lm(tiny_model_dir):
+    """The tiny model with dropout on, so resuming must also restore the RNG state."""
+    lm = wb.load(tiny_model_dir, device="cpu")
+    lm.config.hidden_dropout_prob = 0.1
+    return lm
+
+
+def test_stop_then_resume_matches_an_uninterrupted_run(dropout_lm, run_root):
+    data = separable(96)
+    cfg = FineTuneConfig(max_steps=10, eval_every=5, checkpoint_every=3, keep_checkpoints=10,
+                         **FAST)
+    whole = finetune(dropout_lm, data, config=cfg, progress=False)
+
+    stop = StopFlag()
+    seen = []
+
+    def stop_at_4(event):
+        seen.append((event.kind, event.step))
+        if event.kind == "step" and event.step == 4:
+            stop.request()
+
+    part = finetune(dropout_lm, data, config=cfg, stop=stop, callbacks=[stop_at_4], progress=False)
+    assert part.status == "stopped" and [s for s, _ in part.checkpoints()] == [3, 4]
+    assert seen[-1] == ("stopped", 4)
+    _assert_same_tensors(_state_tensors(part, 3), _state_tensors(whole, 3))
+
+    steps = []
+    resumed = finetune(None, data, resume=part, progress=False,
+                       callbacks=[lambda e: steps.append(e.step) if e.kind == "step" else None])
+    assert resumed == part and resumed.status == "completed"
+    assert steps[0] == 5 and steps[-1] == 10  # continues at the right step
+    for step in (6, 9, 10):  # same optimizer state and weights as never stopping
+        _assert_same_tensors(_state_tensors(resumed, step), _state_tensors(whole, step))
+    _assert_same_tensors(_weights(resumed), _weights(whole))
+    a, b = resumed.metrics("step"), whole.metrics("step")
+    assert np.allclose(a.drop_duplicates("step", keep="last")["loss"], b["loss"])
+
+
+_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import workbench.store as store
+    import pandas as pd
+    import torch
+    from workbench.training.finetune import FineTuneConfig, finetune
+    model, data_path, root, cfg_json, threads = sys.argv[1:6]
+    torch.set_num_threads(int(threads))  # as the parent: same float reduction order
+    real = store.RunFolder.writing_checkpoint
+    calls = []
+
+    def dying(self, step, keep_last=None):
+        calls.append(step)
+        if len(calls) == 2:  # the second checkpoint: die with the folder half written
+            ctx = real(self, step, keep_last)
+            tmp = ctx.__enter__()
+            (tmp / "model.safetensors").write_bytes(b"partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, step, keep_last)
+
+    store.RunFolder.writing_checkpoint = dying
+    cfg = FineTuneConfig.from_dict(__import__("json").loads(cfg_json))
+    finetune(model, pd.read_csv(data_path), config=cfg, root=root, progress=False)
+""")
+
+
+def test_sigkill_while_writing_a_checkpoint_leaves_a_resumable_run(tiny_model_dir, tmp_path,
+                                                                   run_root):
+    data = separable(96)
+    data_path = tmp_path / "data.csv"
+    data.to_csv(data_path, index=False)
+    cfg = FineTuneConfig(max_steps=8, eval_every=4, checkpoint_every=3, keep_checkpoints=10, **FAST)
+    child_root = tmp_path / "child_runs"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(tiny_model_dir), str(data_path),
+                           str(child_root), json.dumps(cfg.to_dict()), str(torch.get_num_threads())],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+    (folder,) = [p for p in child_root.iterdir() if p.is_dir()]
+    killed = wb.Run.open(folder)
+    assert killed.status == "running"  # it never got to say otherwise
+    assert [s for s, _ in killed.checkpoints()] == [3]  # the torn step-6 folder is not listed
+    assert list(killed.metrics("step")["step"]) == list(range(1, 7))
+    assert folder.name in set(wb.runs(child_root)["id"])  # the store still reads
+    # the torn folder is invisible to wb.load too: the run opens at its last complete checkpoint
+    assert wb.load(killed, device="cpu").config.num_labels == 2
+
+    resumed = finetune(None, pd.read_csv(data_path), resume=killed, root=child_root,
+                       progress=False)
+    assert resumed.status == "completed" and resumed.summary["steps"] == 8
+    whole = finetune(tiny_model_dir, pd.read_csv(data_path), config=cfg, progress=False)
+    _assert_same_tensors(_weights(resumed), _weights(whole))
+    _assert_same_tensors(_state_tensors(resumed, 8), _state_tensors(whole, 8))
+
+
+def test_resume_refuses_other_data_or_config(tiny_model_dir, run_root):
+    data = separable(64)
+    cfg = FineTuneConfig(max_steps=4, checkpoint_every=2, **FAST)
+    stop = StopFlag()
+    stop.request()  # stop after the first step
+    run = finetune(tiny_model_dir, data, config=cfg, stop=stop, progress=False)
+    assert run.status == "stopped" and run.summary["steps"] == 1
+    with pytest.raises(wb.InputError, match="data differ"):
+        finetune(None, separable(64, seed=5), resume=run, progress=False)
+    with pytest.raises(wb.InputError, match="learning_rate"):
+        finetune(None, data, resume=run, config=cfg.replace(learning_rate=1e-4), progress=False)
+
+
+def test_early_stopping_stops_when_the_metric_stalls(tiny_model_dir, run_root):
+    data = separable(64)
+    cfg = FineTuneConfig(max_steps=40, eval_every=1, early_stopping_patience=2,
+                         early_stopping_metric="eval_accuracy",
+                         **{**FAST, "learning_rate": 1e-9})  # accuracy cannot move at this rate
+    run = finetune(tiny_model_dir, data, config=cfg, progress=False)
+    assert run.status == "early_stopped"
+    assert run.summary["steps"] == 3  # the first evaluation sets the best, two more fail to beat it
+    assert len(run.metrics("eval")) == 3
