@@ -1,0 +1,119 @@
+"""RunMonitor, FineTuneRun and the training plots, tested on traits and figure data (no browser)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import workbench as wb
+from workbench.errors import InputError
+from workbench.plots.training import (clean_metrics, compare_runs, confusion_heatmap,
+                                      training_curves)
+from workbench.training.events import Event, StopFlag
+
+
+def _events(total=10):
+    yield Event("start", 0, total, time=100.0, run_id="r1")
+    for step in range(1, 6):
+        yield Event("step", step, total, {"loss": 1.0 / step, "lr": 0.1}, time=100.0 + step)
+    yield Event("eval", 5, total, {"eval_loss": 0.4, "eval_accuracy": 0.75}, time=105.5)
+
+
+def test_monitor_follows_events_and_draws_curves():
+    monitor = wb.widgets.RunMonitor(redraw_s=0.0)
+    for event in _events():
+        monitor(event)
+    names = {t.name: t for t in monitor.figure.data}
+    assert set(names) == {"loss", "eval_loss", "eval_accuracy"}  # lr is not a curve
+    assert list(names["loss"].x) == [1, 2, 3, 4, 5]
+    assert list(names["loss"].y) == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
+    assert list(names["eval_accuracy"].y) == [0.75]
+    assert monitor.progress.max == 10 and monitor.progress.value == 5
+    # 5 steps in 5.5 s -> 5 more steps take 5.5 s
+    assert monitor.eta_seconds(5, 10, 105.5) == pytest.approx(5.5)
+    assert "ETA 0:05" in monitor.status.value and "eval_accuracy 0.75" in monitor.status.value
+    monitor(Event("end", 10, 10, {}, time=111.0))
+    assert monitor.state == "completed" and monitor.stop_button.disabled
+
+
+def test_monitor_stop_button_sets_the_flag_and_escapes_errors():
+    flag = StopFlag()
+    monitor = wb.widgets.RunMonitor(flag)
+    monitor(Event("start", 0, 3))
+    assert not monitor.stop_button.disabled
+    monitor.stop_button.click()
+    assert flag.requested and monitor.stop_button.disabled
+    monitor(Event("error", 1, 3, {"message": "<b>boom</b>"}))
+    assert monitor.state == "failed" and "&lt;b&gt;boom" in monitor.status.value
+
+
+def test_curves_deduplicate_resumed_steps_and_validate_names():
+    frame = pd.DataFrame({"step": [1, 2, 2, 3], "kind": "step", "loss": [3.0, 2.0, 2.5, 1.0]})
+    clean = clean_metrics(frame)
+    assert list(clean["step"]) == [1, 2, 3] and list(clean["loss"]) == [3.0, 2.5, 1.0]
+    fig = training_curves(frame)
+    assert [t.name for t in fig.data] == ["loss"] and list(fig.data[0].y) == [3.0, 2.5, 1.0]
+    with pytest.raises(InputError, match="eval_f1"):
+        training_curves(frame, metrics_shown=["eval_f1"])
+    assert len(training_curves(pd.DataFrame()).data) == 0
+    both = compare_runs({"a": frame, "b": frame.assign(loss=frame["loss"] / 2)}, "loss")
+    assert [t.name for t in both.data] == ["a", "b"] and list(both.data[1].y) == [1.5, 1.25, 0.5]
+
+
+def test_confusion_heatmap_counts_and_shares():
+    cm = pd.DataFrame([[3, 1], [0, 4]], index=pd.Index(["neg", "pos"], name="true"),
+                      columns=pd.Index(["neg", "pos"], name="predicted"))
+    fig = confusion_heatmap(cm, normalize=True)
+    z = np.array(fig.data[0].z)
+    assert z[0].tolist() == [0.75, 0.25] and z[1].tolist() == [0.0, 1.0]
+    assert fig.data[0].text[0][0].startswith("3")
+    assert np.array(confusion_heatmap(cm).data[0].z).tolist() == [[3, 1], [0, 4]]
+    with pytest.raises(InputError, match="square"):
+        confusion_heatmap(cm.iloc[:, :1])
+
+
+def _separable(n=64):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"text": [f"the film was {rng.choice(['a', 'the', 'it'])} "
+                                  + ("excellent" if i % 2 else "dreadful") for i in range(n)],
+                         "label": ["pos" if i % 2 else "neg" for i in range(n)]})
+
+
+def test_finetune_widget_trains_in_the_background_stops_and_resumes(tiny_model_dir, run_root):
+    w = wb.widgets.FineTuneRun(str(tiny_model_dir), _separable())
+    assert w.data_text.disabled  # a DataFrame was given
+    w.learning_rate.value, w.batch_size.value, w.max_steps.value = 3e-3, 8, 6
+    w.base_config = w.base_config.replace(device="cpu", log_every=1)
+    w.start_button.click()  # the thread is loading the model for a while ...
+    assert w.running
+    w.start()  # ... so a second start is refused
+    assert "already in progress" in w.message.value
+    w.stop()  # pressed before the first step ends: the run stops after step 1
+    run = w.wait(120)
+    assert w.error is None and run.status == "stopped" and run.summary["steps"] == 1
+    assert "stopped" in w.message.value and w.monitor.state == "stopped"
+    assert len(w.runs_select.options) == 1 and "stopped" in w.runs_table.value
+
+    w.runs_select.value = (w.runs_select.options[0][1],)
+    w.resume_button.click()
+    run = w.wait(120)
+    assert w.error is None and run.status == "completed" and run.summary["steps"] == 6
+    assert [t.name for t in w.monitor.figure.data][0] == "loss"
+    assert max(next(t for t in w.monitor.figure.data if t.name == "loss").x) == 6
+
+    w.compare_metric.value = "loss"
+    (trace,) = w.compare_figure.data
+    assert list(trace.x) == list(range(1, 7))
+
+
+def test_finetune_widget_reports_bad_form_values(tiny_model_dir, run_root):
+    w = wb.widgets.FineTuneRun(str(tiny_model_dir), _separable())
+    w.label_column.value = "nope"
+    w.base_config = w.base_config.replace(device="cpu")
+    w.start()
+    w.wait(60)
+    assert isinstance(w.error, InputError) and "column &#x27;nope&#x27; is missing" in w.message.value
+    w.learning_rate.value = 0.0
+    w.start()  # refused by the config before any thread starts
+    assert "learning_rate" in w.message.value and not w.running
