@@ -81,7 +81,8 @@ def ablate(lm: LM, heads: Sequence[tuple[int, int]], scale: float = 0.0) -> Iter
     ...     wb.fill_mask(lm, "The capital of France is <mask>.")
     """
     chosen = check_heads(lm, heads)
-    values = torch.ones(lm.num_layers, lm.num_heads, device=lm.device)
+    exact = torch.float32 if lm.device.type == "mps" else torch.float64  # scale=1+1e-4 stays exact
+    values = torch.ones(lm.num_layers, lm.num_heads, dtype=exact, device=lm.device)
     for layer, head in chosen:
         values[layer, head] = float(scale)
     with gates(lm, values):
@@ -147,14 +148,16 @@ def _batch_loss(lm: LM, inputs: dict, targets: torch.Tensor, objective: str
                 ) -> tuple[torch.Tensor, int]:
     """(summed loss over the batch's targets, number of targets)."""
     logits = lm.model(**inputs, return_dict=True).logits
+    if logits.dtype in (torch.float16, torch.bfloat16):                 # losses in fp32 at least
+        logits = logits.float()
     if objective == "mlm":
         keep = targets != -100                                     # (B, T)
-        loss = F.cross_entropy(logits[keep].float(), targets[keep], reduction="sum")
+        loss = F.cross_entropy(logits[keep], targets[keep], reduction="sum")
         return loss, int(keep.sum())
     if logits.shape[-1] == 1:                                      # regression head
-        loss = F.mse_loss(logits.squeeze(-1).float(), targets.float(), reduction="sum")
+        loss = F.mse_loss(logits.squeeze(-1), targets.to(logits.dtype), reduction="sum")
     else:
-        loss = F.cross_entropy(logits.float(), targets.long(), reduction="sum")
+        loss = F.cross_entropy(logits, targets.long(), reduction="sum")
     return loss, len(targets)
 
 

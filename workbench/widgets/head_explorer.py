@@ -1,0 +1,106 @@
+"""`HeadExplorer(lm, texts)`: pick a head statistic, see it for every head, click a head to read it.
+
+Controls -> analysis -> plot: the statistic dropdown recolours the layer x head heatmap
+(`plots.heads.head_heatmap` of `wb.head_stats`); clicking a cell (or `select(layer, head)`)
+ranks the texts by that head's per-text value of the statistic (`head_stats(by_text=True)`,
+computed once on the first `max_texts` texts) and shows the head's attention on the `examples`
+strongest ones (`wb.attention` -> `plots.attention.attention_heatmap`).
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from .. import schema as S
+from ..analysis.attention import attention
+from ..analysis.heads import STATS, head_stats
+from ..capture import as_text_list
+from ..models import LM
+from ..plots.attention import attention_heatmap
+from ..plots.heads import LABELS, head_heatmap
+
+
+class HeadExplorer(widgets.VBox):
+    """Layer x head heatmap of a statistic; click a head to see it on its strongest examples."""
+
+    def __init__(self, lm: LM, texts, *, statistic: str = S.ATTN_BOS, examples: int = 3,
+                 max_texts: int = 200, batch_size: int = 32, stats=None):
+        self.lm = lm
+        self.texts = as_text_list(texts)
+        self.max_texts = max_texts
+        self.batch_size = batch_size
+        self.stats = stats if stats is not None else head_stats(
+            lm, self.texts, batch_size=batch_size, progress=False)
+        self._by_text = None
+        self.selected: tuple[int, int] | None = None
+        self.ranked: list[int] = []           # text ids shown for the selected head, best first
+
+        self.statistic = widgets.Dropdown(options=[(LABELS.get(s, s), s) for s in STATS],
+                                          value=statistic, description="statistic")
+        self.examples = widgets.IntSlider(value=examples, min=1, max=10, description="examples")
+        self.status = widgets.HTML("Click a head in the heatmap to see it on example texts.")
+        self.heatmap = go.FigureWidget(head_heatmap(self.stats, statistic))
+        self.heatmap.update_layout(height=120 + 22 * lm.num_layers)
+        self.heatmap.data[0].on_click(self._on_click)
+        self.detail = widgets.VBox([])
+        self.statistic.observe(self._on_statistic, names="value")
+        self.examples.observe(lambda change: self._refresh_detail(), names="value")
+        super().__init__([widgets.HBox([self.statistic, self.examples]), self.heatmap,
+                          self.status, self.detail])
+
+    # -- controls --------------------------------------------------------------------------
+    def _on_statistic(self, change) -> None:
+        fresh = head_heatmap(self.stats, change["new"])
+        with self.heatmap.batch_update():
+            self.heatmap.data[0].z = fresh.data[0].z
+            self.heatmap.data[0].zmin, self.heatmap.data[0].zmax = (fresh.data[0].zmin,
+                                                                    fresh.data[0].zmax)
+            self.heatmap.data[0].hovertemplate = fresh.data[0].hovertemplate
+            self.heatmap.layout.title = fresh.layout.title
+        self._refresh_detail()
+
+    def _on_click(self, trace, points, selector=None) -> None:
+        if points.xs and points.ys:
+            self.select(int(points.ys[0]), int(points.xs[0]))
+
+    def select(self, layer: int, head: int) -> None:
+        """Show head (layer, head) on the texts where the current statistic is largest."""
+        if not (0 <= layer < self.lm.num_layers and 0 <= head < self.lm.num_heads):
+            self.status.value = f"<b>no head ({layer}, {head})</b> in this model"
+            return
+        self.selected = (layer, head)
+        self._refresh_detail()
+
+    # -- analysis -> plots ------------------------------------------------------------------
+    def per_text(self):
+        """`head_stats(by_text=True)` on the first `max_texts` texts (computed once)."""
+        if self._by_text is None:
+            self._by_text = head_stats(self.lm, self.texts[:self.max_texts], by_text=True,
+                                       batch_size=self.batch_size, progress=False)
+        return self._by_text
+
+    def _refresh_detail(self) -> None:
+        if self.selected is None:
+            return
+        layer, head = self.selected
+        stat = self.statistic.value
+        rows = self.per_text()
+        rows = rows[(rows[S.LAYER] == layer) & (rows[S.HEAD] == head)]
+        self.ranked = [int(t) for t in rows.nlargest(self.examples.value, stat)[S.TEXT_ID]]
+        frame = attention(self.lm, [self.texts[i] for i in self.ranked], layers=[layer],
+                          heads=[head], batch_size=self.batch_size)
+        figures = []
+        for j, text_id in enumerate(self.ranked):
+            value = rows.loc[rows[S.TEXT_ID] == text_id, stat].iloc[0]
+            fig = attention_heatmap(frame, text_id=j, title=f"text {text_id}: "
+                                    f"{LABELS.get(stat, stat)} = {value:.3f}")
+            fig.update_layout(height=360)
+            figures.append(go.FigureWidget(fig))
+        self.detail.children = figures
+        overall = self.stats.loc[(self.stats[S.LAYER] == layer) & (self.stats[S.HEAD] == head),
+                                 stat].iloc[0]
+        self.status.value = (f"<b>layer {layer}, head {head}</b>: {html.escape(LABELS.get(stat, stat))}"
+                             f" = {overall:.3f} over the corpus; strongest texts shown below.")
