@@ -54,6 +54,7 @@ _API = {
     "confusion_matrix": "workbench.training.metrics",
     "classify": "workbench.training.predict",
     "evaluate_classifier": "workbench.training.predict",
+    "sentiment_demo": "workbench.training.demo_data",
     # --- heads (issue 7) ---
     "head_stats": "workbench.analysis.heads",
     "head_clusters": "workbench.analysis.head_clusters",

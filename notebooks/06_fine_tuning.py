@@ -1,0 +1,200 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Fine-tuning: a run you can watch, stop, resume and open in the analyses
+#
+# We fine-tune the embedded default model (`MODEL = "demo"`) as a sentiment classifier on the
+# offline demo table (4,000 Rotten Tomatoes critic snippets, `data/sentiment/`), watch the loss
+# and validation curves while it trains, stop it and resume it, and then ask what changed inside:
+# the run's checkpoint loads with `wb.load(run)` like any model, so every analysis opens it.
+#
+# Your own task works the same way: pass a CSV / TSV / JSONL path, a DataFrame, a `datasets`
+# Dataset, or (online) a hub name such as `"glue/sst2"`, and name the columns in the config.
+
+# %% tags=["parameters"]
+MODEL = "demo"
+N_EXAMPLES = 4000      # rows of the demo table to use
+EPOCHS = 2
+MAX_STEPS = None       # or a number of optimiser steps
+BATCH_SIZE = 32
+LEARNING_RATE = 5e-5
+QUICK = False
+
+# %%
+import workbench as wb
+from workbench.plots.heads import compare_heatmap
+from workbench.plots.training import confusion_heatmap, training_curves
+
+if QUICK:
+    N_EXAMPLES, MAX_STEPS, BATCH_SIZE, LEARNING_RATE = 120, 4, 16, 1e-3
+base = wb.load(MODEL)
+data = wb.sentiment_demo(n=N_EXAMPLES)
+base
+
+# %% [markdown]
+# ## 1. The data
+#
+# Two columns matter: `text` and `label` (the config's defaults). Nothing else is needed: the
+# labels' type decides the task (strings or integers: classification; fractional numbers:
+# regression), and a validation split is carved out (stratified) when only one table is given.
+# Every check runs *before* a model is touched: a missing column, an empty text, a single class
+# or labels of mixed types stop the call with a message that names the row or column.
+
+# %%
+data.head()
+
+# %%
+data["label"].value_counts()
+
+# %% [markdown]
+# ## 2. A run with live curves
+#
+# `FineTuneConfig` holds every knob (learning rate, batch size, epochs or steps, warm-up, weight
+# decay, max length, seed, gradient accumulation, evaluation/checkpoint interval, early stopping,
+# precision). Defaults follow the RoBERTa paper's GLUE recipe. Batches are grouped by length and
+# padded only to their own longest row; on a GPU the run uses bf16 autocast and sdpa attention.
+#
+# `RunMonitor` is a callback: it redraws the curves and the progress bar (with ETA) at each
+# event, and its **Stop** button stops the run gracefully (the current step ends, a checkpoint is
+# saved, the run is marked `stopped`).
+
+# %%
+config = wb.FineTuneConfig(epochs=EPOCHS, max_steps=MAX_STEPS, batch_size=BATCH_SIZE,
+                           learning_rate=LEARNING_RATE, eval_every=10 if QUICK else 50,
+                           log_every=1 if QUICK else 10)
+monitor = wb.widgets.RunMonitor(title="demo sentiment")
+monitor
+
+# %%
+run = wb.finetune(base, data, config=config, callbacks=[monitor], stop=monitor.stop,
+                  name="sentiment-demo")
+run
+
+# %% [markdown]
+# The same run from a terminal (every config field is a flag):
+#
+#     workbench finetune data/sentiment/rotten_tomatoes.tsv --model demo --epochs 2 --learning-rate 5e-5
+#
+# and on several GPUs through an existing engine (each process takes every N-th batch, DDP
+# averages the gradients, only the main process writes the run):
+#
+#     torchrun --nproc_per_node 4 -m workbench finetune data.tsv --model roberta-base
+#     accelerate launch --multi_gpu --num_processes 4 -m workbench finetune data.tsv --model roberta-base
+
+# %% [markdown]
+# ## 3. What a run leaves behind
+#
+# A run is a folder: `run.json` (identity and status), `config.json`, `metrics.jsonl` (one line
+# per logged step or evaluation, appended and flushed to disk), `checkpoints/step-N/`
+# (safetensors weights, the tokenizer, and the optimizer / scheduler / RNG state) and
+# `summary.json`. `run.metrics()` reads the log back as a tidy frame; the same frame draws the
+# final figure.
+
+# %%
+run.metrics().tail()
+
+# %%
+training_curves(run.metrics(), title="demo sentiment").show()
+
+# %%
+run.summary
+
+# %% [markdown]
+# ## 4. Stopping, killing, resuming
+#
+# A stop request (the button, or `monitor.stop.request()`) ends the run after the current step
+# with a checkpoint. A *kill* (SIGKILL, a kernel restart, running out of memory) ends it without
+# one; then the last periodic checkpoint is the restart point. Either way nothing written is lost:
+# checkpoint folders appear only when complete (written under a temporary name, then renamed),
+# metric lines are appended and flushed one by one, and the runs index is rebuilt from the
+# folders. `wb.finetune(..., resume=run)` continues from the last checkpoint at the same step,
+# with the same optimizer state, learning-rate schedule, random state and batch order: the
+# resumed run ends with the same weights as one that was never interrupted.
+#
+# Here we stop a second run after its third step and resume it.
+
+# %%
+stopper = wb.widgets.RunMonitor()
+stop_early = lambda event: stopper.stop.request() if event.kind == "step" and event.step >= 3 else None
+interrupted = wb.finetune(base, data, config=config.replace(log_every=1), stop=stopper.stop,
+                          callbacks=[stopper, stop_early], name="sentiment-stopped", progress=False)
+interrupted.status, interrupted.checkpoints()
+
+# %%
+resumed = wb.finetune(None, data, resume=interrupted, progress=False)
+resumed.status, resumed.summary["steps"]
+
+# %% [markdown]
+# ## 5. Comparing runs
+#
+# `wb.runs()` lists every run in the store (`$WORKBENCH_RUNS`, default `./runs`) with its final
+# metrics, one row per run, so comparing runs is a DataFrame operation.
+
+# %%
+table = wb.runs()
+table[table["kind"] == "finetune"][["name", "status", "steps", "eval_loss", "eval_accuracy",
+                                     "eval_macro_f1", "eval_mcc"]]
+
+# %% [markdown]
+# The `FineTuneRun` widget puts all of this in one place: a form for the data, columns and main
+# hyper-parameters, Start / Stop / Resume, the live monitor, and the runs table with a comparison
+# plot of the selected runs. Training runs in a background thread, so the notebook's other cells
+# keep working while it trains.
+
+# %%
+panel = wb.widgets.FineTuneRun(base, data, config=config)
+panel
+
+# %% [markdown]
+# ## 6. Using the fine-tuned model
+#
+# `wb.load(run)` opens the latest checkpoint as a classifier. `wb.evaluate_classifier` scores a
+# labelled table (here the run's own validation rows would do; we score a fresh sample) and
+# returns the metrics and the confusion matrix.
+
+# %%
+tuned = wb.load(run)
+wb.classify(tuned, ["A gorgeous, moving film.", "Tedious and far too long."])
+
+# %%
+held_out = wb.sentiment_demo(n=min(400, N_EXAMPLES), seed=1)
+scores, matrix = wb.evaluate_classifier(tuned, held_out)
+scores
+
+# %%
+confusion_heatmap(matrix, normalize=True).show()
+
+# %% [markdown]
+# ## 7. What changed in the heads
+#
+# Fine-tuning changes some heads more than others. Kovaleva et al. (2019) found that the last
+# layers change most in BERT fine-tuned on GLUE tasks. `wb.compare_attention` runs both models on
+# the same texts and reports, per head, the Jensen-Shannon distance between their attention rows
+# (0 = unchanged) and the cosine between their maps.
+
+# %%
+texts = held_out["text"].head(16 if QUICK else 64).tolist()
+change = wb.compare_attention(base, tuned, texts)
+change.sort_values("js_distance", ascending=False).head()
+
+# %%
+compare_heatmap(change).show()
+
+# %%
+change.groupby("layer")["js_distance"].mean()
+
+# %% [markdown]
+# The fine-tuned model opens in every other analysis too, e.g. the attention explorer:
+
+# %%
+wb.widgets.AttentionExplorer(tuned, texts[:2])
