@@ -11,9 +11,10 @@ non-padding query token of the corpus (special tokens included as queries):
 - `top_*`: the share of queries whose most-attended key is `<s>`, `</s>`, punctuation, itself,
   the previous or the next token.
 
-The computation streams: texts go through `capture.forward` in length-sorted batches, each batch's
-attention maps are reduced at once to per-head sums on the model's device, and only those sums
-(L, H, F) are kept. `head_sums` works on any given attention tensor, so the statistics can be
+The computation streams: texts go through the encoder in length-sorted batches (`capture.encode`,
+`capture.batches`), each layer's attention map is reduced to per-head sums on the model's device
+inside a forward hook as soon as it is computed, and only those sums (L, H, F) are kept: peak
+memory holds one layer's maps of one batch. `head_sums` works on any given attention tensor, so the statistics can be
 checked on synthetic maps (see tests/test_heads.py).
 """
 
@@ -29,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import schema as S
-from ..capture import Batch, as_text_list, batches, encode, forward, token_lengths
+from ..capture import (Batch, as_text_list, attention_modules, batches, encode, hooks,
+                       token_lengths)
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 
@@ -121,7 +123,11 @@ class HeadStatsAccumulator:
                text_ids: Sequence[int] | None = None) -> None:
         """Add one batch: `attentions` holds one (B, H, T, T) tensor per layer."""
         masks = masks.to(attentions[0].device)
-        per_layer = torch.stack([head_sums(a, masks) for a in attentions], 1)  # (B, L, H, F)
+        self.add(torch.stack([head_sums(a, masks) for a in attentions], 1), masks, text_ids)
+
+    def add(self, per_layer: torch.Tensor, masks: KeyMasks,
+            text_ids: Sequence[int] | None = None) -> None:
+        """Add one batch's `head_sums`, stacked over layers: (B, L, H, F)."""
         self.sums += per_layer.sum(0).to(self.sums.dtype)
         counts = masks.valid.sum(1)                               # (B,)
         self.queries += counts.sum().to(self.queries.dtype)
@@ -167,6 +173,39 @@ def attention_stats(attentions: Sequence[torch.Tensor], masks: KeyMasks,
     return acc.frame(model)
 
 
+def layer_sums(lm: LM, batch: Batch, masks: KeyMasks) -> torch.Tensor:
+    """`head_sums` of every layer of one forward pass: (B, L, H, F).
+
+    Each layer's attention (B, H, T, T) is reduced inside a forward hook on its self-attention
+    module as soon as it is computed and then dropped, so peak memory holds one layer's maps, not
+    all of them as `output_attentions=True` would. Like `capture.forward`, it fails loudly when
+    a layer hands over no weights.
+    """
+    parts = attention_modules(lm)
+    owners = {id(p.query): p.layer for p in parts}
+    modules = {owners[id(m.query)]: m for m in lm.encoder.modules()
+               if isinstance(getattr(m, "query", None), torch.nn.Module) and id(m.query) in owners}
+    sums: dict[int, torch.Tensor] = {}
+
+    def make_hook(layer: int):
+        def hook(module, args, output):
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if weights is None:
+                raise RuntimeError(f"layer {layer}'s attention returned no weights under "
+                                   f"{lm.config._attn_implementation!r} attention: this is a "
+                                   "workbench bug, please report it")
+            sums[layer] = head_sums(weights, masks)               # (B, H, F)
+        return hook
+
+    with torch.inference_mode(), lm.eager_attention(), hooks(
+            (modules[p.layer], make_hook(p.layer), "forward") for p in parts):
+        lm.encoder(**batch.inputs, return_dict=True)
+    if len(sums) != len(parts):
+        raise RuntimeError(f"attention weights came back from {len(sums)} of {len(parts)} "
+                           "layers: this is a workbench bug, please report it")
+    return torch.stack([sums[layer] for layer in range(len(parts))], 1)
+
+
 def iter_batches(lm: LM, texts: Sequence[str], *, batch_size: int = 32,
                  max_length: int | None = None, progress: bool = True,
                  desc: str = "batches") -> Iterator[tuple[list[int], Batch]]:
@@ -203,8 +242,8 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
                                    num_texts=len(texts) if by_text else None)
         for idx, batch in iter_batches(one, texts, batch_size=batch_size, max_length=max_length,
                                        progress=progress, desc=f"head stats {name}"):
-            out = forward(one, batch, attentions=True)
-            acc.update(out.attentions, key_masks(one, batch), idx)
+            masks = key_masks(one, batch).to(one.device)
+            acc.add(layer_sums(one, batch, masks), masks, idx)
         frames.append(acc.frame(name))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df.attrs.update(frames[0].attrs)
