@@ -81,7 +81,6 @@ def _ours(model: str, data, cfg) -> tuple[float, float]:
 
 
 def _trainer(model: str, data, cfg, bf16: bool) -> tuple[float, float]:
-    from datasets import Dataset
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                               DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments)
 
@@ -93,11 +92,10 @@ def _trainer(model: str, data, cfg, bf16: bool) -> tuple[float, float]:
     net = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=data.num_labels, attn_implementation="sdpa")
 
-    def encode(frame):
+    def encode(frame):  # a plain list of examples: the Trainer needs no `datasets` for it
         enc = tok(frame["text"].tolist(), truncation=True, max_length=cfg.max_length)
-        return Dataset.from_dict({"input_ids": enc["input_ids"],
-                                  "attention_mask": enc["attention_mask"],
-                                  "labels": frame["label"].tolist()})
+        return [{"input_ids": i, "attention_mask": m, "labels": int(y)}
+                for i, m, y in zip(enc["input_ids"], enc["attention_mask"], frame["label"])]
 
     times = {}
 
@@ -108,13 +106,20 @@ def _trainer(model: str, data, cfg, bf16: bool) -> tuple[float, float]:
         def on_step_end(self, args, state, control, **kw):
             times["last"] = time.perf_counter()
 
+    import inspect
+
+    accepted = inspect.signature(TrainingArguments.__init__).parameters
+    # transformers 5.x renamed these; pass whichever this version takes
+    sampling = ({"train_sampling_strategy": "group_by_length"}
+                if "train_sampling_strategy" in accepted else {"group_by_length": True})
+    warmup = ({"warmup_ratio": cfg.warmup_ratio} if "warmup_ratio" in accepted
+              else {"warmup_steps": cfg.warmup_ratio})  # a float below 1 is a fraction of steps
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="bench_trainer_"), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size * 2, num_train_epochs=cfg.epochs,
-        learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a fraction of the steps in transformers 5
+        learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **warmup, **sampling,
         adam_beta2=0.98, adam_epsilon=1e-6, max_grad_norm=cfg.max_grad_norm,
-        lr_scheduler_type="linear", train_sampling_strategy="group_by_length", bf16=bf16, save_strategy="no",
+        lr_scheduler_type="linear", bf16=bf16, save_strategy="no",
         eval_strategy="no", logging_strategy="no", report_to=[], dataloader_num_workers=0,
         seed=cfg.seed, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
     trainer = Trainer(model=net, args=args, train_dataset=encode(data.train),

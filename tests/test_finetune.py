@@ -60,6 +60,7 @@ def test_tiny_model_learns_a_separable_task(tiny_model_dir, run_root):
     run = finetune(tiny_model_dir, data, config=FineTuneConfig(max_steps=30, eval_every=15, **FAST),
                    progress=False)
     assert run.status == "completed" and run.summary["steps"] == 30
+    assert (run.info["attention"], run.info["precision"]) == ("sdpa", "fp32")  # CPU default
     assert run.summary["eval_accuracy"] >= 0.9, run.summary  # chance is 0.5
     evals = run.metrics("eval")
     assert list(evals["step"]) == [15, 30]
@@ -235,3 +236,18 @@ def test_early_stopping_stops_when_the_metric_stalls(tiny_model_dir, run_root):
     assert run.status == "early_stopped"
     assert run.summary["steps"] == 3  # the first evaluation sets the best, two more fail to beat it
     assert len(run.metrics("eval")) == 3
+
+
+@pytest.mark.gpu
+def test_gpu_run_uses_bf16_autocast_and_sdpa_and_learns(tiny_model_dir, run_root):
+    if not torch.cuda.is_available():
+        pytest.fail("the gpu marker was selected but torch sees no CUDA device")
+    cfg = FineTuneConfig(max_steps=30, eval_every=15, **{**FAST, "device": "auto"})
+    run = finetune(tiny_model_dir, separable(160), config=cfg, progress=False)
+    info = run.info
+    assert info["device"].startswith("cuda")
+    assert info["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert run.summary["eval_accuracy"] >= 0.9
+    assert info["attention"] == "sdpa"
+    weights = _weights(run)  # master weights stay fp32 in the checkpoint
+    assert all(t.dtype == torch.float32 for t in weights.values())

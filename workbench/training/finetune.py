@@ -489,7 +489,10 @@ def finetune(lm_or_name: LM | str | None, data: Any, *, config: FineTuneConfig |
     if engine.is_main:
         run.set_status("running", task=data_obj.task, label_names=data_obj.label_names,
                        data=data_obj.source, fingerprint=data_obj.fingerprint(), pid=os.getpid(),
-                       total_steps=trainer.total_steps, machine=describe_machine())
+                       total_steps=trainer.total_steps, device=str(engine.device),
+                       precision="bf16" if trainer.dtype == torch.bfloat16 else "fp32",
+                       processes=engine.world, attention=model.config._attn_implementation,
+                       machine=describe_machine())
     started = time.time()
     try:
         status = trainer.fit()
