@@ -195,6 +195,8 @@ def attribute(lm: LM, text, *, target=None, method="ig", level: str = "token",
 
     Returns a tidy frame: model, text_id, text, method, position, token, word_id, score, weight,
     target, delta (IG only). `.attrs["info"]` holds, per text, f(x), f(baseline) and the delta.
+    A model loaded in bf16 (the default on recent GPUs) gives deltas of a few percent; load it
+    with `dtype="fp32"` when completeness matters.
     """
     if lm.kind not in ("mlm", "classifier"):
         raise MissingHeadError(
