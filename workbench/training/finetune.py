@@ -476,17 +476,17 @@ def finetune(lm_or_name: LM | str | None, data: Any, *, config: FineTuneConfig |
     model = _build_classifier(lm, data_obj, config.seed)
     tokenizer = lm.tokenizer
 
-    if run is None and engine.is_main:
-        run = Run.create(KIND, config.to_dict(), name=name, base_model=str(base_name), root=root)
-    cbs = list(callbacks)
-    if engine.is_main and run is not None:
-        cbs = [MetricsLogger(run)] + cbs
-        if progress:
-            cbs.append(ProgressBar(desc=f"fine-tuning {run.name}"))
-    trainer = _Trainer(model, tokenizer, data_obj, config, run, engine, cbs, stop)
+    # tokenising and planning can still refuse the input: do it before the run folder exists
+    trainer = _Trainer(model, tokenizer, data_obj, config, None, engine, list(callbacks), stop)
     if checkpoint is not None:
         trainer.restore(checkpoint)
+    if run is None and engine.is_main:
+        run = Run.create(KIND, config.to_dict(), name=name, base_model=str(base_name), root=root)
+    trainer.run = run
     if engine.is_main:
+        trainer.callbacks = [MetricsLogger(run)] + trainer.callbacks
+        if progress:
+            trainer.callbacks.append(ProgressBar(desc=f"fine-tuning {run.name}"))
         run.set_status("running", task=data_obj.task, label_names=data_obj.label_names,
                        data=data_obj.source, fingerprint=data_obj.fingerprint(), pid=os.getpid(),
                        total_steps=trainer.total_steps, device=str(engine.device),
