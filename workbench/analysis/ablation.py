@@ -133,6 +133,7 @@ def _prepare(lm: LM, texts: Sequence[str], objective: str, labels, batch_size: i
         if labels is None or len(labels) != len(texts):
             raise InputError(f"objective='classifier' needs one label per text: got "
                              f"{'no labels' if labels is None else len(labels)} for {len(texts)} texts")
+        labels = _label_ids(lm, list(labels))
     out = []
     for idx, batch in iter_batches(lm, texts, batch_size=batch_size, max_length=max_length,
                                    progress=False):
@@ -142,6 +143,18 @@ def _prepare(lm: LM, texts: Sequence[str], objective: str, labels, batch_size: i
             y = torch.as_tensor(np.asarray([labels[i] for i in idx]), device=lm.device)
             out.append((batch.inputs, y))
     return _Prepared(batches=out, objective=objective)
+
+
+def _label_ids(lm: LM, labels: list) -> list:
+    """Class names (as in the classifier's `label2id`) -> ids; numbers pass through."""
+    if not any(isinstance(v, str) for v in labels):
+        return labels
+    names = {str(k): v for k, v in (getattr(lm.config, "label2id", None) or {}).items()}
+    unknown = sorted({str(v) for v in labels} - set(names))
+    if unknown:
+        raise InputError(f"labels {unknown[:5]} are not classes of {lm.name!r} (its classes: "
+                         f"{sorted(names)}): pass class names or ids the classifier was trained on")
+    return [names[str(v)] for v in labels]
 
 
 def _batch_loss(lm: LM, inputs: dict, targets: torch.Tensor, objective: str
@@ -221,7 +234,8 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
     `method="gradient"`: Michel et al. 2019's |dL/dgate| at gates = 1 (one backward pass per
     batch). `method="loo"`: loss increase when the head alone is gated to 0 (one forward pass per
     head and batch). `objective="mlm"` uses a fixed-seed masking (`seed`, `mask_prob`);
-    `objective="classifier"` needs a fine-tuned classifier and `labels` (one per text).
+    `objective="classifier"` needs a fine-tuned classifier and `labels` (one per text: class ids,
+    or class names as in the classifier's `label2id`).
     Columns: model, layer, head, score, method, objective; `df.attrs["base_loss"]` for "loo".
     """
     if method not in METHODS:
