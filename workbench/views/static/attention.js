@@ -169,6 +169,7 @@
       const focus = state.hover >= 0 ? new Set([state.hover]) : state.selected;
       const heads = [...state.heads];
       const alphaScale = focus.size ? 1 : Math.min(1, 4 / Math.max(1, heads.length));
+      const minWeight = Math.min(0.005, 0.5 / n);  // skip invisible lines, keep near-uniform rows
       for (const h of heads) {
         const rgb = hexToRgb(HEAD_COLOURS[h % HEAD_COLOURS.length]);
         for (let i = 0; i < n; i++) {
@@ -177,7 +178,7 @@
           const base = (h * n + i) * k;
           for (let r = 0; r < k; r++) {
             const w = data.w[base + r];
-            if (!(w > 0.005)) continue;
+            if (!(w > minWeight)) continue;
             const j = data.idx[base + r];
             ctx.strokeStyle = "rgba(" + rgb[0] + "," + rgb[1] + "," + rgb[2] + "," + (w * alphaScale) + ")";
             ctx.lineWidth = focus.size ? 2 : 1.5;
