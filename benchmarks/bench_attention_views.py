@@ -29,7 +29,8 @@ def _attention(n_tokens: int):
     from transformers import RobertaConfig, RobertaModel
 
     torch.manual_seed(0)
-    model = RobertaModel(RobertaConfig(), add_pooling_layer=False).eval()
+    model = RobertaModel(RobertaConfig(max_position_embeddings=514),  # as roberta-base
+                         add_pooling_layer=False).eval()
     model.set_attn_implementation("eager")
     ids = torch.randint(5, 50_000, (1, n_tokens))
     ids[0, 0], ids[0, -1] = 0, 2
