@@ -352,7 +352,9 @@ class _Trainer:
         self.model.train()
         self._emit("start", resumed_from=self.step, examples=len(self.lengths))
         status, last_eval = "completed", None
-        window_loss, window_n, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
+        # the running loss stays on the device: reading it every step would stall a GPU
+        window_loss = torch.zeros((), device=self.device)
+        window_n, window_examples, window_start = 0, 0, time.perf_counter()
         eval_every = cfg.eval_every or self.steps_per_epoch
         ckpt_every = cfg.checkpoint_every or eval_every
         while self.step < self.total_steps and status == "completed":
@@ -367,7 +369,7 @@ class _Trainer:
                     with engine.no_sync(self.model, sync=k == len(group) - 1), self._autocast():
                         loss = self.model(**batch).loss / len(group)
                     engine.backward(loss)
-                    window_loss += float(loss.detach())
+                    window_loss += loss.detach().float()
                     window_examples += len(rows)
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -380,11 +382,12 @@ class _Trainer:
                 self.state["examples"] += sum(len(r) for r in group) * engine.world
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     elapsed = time.perf_counter() - window_start
-                    self._emit("step", loss=window_loss / window_n,
+                    self._emit("step", loss=float(window_loss) / window_n,
                                lr=self.scheduler.get_last_lr()[0],
                                epoch=epoch + self.state["group"] / len(groups),
                                examples_per_s=window_examples * engine.world / max(elapsed, 1e-9))
-                    window_loss, window_n, window_examples = 0.0, 0, 0
+                    window_loss.zero_()
+                    window_n, window_examples = 0, 0
                     window_start = time.perf_counter()
                 at_eval = self.step % eval_every == 0 or self.step == self.total_steps
                 if at_eval:
