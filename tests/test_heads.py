@@ -247,6 +247,13 @@ def test_classifier_objective(tmp_path):
                             progress=False)
     assert len(df) == clf.num_layers * clf.num_heads and (df[S.SCORE] >= 0).all()
     assert df[S.SCORE].sum() > 0
+    names = [clf.config.id2label[i] for i in labels]                 # class names work too
+    by_name = wb.head_importance(clf, SENTENCES[:3], objective="classifier", labels=names,
+                                 progress=False)
+    np.testing.assert_allclose(by_name[S.SCORE], df[S.SCORE])
+    with pytest.raises(InputError, match="not classes"):
+        wb.head_importance(clf, SENTENCES[:3], objective="classifier",
+                           labels=["good", "bad", "good"], progress=False)
     with pytest.raises(InputError, match="one label per text"):
         wb.head_importance(clf, SENTENCES[:3], objective="classifier", labels=[0], progress=False)
 
