@@ -368,7 +368,7 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else _null
     encoder = model.roberta
     want_compile = config.compile == "yes" or (config.compile == "auto" and device.type == "cuda")
-    compiled = torch.compile(encoder) if want_compile else encoder
+    compiled = torch.compile(encoder, dynamic=False) if want_compile else encoder
 
     peak = peak_flops(device)
     flops_tok = model_flops_per_token(config, len(tokenizer), config.mask_probability)
@@ -393,9 +393,12 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
                 "eval_accuracy": total_correct / max(1, total_n),
                 "eval_unigram_accuracy": base_correct / max(1, total_n), "eval_tokens": total_n}
 
-    def save(kind: str = "checkpoint") -> None:
-        if run is None:
+    saved_at = {"step": -1}
+
+    def save() -> None:
+        if run is None or saved_at["step"] == step:
             return
+        saved_at["step"] = step
         path = save_checkpoint(run, step, model, tokenizer, optimizer, scheduler, dict(state),
                                keep_last=config.keep_checkpoints)
         emit(callbacks, Event("checkpoint", step, schedule.total, {"path": str(path)}, run_id=run_id))
@@ -424,16 +427,19 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
                 ids = cpu_ids.to(device, non_blocking=True).long()
                 rows = torch.from_numpy(rows_np).to(device)
                 inputs, labels = masker(ids, rows, epoch=state["epoch"], draw=state["draw"])
-                with autocast():
-                    try:
-                        loss, _, _ = masked_lm_loss(model, compiled, inputs, ids != pad_id, labels)
-                    except Exception as err:  # noqa: BLE001 - compile failures fall back to eager
-                        if compiled is encoder:
-                            raise
-                        logger.warning("torch.compile failed (%s); continuing without it", err)
-                        compiled = encoder
-                        loss, _, _ = masked_lm_loss(model, compiled, inputs, ids != pad_id, labels)
-                (loss / config.grad_accum).backward()
+                try:
+                    loss = _forward_backward(model, compiled, inputs, ids != pad_id, labels,
+                                             autocast, config.grad_accum)
+                except Exception as err:  # noqa: BLE001 - a compile failure falls back to eager
+                    if compiled is encoder:
+                        raise
+                    logger.warning("torch.compile failed (%s: %s); continuing without it",
+                                   type(err).__name__, str(err)[:500])
+                    compiled = encoder
+                    if state["draw"] == 0 and step == 0:
+                        optimizer.zero_grad(set_to_none=True)
+                    loss = _forward_backward(model, compiled, inputs, ids != pad_id, labels,
+                                             autocast, config.grad_accum)
                 loss_sum += loss.detach()
                 state["batch_in_epoch"] += 1
                 state["draw"] += 1
@@ -501,6 +507,13 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     emit(callbacks, Event("stopped" if status == "stopped" else "end", step, schedule.total,
                           dict(last_eval), run_id=run_id))
     return run
+
+
+def _forward_backward(model, encoder, inputs, attention_mask, labels, autocast, grad_accum: int):
+    with autocast():
+        loss, _, _ = masked_lm_loss(model, encoder, inputs, attention_mask, labels)
+    (loss / grad_accum).backward()
+    return loss
 
 
 def _fit_schedule(schedule: WarmupLinear, step: int, step_times: list[float],
