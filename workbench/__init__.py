@@ -72,6 +72,8 @@ _API = {
     "attribute": "workbench.analysis.attribution",
     "pos_corpus": "workbench.analysis.pos_data",
     "read_conll": "workbench.analysis.pos_data",
+    # --- notebooks and paper report (issue 8) ---
+    "make_report": "workbench.report",
 }
 
 # subpackages reachable as attributes: wb.widgets.AttentionExplorer, wb.figures.export, ...

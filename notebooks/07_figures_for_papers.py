@@ -1,0 +1,112 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Figures for papers: every figure of a report, from saved runs, in one call
+#
+# Exploring happens in the other notebooks; this one is for the day you write the paper. One call,
+# `wb.make_report`, re-runs the analyses on a model and on the training runs saved in the run
+# store, draws each figure in the paper theme (readable 10-pt fonts, thin axes, colour maps that
+# survive greyscale printing) and writes it as **vector PDF and SVG** sized for a one-column
+# layout. Because the figures are regenerated from code and saved runs, a changed model or a
+# reviewer's request is a re-run, not an afternoon of screenshots.
+#
+# Beside the figures it writes `figures.json` and `SOURCES.md`: for every figure, the call that
+# made it, the model's name and path, the run id, the number and SHA-256 of the input texts, the
+# workbench version and the date. That is what you cite (see the end of the notebook).
+
+# %% tags=["parameters"]
+MODEL = "demo"
+QUICK = False
+OUT = "paper_figures"     # folder for the PDFs, SVGs, figures.json and SOURCES.md
+N_TEXTS = 300             # corpus size for head statistics, clusters, CKA, head importance
+RUNS = None               # None: every run in the store; or a list of run ids / folders
+WIDTH = "column"          # "column" (3.3 in), "page" (6.9 in) or inches
+
+# %%
+from pathlib import Path
+
+from IPython.display import SVG, Markdown, display
+
+import workbench as wb
+
+if QUICK:
+    N_TEXTS = 24
+
+lm = wb.load(MODEL)
+texts = wb.sentiment_demo(n=N_TEXTS)["text"].tolist()
+held_out = wb.sentiment_demo(n=200 if not QUICK else 32, seed=1)
+lm
+
+# %% [markdown]
+# ## The saved runs
+#
+# `wb.runs()` lists the run store: every pretraining and fine-tuning run, with its status and
+# summary metrics. After `make demo` it holds the runs of notebooks 01, 05 and 06. If the store is
+# empty (you opened this notebook first), the next cell trains one short fine-tuning run so that
+# the report has a run to draw; skip it on your own projects.
+
+# %%
+if not len(wb.runs()):
+    quick_config = wb.FineTuneConfig(max_steps=30 if not QUICK else 4, batch_size=16,
+                                     learning_rate=5e-5 if not QUICK else 1e-3, eval_every=10,
+                                     log_every=1)
+    wb.finetune(lm, wb.sentiment_demo(n=400 if not QUICK else 64), config=quick_config,
+                name="figures-example")
+wb.runs()[["id", "kind", "name", "status"]]
+
+# %% [markdown]
+# ## One call
+#
+# The report covers the model (attention on an example, head statistics, head clusters, layer
+# CKA, head importance, fill-mask, the logit lens, the probe set and its minimal pairs) and each
+# run (training curves; for fine-tuning runs also which heads changed and the confusion matrix on
+# a held-out table). Figures that need a part the model lacks (e.g. fill-mask on a classifier
+# without an MLM head) are listed with a note instead of failing the whole report.
+
+# %%
+report = wb.make_report(lm, OUT, runs=RUNS, texts=texts, eval_data=held_out, width=WIDTH)
+report[["figure", "seconds", "note"]]
+
+# %% [markdown]
+# Every figure below must have been written: an empty file list means an analysis or the export
+# failed, and the note says why.
+
+# %%
+failed = report[report["files"].map(len) == 0]
+assert failed.empty, f"figures not made:\n{failed[['figure', 'note']].to_string()}"
+sorted(p.name for p in Path(OUT).iterdir())
+
+# %% [markdown]
+# ## What they look like
+#
+# The SVGs are the exact files you put in the paper (the PDFs are the same drawings). Check that
+# labels are readable at column width and that nothing relies on colour alone.
+
+# %%
+for name in ["heads_attn_bos", "head_clusters", "attention_example"]:
+    display(Markdown(f"**{name}**: {report.set_index('figure').loc[name, 'caption']}"))
+    display(SVG(filename=str(Path(OUT) / f"{name}.svg")))
+
+# %% [markdown]
+# ## Citing a figure's source
+#
+# Each entry of `SOURCES.md` says exactly which model, run and inputs a figure came from. Put the
+# relevant lines in the figure caption or the appendix, e.g. "Attention to `<s>` per head of
+# roberta-base over 300 Rotten Tomatoes snippets (texts SHA-256 `3fa1…`), made with RoBERTa
+# Workbench 0.1.0 (`wb.head_stats`)". Cite the papers behind the methods too: Clark et al. 2019
+# (head statistics), Kovaleva et al. 2019 (head patterns, attention change), Michel et al. 2019
+# (head importance), Kornblith et al. 2019 (CKA), Salazar et al. 2020 (PLL), Petroni et al. 2019
+# (cloze probes); and the data sources' licences (see `data/README.md`).
+
+# %%
+display(Markdown("\n".join((Path(OUT) / "SOURCES.md").read_text().splitlines()[:30])))
