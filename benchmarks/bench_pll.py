@@ -171,7 +171,7 @@ def measure(n_tiny: int, n_base: int, base_layers: int = 12, repeats: int = 3,
 def run(quick: bool = False) -> list[dict]:
     # quick: a 2-layer roberta-base-width model and a handful of sentences (smoke test size)
     if quick:
-        return measure(16, 2, base_layers=2, repeats=1, warmup=False)
+        return measure(12, 2, base_layers=2, repeats=1, warmup=False)
     return measure(200, 24, base_layers=12, repeats=3)
 
 

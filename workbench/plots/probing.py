@@ -23,11 +23,11 @@ SPACE_MARK = "␣"
 
 
 def show_token(token: str) -> str:
-    """Readable label: a leading space becomes `␣`, other whitespace is escaped."""
+    """Readable label: a leading space becomes `␣`, control characters are escaped (`\\x0b`)."""
     token = str(token)
     if token.startswith(" "):
         token = SPACE_MARK + token[1:]
-    return token.replace("\n", "\\n").replace("\t", "\\t") or "∅"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in token) or "∅"
 
 
 def _need(df: pd.DataFrame, cols: set[str], what: str) -> None:
@@ -63,7 +63,9 @@ def topk_bars(df: pd.DataFrame, *, text_id: int | None = None, max_masks: int = 
                 hovertemplate="%{y}: p=%{x:.4f}<extra></extra>"), row=r, col=c)
     fig.update_xaxes(title_text="probability", row=len(masks))
     fig.update_layout(title=str(sub["text"].iloc[0]) if "text" in sub else None,
-                      height=max(250, 40 + 28 * len(masks) * sub["rank"].max()), bargap=0.25)
+                      height=max(250, 40 + 28 * len(masks) * sub["rank"].max()), bargap=0.25,
+                      margin=dict(l=90, t=70))
+    fig.update_yaxes(automargin=True)
     return apply_theme(fig)
 
 
