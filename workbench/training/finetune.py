@@ -267,8 +267,10 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(n_batches / config.grad_accumulation)
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
         warmup = config.warmup_steps or int(round(config.warmup_ratio * self.total_steps))
+        model.to(self.device)  # before the optimizer: fused AdamW wants its params on the GPU
         optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay),
-                                      lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+                                      lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6,
+                                      fused=engine.device.type == "cuda")  # one kernel per step
         self.scheduler = _linear_schedule(optimizer, warmup, self.total_steps)
         self.raw_model, self.raw_optimizer = model, optimizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -279,7 +281,6 @@ class _Trainer:
     # ---- resume -------------------------------------------------------------------------------
     def restore(self, checkpoint) -> None:
         """Load weights, optimizer, scheduler, RNG states and the position in the data."""
-        self.raw_model.to(self.device)  # optimizer state tensors follow the parameters' device
         state = load_training_state(checkpoint, self.raw_model, self.raw_optimizer, self.scheduler)
         if state.get("fingerprint") != self.state["fingerprint"]:
             raise InputError("the data differ from the data this run was trained on (fingerprint "
