@@ -1,0 +1,222 @@
+"""MLM pretraining: masking rules, packing, a tiny run that learns, exact resume, the CLI mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.training.corpus import Corpus, pack, pack_sequences
+from workbench.training.events import Event, StopFlag
+from workbench.training.masking import IGNORE_INDEX, Masker, TokenTables, word_start_positions
+from workbench.training.pretrain import PretrainConfig, pretrain
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def tables(tokenizer):
+    return TokenTables.from_tokenizer(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def batch(tokenizer):
+    """(ids (B, T), rows (B,)) of real text with specials and padding."""
+    from workbench.testing import offline_text
+
+    texts = offline_text(60_000)[:64]
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
+    return enc["input_ids"], torch.arange(len(texts))
+
+
+def test_dynamic_masks_change_across_epochs_and_static_masks_do_not(batch, tables):
+    ids, rows = batch
+    dynamic = Masker(tables, mode="dynamic", seed=3)
+    a = dynamic(ids, rows, epoch=0, draw=0)[1] != IGNORE_INDEX
+    b = dynamic(ids, rows, epoch=1, draw=7)[1] != IGNORE_INDEX
+    assert (a != b).any(dim=1).all()  # every sequence got a different mask the second time
+
+    single = Masker(tables, mode="static", static_copies=1, seed=3)
+    m0, l0 = single(ids, rows, epoch=0, draw=0)
+    m5, l5 = single(ids, rows, epoch=5, draw=99)
+    assert torch.equal(m0, m5) and torch.equal(l0, l5)
+
+    copies = Masker(tables, mode="static", static_copies=3, seed=3)
+    e0, e1, e3 = (copies(ids, rows, epoch=e, draw=e)[1] for e in (0, 1, 3))
+    assert torch.equal(e0, e3) and not torch.equal(e0, e1)
+    # the mask belongs to the sequence, not to its place in the batch
+    perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(copies(ids[perm], rows[perm], epoch=0, draw=0)[1], e0[perm])
+
+
+def test_80_10_10_proportions_on_a_large_sample(tables):
+    g = torch.Generator().manual_seed(0)
+    normal = torch.nonzero(~tables.special).flatten()
+    ids = normal[torch.randint(len(normal), (1024, 128), generator=g)]           # (B, T)
+    masked, labels = Masker(tables, seed=11)(ids, torch.arange(1024), epoch=0, draw=0)
+    selected = labels != IGNORE_INDEX
+    n = int(selected.sum())
+    assert abs(n / ids.numel() - 0.15) < 0.005
+    as_mask = (masked[selected] == tables.mask_id).float().mean().item()
+    kept = (masked[selected] == ids[selected]).float().mean().item()
+    replaced = 1 - as_mask - kept
+    assert abs(as_mask - 0.8) < 0.015
+    assert abs(replaced - 0.1 * (1 - 1 / len(normal))) < 0.012  # a random draw can hit the original
+    assert abs(kept - (0.1 + 0.1 / len(normal))) < 0.012
+    assert torch.equal(labels[selected], ids[selected])
+    assert not (masked[~selected] != ids[~selected]).any()       # unselected tokens untouched
+    assert not tables.special[masked[selected & (masked != tables.mask_id)]].any()
+
+
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_special_tokens_and_padding_are_never_masked(batch, tables, tokenizer, whole_word):
+    ids, rows = batch
+    assert (ids == tokenizer.pad_token_id).any()
+    masker = Masker(tables, probability=0.9, whole_word=whole_word, seed=1)
+    for draw in range(5):
+        masked, labels = masker(ids, rows, epoch=0, draw=draw)
+        special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+        assert (labels[special] == IGNORE_INDEX).all()
+        assert torch.equal(masked[special], ids[special])
+        assert (labels[~special] != IGNORE_INDEX).float().mean() > 0.8
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word(tokenizer, tables):
+    text = ("The unbelievably overcomplicated instructions bewildered everybody, although "
+            "interpretations differed considerably between departments")
+    enc = tokenizer([text] * 32, return_tensors="pt")
+    ids = enc["input_ids"]
+    word_ids = enc.word_ids(0)  # the tokenizer's own pre-tokenised words: an independent oracle
+    starts = word_start_positions(ids, tables)[0].tolist()
+    pieces = {}
+    for pos, w in enumerate(word_ids):
+        if w is not None:
+            pieces.setdefault(w, []).append(pos)
+    assert any(len(p) > 1 for p in pieces.values())  # the text really has multi-piece words
+    for positions in pieces.values():
+        assert {starts[p] for p in positions} == {positions[0]}
+    _, labels = Masker(tables, whole_word=True, probability=0.4, seed=2)(
+        ids, torch.arange(32), epoch=0, draw=0)
+    chosen = labels != IGNORE_INDEX
+    for row in range(32):
+        for positions in pieces.values():
+            flags = chosen[row, positions]
+            assert flags.all() or not flags.any()
+    assert chosen.any()
+
+
+def test_packing_full_and_doc_sentences():
+    docs = [[[10, 11, 12], [13, 14]], [[20, 21], [22, 23, 24, 25]], [[30]]]
+    full = pack_sequences(docs, 10, bos=0, eos=2, pad=1, mode="full")
+    doc = pack_sequences(docs, 10, bos=0, eos=2, pad=1, mode="doc")
+    # FULL-SENTENCES: documents share sequences, an extra </s> between them
+    assert full[0].tolist() == [0, 10, 11, 12, 13, 14, 2, 20, 21, 2]
+    assert full[1].tolist() == [0, 22, 23, 24, 25, 2, 30, 2, 1, 1]
+    # DOC-SENTENCES: a sequence never crosses a document border
+    assert doc.tolist() == [[0, 10, 11, 12, 13, 14, 2, 1, 1, 1], [0, 20, 21, 22, 23, 24, 25, 2, 1, 1],
+                            [0, 30, 2, 1, 1, 1, 1, 1, 1, 1]]
+    long = pack_sequences([[list(range(5, 25))]], 10, bos=0, eos=2, pad=1)  # 20 tokens, budget 8
+    assert [r[1:9].tolist() for r in long[:2]] == [list(range(5, 13)), list(range(13, 21))]
+
+
+def test_pack_is_cached_and_holds_out_whole_documents(tokenizer, tmp_path):
+    docs = [f"Document {i} talks about topic {i}. It has two sentences." for i in range(50)]
+    corpus = Corpus.from_texts(docs)
+    a = pack(corpus, tokenizer, seq_len=32, heldout=0.1, cache_dir=tmp_path)
+    b = pack(corpus, tokenizer, seq_len=32, heldout=0.1, cache_dir=tmp_path)
+    assert np.array_equal(a.train, b.train) and len(list(tmp_path.iterdir())) == 1
+    held_text = {tokenizer.decode(r, skip_special_tokens=True) for r in a.heldout}
+    train_text = " ".join(tokenizer.decode(r, skip_special_tokens=True) for r in a.train)
+    assert a.meta["heldout_documents"] == 5
+    for chunk in held_text:
+        for sentence in chunk.split(". "):
+            if "Document" in sentence:
+                assert sentence.strip() not in train_text
+
+
+@pytest.fixture(scope="module")
+def small_corpus():
+    from workbench.testing import offline_text
+
+    return Corpus.from_texts(offline_text(120_000), name="pydoc")
+
+
+def _tiny(**overrides) -> PretrainConfig:
+    base = dict(seq_len=48, vocab_size=600, batch_size=8, max_steps=60, warmup_steps=10,
+                eval_every=20, eval_sequences=32, checkpoint_every=1000, log_every=1, heldout=0.05,
+                device="cpu")
+    return PretrainConfig.from_preset("tiny", **{**base, **overrides})
+
+
+def test_a_tiny_run_lowers_held_out_loss(small_corpus, tmp_path):
+    run = pretrain(small_corpus, config=_tiny(eval_every=5, lr=3e-3), root=tmp_path / "runs",
+                   cache_dir=tmp_path / "cache")
+    evals = run.metrics("eval")
+    first, last = evals["eval_loss"].iloc[0], evals["eval_loss"].iloc[-1]
+    assert last < first - 0.5
+    assert run.status == "completed" and run.summary["steps"] == 60
+    assert 0 <= run.summary["eval_unigram_accuracy"] <= 1
+    lm = run.load(device="cpu")  # the final checkpoint opens in every analysis
+    assert lm.kind == "mlm" and lm.num_layers == 2
+
+
+def test_resume_continues_the_same_loss_curve(small_corpus, tmp_path):
+    config = _tiny(max_steps=16, checkpoint_every=8, dropout=0.1, eval_every=8)
+    root, cache = tmp_path / "runs", tmp_path / "cache"
+    straight = pretrain(small_corpus, config=config, root=root, cache_dir=cache)
+
+    stop = StopFlag()
+
+    def stop_at_8(event: Event) -> None:
+        if event.kind == "step" and event.step == 8:
+            stop.request()
+
+    interrupted = pretrain(small_corpus, config=config, root=root, cache_dir=cache,
+                           callbacks=[stop_at_8], stop=stop)
+    assert interrupted.status == "stopped" and interrupted.checkpoints()[-1][0] == 8
+    resumed = pretrain(small_corpus, resume=interrupted, root=root, cache_dir=cache)
+    assert resumed == interrupted and resumed.status == "completed"
+
+    a = straight.metrics("step").set_index("step")["loss"]
+    b = resumed.metrics("step").drop_duplicates("step", keep="last").set_index("step")["loss"]
+    assert list(b.index) == list(range(1, 17))
+    np.testing.assert_allclose(b.loc[9:16].to_numpy(), a.loc[9:16].to_numpy(), rtol=0, atol=1e-6)
+    assert resumed.summary["eval_loss"] == pytest.approx(straight.summary["eval_loss"], abs=1e-6)
+
+
+def test_cli_flags_map_onto_the_config(monkeypatch):
+    from workbench import cli
+    from workbench.training import pretrain_cli
+
+    seen = {}
+
+    def fake_pretrain(corpus, **kwargs):
+        seen.update(kwargs, corpus=corpus)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("workbench.training.pretrain.pretrain", fake_pretrain)
+    args = cli.build_parser().parse_args(
+        ["pretrain", "notes.txt", "--preset", "tiny", "--lr", "0.01", "--whole-word",
+         "--masking", "static", "--minutes", "2"])
+    with pytest.raises(SystemExit):
+        pretrain_cli._cmd_pretrain(args)
+    config = seen["config"]
+    assert seen["corpus"] == "notes.txt"
+    assert (config.preset, config.lr, config.whole_word, config.masking) == ("tiny", 0.01, True, "static")
+    assert config.time_budget_s == 120 and config.hidden_size == 64
+
+
+def test_config_validation_names_the_problem():
+    from workbench.errors import InputError
+
+    with pytest.raises(InputError, match="divisible"):
+        PretrainConfig(hidden_size=100, num_heads=3)
+    with pytest.raises(InputError, match="masking"):
+        PretrainConfig(masking="sometimes")
+    with pytest.raises(InputError, match="preset"):
+        PretrainConfig.from_preset("huge")
