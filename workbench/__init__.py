@@ -44,6 +44,10 @@ _API = {
     "load_probe_set": "workbench.analysis.probes",
     "logit_lens": "workbench.analysis.logit_lens",
     # --- pretraining (issue 5) ---
+    "pretrain": "workbench.training.pretrain",
+    "PretrainConfig": "workbench.training.pretrain",
+    "Corpus": "workbench.training.corpus",
+    "StopFlag": "workbench.training.events",
     # --- fine-tuning (issue 6) ---
     "finetune": "workbench.training.finetune",
     "FineTuneConfig": "workbench.training.finetune",
