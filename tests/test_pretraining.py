@@ -140,6 +140,12 @@ def test_pack_is_cached_and_holds_out_whole_documents(tokenizer, tmp_path):
 
 
 @pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One tokenizer/packing cache for the module's runs (the corpus is tokenised once)."""
+    return tmp_path_factory.mktemp("pretrain-cache")
+
+
+@pytest.fixture(scope="module")
 def small_corpus():
     from workbench.testing import offline_text
 
@@ -153,9 +159,9 @@ def _tiny(**overrides) -> PretrainConfig:
     return PretrainConfig.from_preset("tiny", **{**base, **overrides})
 
 
-def test_a_tiny_run_lowers_held_out_loss(small_corpus, tmp_path):
+def test_a_tiny_run_lowers_held_out_loss(small_corpus, cache, tmp_path):
     run = pretrain(small_corpus, config=_tiny(eval_every=5, lr=3e-3), root=tmp_path / "runs",
-                   cache_dir=tmp_path / "cache")
+                   cache_dir=cache)
     evals = run.metrics("eval")
     first, last = evals["eval_loss"].iloc[0], evals["eval_loss"].iloc[-1]
     assert last < first - 0.5
@@ -165,9 +171,9 @@ def test_a_tiny_run_lowers_held_out_loss(small_corpus, tmp_path):
     assert lm.kind == "mlm" and lm.num_layers == 2
 
 
-def test_resume_continues_the_same_loss_curve(small_corpus, tmp_path):
+def test_resume_continues_the_same_loss_curve(small_corpus, cache, tmp_path):
     config = _tiny(max_steps=16, checkpoint_every=8, dropout=0.1, eval_every=8)
-    root, cache = tmp_path / "runs", tmp_path / "cache"
+    root = tmp_path / "runs"
     straight = pretrain(small_corpus, config=config, root=root, cache_dir=cache)
 
     stop = StopFlag()
@@ -220,3 +226,30 @@ def test_config_validation_names_the_problem():
         PretrainConfig(masking="sometimes")
     with pytest.raises(InputError, match="preset"):
         PretrainConfig.from_preset("huge")
+
+
+def test_pretrain_run_widget_builds_config_from_controls_and_trains_live(small_corpus, cache, tmp_path):
+    from workbench.widgets import PretrainRun
+
+    base = _tiny(max_steps=12, eval_every=6)
+    w = PretrainRun(small_corpus, config=base, root=tmp_path / "runs", cache_dir=cache)
+    w.masking.value = "static"
+    w.static_copies.value = 4
+    w.whole_word.value = True
+    w.max_steps.value = 10
+    cfg = w.config()
+    assert (cfg.masking, cfg.static_copies, cfg.whole_word, cfg.max_steps) == ("static", 4, True, 10)
+    assert cfg.seq_len == base.seq_len  # settings not on the form come from the given config
+    w.preset.value = "mini"
+    assert w.config().hidden_size == 256 and w.max_steps.value == 5000
+    w.preset.value = "tiny"
+    w.max_steps.value = 10
+    assert len(w.monitor.figure.data) == 0  # nothing drawn before the run
+    w.start(block=True)
+    assert w.error is None and w.run is not None and w.run.status == "completed"
+    assert w.run.config["masking"] == "static" and w.run.summary["steps"] == 10
+    names = {t.name for t in w.monitor.figure.data}
+    assert {"loss", "eval_loss", "eval_accuracy"} <= names
+    loss = next(t for t in w.monitor.figure.data if t.name == "loss")
+    assert len(loss.x) == 10
+    assert "completed" in w.monitor.status.value

@@ -14,6 +14,7 @@ _WIDGETS: dict[str, str] = {
     # --- probing (issue 4) ---
     "MaskProbe": "mask_probe",
     # --- pretraining (issue 5) ---
+    "PretrainRun": "pretrain_run",
     # --- fine-tuning (issue 6) ---
     "FineTuneRun": "finetune_run",
     "RunMonitor": "training_monitor",
