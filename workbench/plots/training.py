@@ -112,5 +112,5 @@ def confusion_heatmap(matrix: pd.DataFrame, *, normalize: bool = False,
                                texttemplate="%{text}", colorscale=SEQUENTIAL,
                                colorbar=dict(title="share" if normalize else "count")))
     fig.update_layout(title=title or "confusion matrix", xaxis_title="predicted",
-                      yaxis_title="true", yaxis=dict(autorange="reversed"))
+                      yaxis_title="true", yaxis=dict(autorange="reversed", automargin=True))
     return apply_theme(fig)
