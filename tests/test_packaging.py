@@ -22,8 +22,6 @@ def _pyproject_names() -> set[str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {_name(r) for r in data["dependencies"]}
     for extra, reqs in data["optional-dependencies"].items():
-        if extra == "syntax":  # optional heavy extra, documented separately
-            continue
         names |= {_name(r) for r in reqs if not r.startswith("workbench")}
     return names
 
