@@ -135,6 +135,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on steps (default: the preset's)")
     ap.add_argument("--tiny", action="store_true", help="a 2-layer model, for a CPU smoke test")
+    ap.add_argument("--layers", type=int, default=None, help="override the preset's depth")
+    ap.add_argument("--hidden", type=int, default=None, help="override the preset's width")
+    ap.add_argument("--heads", type=int, default=None, help="override the preset's head count")
+    ap.add_argument("--warmup", type=int, default=None, help="override the preset's warm-up steps")
+    ap.add_argument("--resume", default=None, help="a run folder to continue (e.g. after a session ended)")
     args = ap.parse_args(argv)
 
     t_start = time.time()
@@ -145,12 +150,20 @@ def main(argv=None) -> int:
                  if v is not None}
     if args.tiny:
         overrides.update(num_layers=2, hidden_size=64, num_heads=2, intermediate_size=128)
+    if args.layers:
+        overrides["num_layers"] = args.layers
+    if args.hidden:
+        overrides.update(hidden_size=args.hidden, intermediate_size=4 * args.hidden)
+    if args.heads:
+        overrides["num_heads"] = args.heads
+    if args.warmup is not None:
+        overrides["warmup_steps"] = args.warmup
     config = PretrainConfig.from_preset(
         "demo", seq_len=packed.seq_len, time_budget_s=args.minutes * 60, compile=args.compile,
         device=args.device, keep_checkpoints=0, **overrides)
     config = config.replace(checkpoint_every=config.eval_every)
     keep = KeepBest()
-    run = pretrain(packed, config=config, root=args.runs, name="demo-model",
+    run = pretrain(packed, config=config, root=args.runs, name="demo-model", resume=args.resume,
                    callbacks=[Printer(every=max(1, config.eval_every // 5)), keep])
     summary = run.summary
     best = keep.best_step if keep.best_step is not None else summary["steps"]
