@@ -160,12 +160,12 @@ def _tiny(**overrides) -> PretrainConfig:
 
 
 def test_a_tiny_run_lowers_held_out_loss(small_corpus, cache, tmp_path):
-    run = pretrain(small_corpus, config=_tiny(eval_every=5, lr=3e-3), root=tmp_path / "runs",
-                   cache_dir=cache)
+    run = pretrain(small_corpus, config=_tiny(max_steps=40, eval_every=10, lr=3e-3),
+                   root=tmp_path / "runs", cache_dir=cache)
     evals = run.metrics("eval")
     first, last = evals["eval_loss"].iloc[0], evals["eval_loss"].iloc[-1]
     assert last < first - 0.5
-    assert run.status == "completed" and run.summary["steps"] == 60
+    assert run.status == "completed" and run.summary["steps"] == 40
     assert 0 <= run.summary["eval_unigram_accuracy"] <= 1
     lm = run.load(device="cpu")  # the final checkpoint opens in every analysis
     assert lm.kind == "mlm" and lm.num_layers == 2

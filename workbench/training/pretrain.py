@@ -57,7 +57,7 @@ PRESETS: dict[str, dict] = {
                  warmup_steps=6000),
     # the embedded default model (data/demo-model): 6 x 384, 16k BPE, 256-token sequences
     "demo": dict(num_layers=6, hidden_size=384, num_heads=6, intermediate_size=1536, seq_len=256,
-                 vocab_size=16000, batch_size=128, lr=7e-4, max_steps=20000, warmup_steps=1000,
+                 vocab_size=16000, batch_size=256, lr=7e-4, max_steps=20000, warmup_steps=1000,
                  dropout=0.1, eval_every=500, checkpoint_every=2000, eval_sequences=400),
 }
 
@@ -407,8 +407,11 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
         run.set_status("running", hardware=describe_machine())
     emit(callbacks, Event("start", step, schedule.total, {"tokens_per_step": config.tokens_per_step},
                           run_id=run_id))
-    model.train()
     last_eval: dict = {}
+    if step == 0 and rank == 0:  # the untrained model's score: where every curve starts
+        last_eval = evaluate()
+        emit(callbacks, Event("eval", 0, schedule.total, {**last_eval, "tokens_seen": 0}, run_id=run_id))
+    model.train()
     t_begin = time.time()
     t_budget_start = time.time() - state["train_time"]
     step_times: list[float] = []
