@@ -21,7 +21,6 @@ and writes the run folder.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
