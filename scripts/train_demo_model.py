@@ -108,17 +108,26 @@ def fill_mask(model, tokenizer, sentences, k: int = 5) -> list[dict]:
     return out
 
 
+KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json", "workbench_record.json")
+
+
 def export(checkpoint: Path, out: Path, record: dict) -> None:
+    """fp16 shards <= 15 MB + tokenizer + record; only the files a loader needs (at most 8), then
+    reload the exported folder and record its fill-mask answers (a check that it loads)."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     model = AutoModelForMaskedLM.from_pretrained(checkpoint, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    record["fill_mask_examples"] = fill_mask(model, tokenizer, PROBES)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model.to(torch.float16).save_pretrained(out, max_shard_size="15MB")
     tokenizer.save_pretrained(out)
+    for f in out.iterdir():
+        if f.name not in KEEP and not f.name.startswith("model"):
+            f.unlink()  # redundant copies (special_tokens_map.json, vocab.json/merges.txt, ...)
+    reloaded = AutoModelForMaskedLM.from_pretrained(out, dtype=torch.float32)
+    record["fill_mask_examples"] = fill_mask(reloaded, AutoTokenizer.from_pretrained(out), PROBES)
     (out / "workbench_record.json").write_text(json.dumps(record, indent=2, default=str))
 
 
