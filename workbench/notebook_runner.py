@@ -141,7 +141,9 @@ def execute_notebook(source: str | Path, output: str | Path | None = None, *,
 
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(cwd)}},
-                            record_timing=True, store_widget_state=True)
+                            # widget state would embed plotly.js once per FigureWidget (~5 MB
+                            # each) and static HTML cannot render widgets offline anyway
+                            record_timing=True, store_widget_state=False)
     if on_cell is not None:
         client.on_cell_start = lambda cell, cell_index: on_cell(cell_index, len(nb.cells), cell)
     failure = None
