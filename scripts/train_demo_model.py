@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=".cache/demo_corpus", help="folder from build_demo_corpus.py")
     ap.add_argument("--out", default="data/demo-model", help="where the exported model goes")
-    ap.add_argument("--minutes", type=float, default=6.0, help="training time budget")
+    ap.add_argument("--minutes", type=float, default=6.0,
+                    help="training time budget (with --resume: the run's total across sessions)")
     ap.add_argument("--runs", default="/tmp/workbench-demo-runs", help="run store for checkpoints")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
@@ -172,8 +173,14 @@ def main(argv=None) -> int:
         device=args.device, keep_checkpoints=0, **overrides)
     config = config.replace(checkpoint_every=config.eval_every)
     keep = KeepBest()
+    printer = Printer(every=max(1, config.eval_every // 5))
+    if args.resume:  # the run keeps its config; --minutes / --max-steps may extend it
+        config = {k: v for k, v in dict(time_budget_s=args.minutes * 60, max_steps=args.max_steps,
+                                        compile=args.compile, device=args.device).items()
+                  if v is not None}
     run = pretrain(packed, config=config, root=args.runs, name="demo-model", resume=args.resume,
-                   callbacks=[Printer(every=max(1, config.eval_every // 5)), keep])
+                   callbacks=[printer, keep])
+    config = PretrainConfig.from_dict(run.config)  # what the run really used
     summary = run.summary
     best = keep.best_step if keep.best_step is not None else summary["steps"]
     ckpt = run.checkpoint(best)

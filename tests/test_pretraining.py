@@ -253,3 +253,16 @@ def test_pretrain_run_widget_builds_config_from_controls_and_trains_live(small_c
     loss = next(t for t in w.monitor.figure.data if t.name == "loss")
     assert len(loss.x) == 10
     assert "completed" in w.monitor.status.value
+
+
+def test_resume_may_extend_the_budget_but_not_change_the_experiment(small_corpus, cache, tmp_path):
+    from workbench.errors import InputError
+
+    root = tmp_path / "runs"
+    run = pretrain(small_corpus, config=_tiny(max_steps=6, eval_every=3), root=root, cache_dir=cache)
+    with pytest.raises(InputError, match="cannot change .*'lr'"):
+        pretrain(small_corpus, resume=run, config={"lr": 0.5}, root=root, cache_dir=cache)
+    longer = pretrain(small_corpus, resume=run, config={"max_steps": 9}, root=root, cache_dir=cache)
+    assert longer.summary["steps"] == 9 and longer.config["max_steps"] == 9
+    steps = longer.metrics("step")["step"].tolist()
+    assert steps == list(range(1, 10))

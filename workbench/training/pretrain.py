@@ -294,15 +294,16 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     `datasets.Dataset`, a `PackedCorpus` or a packed-corpus folder. `config`: a PretrainConfig,
     a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
     path/id) to continue from its latest checkpoint; its config is reused and `corpus` must be the
-    same (checked by hash). `stop`: a StopFlag for a graceful stop from another thread.
+    same (checked by hash); `config` may then change only RESUMABLE_CHANGES (e.g. a larger
+    `max_steps` or `time_budget_s`, which counts training time across sessions). `stop`: a StopFlag for a graceful stop from another thread.
     """
     callbacks = list(callbacks)
     rank, world = _distributed_rank()
     run: Run | None = None
     if resume is not None:
         run = Run.open(resume, root=root)
-        saved = {k: v for k, v in run.config.items() if not k.startswith("_")}
-        config = PretrainConfig.from_dict(saved)
+        saved = PretrainConfig.from_dict({k: v for k, v in run.config.items() if not k.startswith("_")})
+        config = _resume_config(saved, config, run)
         if corpus is None:
             corpus = run.info.get("packed_corpus")
             if not corpus or not Path(corpus).exists():
@@ -414,6 +415,9 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     t_begin = time.time()
     t_budget_start = time.time() - state["train_time"]
     step_times: list[float] = []
+    first_step = step
+    if not config.time_budget_s and schedule.total != config.max_steps:  # max_steps was changed
+        schedule.total = config.max_steps
     status = "completed"
     try:
         while step < schedule.total:
@@ -458,7 +462,8 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
             state["train_time"] += dt
             step_times.append(dt)
             if config.time_budget_s:
-                _fit_schedule(schedule, step, step_times, config, time.time() - t_budget_start)
+                _fit_schedule(schedule, step, step_times, config, time.time() - t_budget_start,
+                              first_step)
             if log_now:
                 recent = step_times[-config.log_every:]
                 tps = config.tokens_per_step * world * len(recent) / max(1e-9, sum(recent))
@@ -511,6 +516,34 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     return run
 
 
+# what may change when a run is resumed: budgets, intervals and the machine, never the model,
+# data, masking or optimiser (those would make the resumed curve a different experiment)
+RESUMABLE_CHANGES = ("time_budget_s", "max_steps", "eval_every", "eval_sequences", "checkpoint_every",
+                     "keep_checkpoints", "log_every", "device", "precision", "compile")
+
+
+def _resume_config(saved: PretrainConfig, requested, run: Run) -> PretrainConfig:
+    """The saved config, with the requested changes from RESUMABLE_CHANGES (others must match)."""
+    if requested is None:
+        return saved
+    if isinstance(requested, str):
+        requested = PretrainConfig.from_preset(requested)
+    changes = requested if isinstance(requested, dict) else {
+        k: v for k, v in requested.to_dict().items() if v != getattr(saved, k)}
+    changes = {k: v for k, v in changes.items() if v != getattr(saved, k, None)}
+    refused = sorted(k for k in changes if k not in RESUMABLE_CHANGES)
+    if refused:
+        raise InputError(f"resuming run {run.id} cannot change {refused} (only {list(RESUMABLE_CHANGES)}); "
+                         "start a new run for a different model, data, masking or optimiser")
+    if changes:
+        config = saved.replace(**changes)
+        from ..store import atomic_write_json
+
+        atomic_write_json(run.path / "config.json", config.to_dict())
+        return config
+    return saved
+
+
 def _forward_backward(model, encoder, inputs, attention_mask, labels, autocast, grad_accum: int):
     with autocast():
         loss, _, _ = masked_lm_loss(model, encoder, inputs, attention_mask, labels)
@@ -519,10 +552,12 @@ def _forward_backward(model, encoder, inputs, attention_mask, labels, autocast, 
 
 
 def _fit_schedule(schedule: WarmupLinear, step: int, step_times: list[float],
-                  config: PretrainConfig, elapsed: float) -> None:
-    """Under a time budget, re-estimate the total steps from the measured step time until the
-    run is half way, so warm-up and decay span the budget (never beyond `max_steps`)."""
-    if step < 20 or step % 10 or step > schedule.total / 2:
+                  config: PretrainConfig, elapsed: float, first_step: int = 0) -> None:
+    """Under a time budget (total training time, across resumed sessions too), re-estimate the
+    total steps from this session's step times until it is half way through what remains, so
+    warm-up and decay span the budget (never beyond `max_steps`)."""
+    done = step - first_step
+    if done < 20 or step % 10 or done > (schedule.total - first_step) / 2:
         return
     recent = step_times[-200:]
     per_step = sorted(recent)[len(recent) // 2] * 1.03  # median, plus eval/checkpoint overhead

@@ -63,7 +63,10 @@ def _cmd_pretrain(args) -> int:
                  if f.name != "preset" and getattr(args, f.name, None) is not None}
     if args.minutes is not None:
         overrides["time_budget_s"] = args.minutes * 60
-    config = PretrainConfig.from_preset(args.preset or "mini", **overrides)
+    if args.resume:  # the run's own config, with only the flags given here changed
+        config = overrides or None
+    else:
+        config = PretrainConfig.from_preset(args.preset or "mini", **overrides)
     run = pretrain(None if args.resume else args.corpus, config=config, resume=args.resume,
                    root=args.runs, name=args.name, progress=True)
     print(f"\n{run}\nsummary: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
