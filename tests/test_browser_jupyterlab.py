@@ -81,6 +81,15 @@ CASES: dict[str, WidgetCase] = {
     "RunMonitor": WidgetCase(
         make="wb.widgets.RunMonitor(title='a run')", controls=["button", "[class*=progress]"],
         note="driven by training events, not by the user: nothing to poke besides Stop"),
+    "PretrainRun": WidgetCase(
+        setup=("from pydoc_data.topics import topics\n"
+               "_corpus = wb.Corpus.from_texts(list(topics.values())[:60], name='pydoc')\n"
+               "_cfg = wb.PretrainConfig.from_preset('tiny', seq_len=32, vocab_size=400, "
+               "batch_size=4, max_steps=6, warmup_steps=1, eval_every=3, eval_sequences=8, "
+               "checkpoint_every=6, log_every=1, heldout=0.05)"),
+        make="wb.widgets.PretrainRun(_corpus, config=_cfg)", controls=["select", "button"],
+        # the live curves: training runs in a thread and the figure must update in the page
+        interactions=[[("click", "Start")]]),
     "ProbeLab": WidgetCase(
         make="wb.widgets.ProbeLab(lm, PROBE_DATA)", controls=["select", "button"],
         interactions=[[("click", "Run probes")]]),
