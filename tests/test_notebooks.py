@@ -118,3 +118,47 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "toy.py"
     path.write_text(text)
     return path
+
+
+# --- make demo, on hand-made notebooks ---------------------------------------------------------
+
+_DEMO_TOY = '''# %% [markdown]
+# # Toy NAME
+
+# %% tags=["parameters"]
+MODEL = "demo"
+QUICK = False
+
+# %%
+import plotly.graph_objects as go
+import workbench as wb
+print("model is", MODEL, "quick", QUICK)
+wb.figures.export(go.Figure(go.Bar(x=[1], y=[2])), "figures/NAME_bar.html")
+assert not NAME_FAILS
+'''
+
+
+def test_run_demo_writes_report_and_falls_back_loudly(tmp_path, monkeypatch, capsys):
+    from workbench.demo import run_demo
+    from workbench.errors import WorkbenchError
+
+    monkeypatch.setenv("WORKBENCH_DEMO_MODEL", str(tmp_path / "no-such-model"))
+    sources = []
+    for name, fails in (("01_ok", False), ("02_bad", True)):
+        path = tmp_path / f"{name}.py"
+        path.write_text(_DEMO_TOY.replace("NAME_FAILS", str(fails)).replace("NAME", name))
+        sources.append(path)
+    out = tmp_path / "out"
+    with pytest.raises(WorkbenchError, match="1 notebook\\(s\\) failed: 02_bad"):
+        run_demo(out, quick=True, notebooks=sources)
+    printed = capsys.readouterr().out
+    assert "tiny RANDOM model" in printed and "[1/2] 01_ok: ok" in printed
+    assert "[2/2] 02_bad: FAILED" in printed
+    index = (out / "index.html").read_text()
+    assert "tiny RANDOM model" in index and "http" not in index  # no external URL
+    assert "figures/01_ok/figures/01_ok_bar.html" in index and "AssertionError" in index
+    for stem in ("01_ok", "02_bad"):
+        assert (out / "notebooks" / f"{stem}.ipynb").exists()
+        assert (out / "notebooks" / f"{stem}.html").exists()
+    executed = (out / "notebooks" / "01_ok.html").read_text()
+    assert f"model is {(out / 'tiny-random-model').resolve()} quick True" in executed
