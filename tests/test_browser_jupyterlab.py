@@ -123,7 +123,8 @@ def _notebook(names: list[str], model_dir) -> dict:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     nb.cells.append(nbformat.v4.new_code_cell(
         "import workbench as wb\n"
         f"lm = wb.load({str(model_dir)!r}, device='cpu')\n"
@@ -168,7 +169,8 @@ def lab(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--allow-root", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -179,7 +181,8 @@ def lab(tmp_path_factory):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
+                    log_text = (root / "lab.log").read_text()[-3000:]
+                    pytest.fail("JupyterLab did not start:\n" + log_text)
                 time.sleep(0.5)
         yield url, token, root
     finally:

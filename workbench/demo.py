@@ -137,7 +137,8 @@ def run_demo(out: Path, *, model: str = "demo", quick: bool = False,
         error = None
         with _Progress(f"[{i}/{len(sources)}] {stem}") as progress:
             try:
-                nb = execute_notebook(src, executed, parameters={"MODEL": model_arg, "QUICK": quick},
+                nb = execute_notebook(src, executed,
+                                      parameters={"MODEL": model_arg, "QUICK": quick},
                                       cwd=workdir, timeout=CELL_TIMEOUT_S, env=env,
                                       on_cell=progress.on_cell)
             except NotebookExecutionError as err:
@@ -157,8 +158,8 @@ def run_demo(out: Path, *, model: str = "demo", quick: bool = False,
     total = time.perf_counter() - total_start
     index = _write_index(out, results, model_arg, warning, total, quick)
     failed = [r["stem"] for r in results if r["error"]]
-    print(f"\nDemo finished in {_fmt(total)}: {len(results) - len(failed)}/{len(results)} notebooks "
-          f"ran. Report: {index.resolve()}", flush=True)
+    print(f"\nDemo finished in {_fmt(total)}: {len(results) - len(failed)}/{len(results)} "
+          f"notebooks ran. Report: {index.resolve()}", flush=True)
     if warning:
         _say_loudly("Reminder: these outputs come from a tiny RANDOM model (data/demo-model "
                     "is not built yet).")

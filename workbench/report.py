@@ -142,7 +142,7 @@ def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
         slug = _slug(run.name or run.id)
         specs.append(FigureSpec(f"run_{slug}_curves", f"Training curves of run {run.name} "
                                 f"({run.kind}).", lambda run=run: training_curves(run.metrics()),
-                                {**src, "call": "wb.plots.training.training_curves(run.metrics())"}))
+                                {**src, "call": "plots.training.training_curves(run.metrics())"}))
         if run.kind != "finetune":
             continue
 
