@@ -426,3 +426,15 @@ def test_head_stats_on_roberta_base():
     assert len(df) == 144
     assert df[S.ATTN_PREV].max() > 0.5            # a previous-token head exists
     assert df[[S.ATTN_BOS, S.ATTN_EOS]].sum(axis=1).max() > 0.5
+
+
+def test_head_heatmap_title_keeps_special_token_names_visible():
+    """Plotly reads titles as HTML: '<s>' must reach it escaped or the title loses it."""
+    import pandas as pd
+
+    from workbench import schema as S
+    from workbench.plots.heads import head_heatmap
+
+    df = pd.DataFrame({S.LAYER: [0, 0], S.HEAD: [0, 1], S.ATTN_EOS: [0.2, 0.7]})
+    fig = head_heatmap(df, S.ATTN_EOS)
+    assert fig.layout.title.text == "attention to &lt;/s&gt;"

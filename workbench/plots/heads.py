@@ -7,6 +7,8 @@ in the paper theme; none computes anything beyond reshaping. Layer 3: no torch.
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -15,7 +17,8 @@ from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
 
-# readable titles of the statistics (columns not listed are shown as they are named)
+# readable titles of the statistics (columns not listed are shown as they are named); plain text:
+# `_label` escapes them for plotly, which reads text as HTML ('<s>' would vanish)
 LABELS = {
     S.ATTN_BOS: "attention to <s>", S.ATTN_EOS: "attention to </s>",
     S.ATTN_PUNCT: "attention to punctuation", S.ATTN_SELF: "attention to self",
@@ -31,6 +34,10 @@ LABELS = {
 # one head on one sentence: `plots.attention.attention_heatmap` on a `wb.attention` frame
 PATTERN_COLOURS = {"diagonal": CATEGORICAL[0], "vertical": CATEGORICAL[1],
                    "block": CATEGORICAL[2], "heterogeneous": "#999999"}
+
+
+def _label(value: str) -> str:
+    return html.escape(LABELS.get(value, value))
 
 
 def _require(df: pd.DataFrame, columns, what: str) -> None:
@@ -62,11 +69,11 @@ def head_heatmap(df: pd.DataFrame, value: str = S.ATTN_BOS, *, title: str | None
         fig.add_trace(go.Heatmap(
             z=grid.values, x=list(grid.columns), y=list(grid.index), zmin=lo, zmax=hi,
             colorscale=colorscale, showscale=(i == 1), colorbar=dict(title=dict(text="")),
-            hovertemplate="layer %{y}, head %{x}<br>" + LABELS.get(value, value)
+            hovertemplate="layer %{y}, head %{x}<br>" + _label(value)
             + ": %{z:.3f}<extra></extra>"), row=1, col=i)
         fig.update_xaxes(title_text=S.HEAD, dtick=1, row=1, col=i)
     fig.update_yaxes(title_text=S.LAYER, dtick=1, autorange="reversed", row=1, col=1)
-    fig.update_layout(title=title or LABELS.get(value, value))
+    fig.update_layout(title=title or _label(value))
     return apply_theme(fig)
 
 
@@ -75,7 +82,7 @@ def compare_heatmap(df: pd.DataFrame, value: str = S.JS_DISTANCE, *,
     """Layer x head heatmap of `compare_attention` (Jensen-Shannon distance or cosine)."""
     _require(df, [S.LAYER, S.HEAD, value], "compare_heatmap")
     if title is None and S.MODEL_A in df.columns and len(df):
-        title = f"{LABELS.get(value, value)}: {df[S.MODEL_A].iloc[0]} vs {df[S.MODEL_B].iloc[0]}"
+        title = html.escape(f"{LABELS.get(value, value)}: {df[S.MODEL_A].iloc[0]} vs {df[S.MODEL_B].iloc[0]}")
     return head_heatmap(df.drop(columns=[S.MODEL], errors="ignore"), value, title=title)
 
 
