@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH_CPU_VERSION ?= 2.13.0
 OUT    ?= outputs/demo
+MODEL  ?= demo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -23,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m workbench demo --out $(OUT)
+	$(PY) -m workbench demo --model $(MODEL) --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q
