@@ -42,7 +42,7 @@ def _texts(n: int) -> list[str]:
 
     rng = np.random.default_rng(0)
     paras = offline_text(400_000)
-    return [p[: int(rng.integers(40, 600))] for p in paras[:n]]
+    return [p[: int(rng.integers(40, 500))] for p in paras[:n]]
 
 
 def _peer(model, tok, texts: list[str], batch_size: int, max_length: int) -> np.ndarray:
@@ -65,7 +65,7 @@ def run(quick: bool = False) -> list[dict]:
 
     import workbench as wb
 
-    n, batch_size = (24, 8) if quick else (128, 16)
+    n, batch_size = (24, 8) if quick else (64, 16)
     texts = _texts(n)
     saved_cache = os.environ.get("WORKBENCH_CACHE")
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +73,7 @@ def run(quick: bool = False) -> list[dict]:
         folder = _model(Path(tmp) / "m", quick)
         lm = wb.load(folder, device="cpu")
         tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder, add_pooling_layer=False).eval()
-        max_length = 256
+        max_length = 128
         lengths = [len(v) for v in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
 
         def ours():
