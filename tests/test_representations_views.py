@@ -85,3 +85,14 @@ def test_attribution_view_follows_its_controls(tiny_lm):
     view.text.value = "no mask here"
     view.run()
     assert "error" in view.status.value and "&lt;mask&gt;" in view.status.value
+
+
+def test_attribution_view_stays_a_function_after_its_module_is_imported():
+    """A submodule named like the function would replace it on the package once imported."""
+    import importlib
+
+    import workbench as wb
+
+    importlib.import_module("workbench.widgets.attribution_panel")
+    assert callable(wb.widgets.attribution_view)
+    assert not isinstance(wb.widgets.attribution_view, type(importlib))

@@ -22,8 +22,8 @@ _WIDGETS: dict[str, str] = {
     "HeadExplorer": "head_explorer",
     # --- representations (issue 9) ---
     "ProbeLab": "probe_lab",
-    "AttributionView": "attribution_view",
-    "attribution_view": "attribution_view",
+    "AttributionView": "attribution_panel",
+    "attribution_view": "attribution_panel",  # module named apart: a submodule import would shadow the function
 }
 
 __all__ = sorted(_WIDGETS)
