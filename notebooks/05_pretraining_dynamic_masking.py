@@ -35,8 +35,8 @@
 # %% tags=["parameters"]
 MODEL = "demo"          # the model whose fill-mask answers we show at the end
 QUICK = False           # tiny sizes, used by the tests
-N_DOCUMENTS = 400       # a small slice of the offline corpus, so the runs see it for many epochs
-STEPS = 600             # optimiser steps per run (~2-3 min each on a 2-core CPU)
+N_DOCUMENTS = 300       # a small slice of the offline corpus, so the runs see it for many epochs
+STEPS = 300             # optimiser steps per run (~1 min each on a 2-core CPU)
 
 # %%
 import pandas as pd

@@ -23,7 +23,7 @@
 
 # %% tags=["parameters"]
 MODEL = "demo"
-N_EXAMPLES = 4000      # rows of the demo table to use
+N_EXAMPLES = 2000      # rows of the demo table to use
 EPOCHS = 2
 MAX_STEPS = None       # or a number of optimiser steps
 BATCH_SIZE = 32
