@@ -94,7 +94,7 @@ def run(quick: bool = False) -> list[dict]:
 
     def row(measure, unit, ours, peer, notes=""):
         rows.append({"benchmark": "attention_views", "measure": measure, "unit": unit,
-                     "ours": float(ours), "peer": float("nan") if peer is None else float(peer),
+                     "ours": float(ours), "peer": None if peer is None else float(peer),
                      "peer_name": "bertviz", "higher_is_better": False, "notes": notes})
 
     for n in sizes:
