@@ -43,3 +43,14 @@ def run_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("WORKBENCH_RUNS", str(root))
     return root
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models train fastest on one thread (thread start-up costs more than their matmuls)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -40,15 +40,7 @@ def separable(n: int = 160, seed: int = 0, labels=("neg", "pos")) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and the shared test machine is oversubscribed."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = dict(learning_rate=3e-3, batch_size=16, weight_decay=0.0, device="cpu", log_every=1,

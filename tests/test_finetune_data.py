@@ -23,15 +23,7 @@ from workbench.training.metrics import (classification_metrics, confusion_matrix
 from workbench.training.tables import load_labelled, load_task_data, read_table
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and the shared test machine is oversubscribed."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _table(n=40):

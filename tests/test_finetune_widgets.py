@@ -13,15 +13,7 @@ from workbench.plots.training import (clean_metrics, compare_runs, confusion_hea
 from workbench.training.events import Event, StopFlag
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and the shared test machine is oversubscribed."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _events(total=10):
