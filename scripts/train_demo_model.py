@@ -190,8 +190,7 @@ def main(argv=None) -> int:
         "what": "the workbench's embedded default model, pretrained from scratch by "
                 "scripts/train_demo_model.py on the offline demo corpus",
         "command": "python scripts/build_demo_corpus.py --out .cache/demo_corpus && "
-                   f"python scripts/train_demo_model.py --data .cache/demo_corpus --out data/demo-model "
-                   f"--minutes {args.minutes:g}",
+                   "python scripts/train_demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "config": config.to_dict(),
         "corpus": {k: packed.meta.get(k) for k in ("corpus_name", "corpus_hash", "sources", "documents",
                                                     "heldout_documents", "train_tokens", "heldout_tokens",
