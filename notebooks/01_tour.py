@@ -36,6 +36,7 @@ TEXT = "The keys to the cabinet are on the table."
 N_SENTENCES = 300        # corpus size for the head statistics
 FT_EXAMPLES = 1000       # fine-tuning examples (offline sentiment table)
 FT_STEPS = 60            # fine-tuning optimiser steps
+FT_LR = 1e-3             # for the small demo model; use 2e-5 for roberta-base
 
 # %%
 import workbench as wb
@@ -148,8 +149,8 @@ wb.widgets.MaskProbe(lm)
 
 # %%
 data = wb.sentiment_demo(n=FT_EXAMPLES)
-config = wb.FineTuneConfig(max_steps=FT_STEPS, batch_size=16, learning_rate=5e-5 if not QUICK
-                           else 1e-3, eval_every=max(FT_STEPS // 3, 1), log_every=1)
+config = wb.FineTuneConfig(max_steps=FT_STEPS, batch_size=16, learning_rate=FT_LR,
+                           eval_every=max(FT_STEPS // 3, 1), log_every=1)
 run = wb.finetune(lm, data, config=config, name="tour-sentiment")
 run
 

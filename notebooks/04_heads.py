@@ -40,6 +40,7 @@ N_IMPORTANCE = 200      # sentences for head importance
 N_SYNTAX = 300          # sentences parsed by spaCy for the syntax heads
 FT_EXAMPLES = 800       # fine-tuning examples (offline sentiment table)
 FT_STEPS = 60           # fine-tuning optimiser steps
+FT_LR = 1e-3            # for the small demo model; use 2e-5 for roberta-base
 
 # %%
 import workbench as wb
@@ -193,7 +194,7 @@ syntax_bars(syntax) if syntax is not None and len(syntax) else None
 # %%
 data = wb.sentiment_demo(n=FT_EXAMPLES, seed=1)
 config = wb.FineTuneConfig(max_steps=FT_STEPS, batch_size=16,
-                           learning_rate=5e-5 if not QUICK else 1e-3,
+                           learning_rate=FT_LR,
                            eval_every=max(FT_STEPS // 2, 1), log_every=max(FT_STEPS // 10, 1))
 run = wb.finetune(lm, data, config=config, name="heads-sentiment", progress=not QUICK)
 tuned = wb.load(run)

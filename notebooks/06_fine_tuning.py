@@ -24,10 +24,10 @@
 # %% tags=["parameters"]
 MODEL = "demo"
 N_EXAMPLES = 2000      # rows of the demo table to use
-EPOCHS = 2
+EPOCHS = 3
 MAX_STEPS = None       # or a number of optimiser steps
 BATCH_SIZE = 32
-LEARNING_RATE = 5e-5
+LEARNING_RATE = 1e-3   # small models like the demo need ~1e-3; use 2e-5 for roberta-base
 QUICK = False
 
 # %%
