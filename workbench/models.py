@@ -9,7 +9,6 @@ attention only inside `lm.eager_attention()`, because transformers 5 returns an 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +160,7 @@ def _hub_error(name: str, err: Exception) -> ModelNotFoundError:
     )
 
 
-def _load_tokenizer(source: str, local: str | None):
+def _load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
@@ -200,7 +199,7 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
         display = f"{Path(local).parent.parent.name}/{Path(local).name}"
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-        tokenizer = _load_tokenizer(source, local)
+        tokenizer = _load_tokenizer(source)
     except OSError as err:
         if local:
             raise ModelNotFoundError(f"could not read {local}: {err}") from err
@@ -255,8 +254,3 @@ def as_lm_dict(lm_or_dict) -> dict[str, LM]:
     if isinstance(lm_or_dict, dict) and all(isinstance(v, LM) for v in lm_or_dict.values()):
         return dict(lm_or_dict)
     raise TypeError("expected an LM (from wb.load) or a dict {name: LM}")
-
-
-def write_record(folder: Path, record: dict) -> None:
-    """Write a small JSON record beside a saved model (e.g. how the demo model was trained)."""
-    (Path(folder) / "workbench_record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
