@@ -64,7 +64,7 @@ def _model(folder: Path, quick: bool) -> tuple[str, str]:
     return str(folder / "random"), f"random RoBERTa {shape}, 1k BPE vocabulary"
 
 
-def _ours(model: str, data, cfg) -> tuple[float, float]:
+def _ours(model: str, data, cfg, callbacks=()) -> tuple[float, float]:
     import workbench as wb
 
     times = {}
@@ -75,14 +75,15 @@ def _ours(model: str, data, cfg) -> tuple[float, float]:
         elif event.kind == "step":
             times["last"] = time.perf_counter()
 
-    run = wb.finetune(model, data, config=cfg, callbacks=[clock], progress=False,
+    run = wb.finetune(model, data, config=cfg, callbacks=[clock, *callbacks], progress=False,
                       root=tempfile.mkdtemp(prefix="bench_runs_"))
     examples = run.summary["examples_seen"]
     # the first step's examples are timed from the start event, so count them all
     return examples / (times["last"] - times["start"]), run.summary["eval_accuracy"]
 
 
-def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1) -> tuple[float, float]:
+def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1,
+             callbacks=()) -> tuple[float, float]:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                               DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments)
 
@@ -127,7 +128,7 @@ def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1) -> tuple[fl
         seed=cfg.seed, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
     trainer = Trainer(model=net, args=args, train_dataset=encode(data.train),
                       eval_dataset=encode(data.validation),
-                      data_collator=DataCollatorWithPadding(tok), callbacks=[Clock()],
+                      data_collator=DataCollatorWithPadding(tok), callbacks=[Clock(), *callbacks],
                       compute_metrics=lambda p: {"accuracy": float(
                           (np.argmax(p.predictions, -1) == p.label_ids).mean())})
     out = trainer.train()
@@ -135,7 +136,8 @@ def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1) -> tuple[fl
     return seen / (times["last"] - times["start"]), trainer.evaluate()["eval_accuracy"]
 
 
-def run(quick: bool = False) -> list[dict]:
+def setup(tmp: Path, quick: bool):
+    """(model, description, TaskData, the same split as a dict of frames, FineTuneConfig, bf16)."""
     import pandas as pd
 
     import workbench as wb
@@ -144,17 +146,21 @@ def run(quick: bool = False) -> list[dict]:
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     n = 160 if quick else (4000 if torch.cuda.is_available() else 1500)
+    model, described = _model(tmp, quick)
+    table = pd.read_csv(sentiment_demo_path(), sep="\t", quoting=3).head(n)
+    data = load_task_data(table, seed=0)
+    names = data.label_names
+    split = {"train": data.train.assign(label=[names[i] for i in data.train["label"]]),
+             "validation": data.validation.assign(label=[names[i] for i in data.validation["label"]])}
+    cfg = wb.FineTuneConfig(batch_size=BATCH, epochs=1, max_length=MAX_LENGTH,
+                            learning_rate=1e-3 if quick else 5e-5,
+                            precision="bf16" if bf16 else "fp32", log_every=1000)
+    return model, described, data, split, cfg, bf16
+
+
+def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        model, described = _model(Path(tmp), quick)
-        table = pd.read_csv(sentiment_demo_path(), sep="\t", quoting=3).head(n)
-        data = load_task_data(table, seed=0)
-        names = data.label_names
-        split = {"train": data.train.assign(label=[names[i] for i in data.train["label"]]),
-                 "validation": data.validation.assign(
-                     label=[names[i] for i in data.validation["label"]])}
-        cfg = wb.FineTuneConfig(batch_size=BATCH, epochs=1, max_length=MAX_LENGTH,
-                                learning_rate=1e-3 if quick else 5e-5,
-                                precision="bf16" if bf16 else "fp32", log_every=1000)
+        model, described, data, split, cfg, bf16 = setup(Path(tmp), quick)
         # warm-up: CUDA context, kernel loading and allocator growth must not land on one side
         if not quick:  # (quick mode is a smoke test of the code path, not a measurement)
             _ours(model, split, cfg.replace(max_steps=WARMUP_STEPS))

@@ -23,7 +23,8 @@ from safetensors.torch import load_file
 
 import workbench as wb
 from workbench.training.events import StopFlag
-from workbench.training.finetune import FineTuneConfig, finetune, length_grouped_batches
+from workbench.training.finetune import (FineTuneConfig, collate, finetune, length_grouped_batches,
+                                        pad_multiple)
 
 FILL = ["the", "film", "was", "a", "story", "of", "it", "and", "plot", "with", "some", "scenes"]
 
@@ -95,6 +96,30 @@ def test_length_grouped_batches_cover_everything_once_and_group_lengths():
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
     rand = np.mean([np.ptp([lengths[i] for i in b]) for b in np.array_split(np.arange(1000), 63)])
     assert spread < rand / 3  # padding per batch far below random batching
+
+
+def test_gpu_padding_rounds_lengths_up_to_8_and_leaves_the_logits_unchanged(tiny_model_dir):
+    """On CUDA batches are padded to multiples of 8 (fewer shapes for cuDNN to plan): the extra
+    padding must be masked out exactly, and never pass max_length."""
+    assert pad_multiple(torch.device("cuda")) == 8 and pad_multiple(torch.device("cpu")) == 1
+    lm = wb.load(tiny_model_dir, device="cpu")
+    texts = ["the film was a story", "it and plot with some scenes of the film was", "a"]
+    ids = {"input_ids": [lm.tokenizer(t)["input_ids"] for t in texts]}
+    labels = np.array([0, 1, 0])
+    exact = collate(ids, labels, [0, 1, 2], lm.tokenizer.pad_token_id, torch.device("cpu"))
+    padded = collate(ids, labels, [0, 1, 2], lm.tokenizer.pad_token_id, torch.device("cpu"), 8)
+    longest = max(len(x) for x in ids["input_ids"])
+    assert exact["input_ids"].shape[1] == longest
+    assert padded["input_ids"].shape[1] == -(-longest // 8) * 8 > longest
+    capped = collate(ids, labels, [0, 1, 2], lm.tokenizer.pad_token_id, torch.device("cpu"), 8,
+                     max_length=longest + 1)
+    assert capped["input_ids"].shape[1] == longest + 1  # rounding stops at max_length
+    lm.model.eval()
+    with torch.no_grad():
+        out = [lm.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+               for b in (exact, padded)]
+    for row, n in enumerate(len(x) for x in ids["input_ids"]):
+        torch.testing.assert_close(out[1][row, :n], out[0][row, :n], atol=1e-5, rtol=1e-5)
 
 
 def _state_tensors(run, step):

@@ -125,10 +125,26 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
     return [out[i] for i in rng.permutation(len(out))]
 
 
+def pad_multiple(device: torch.device) -> int:
+    """Round padded lengths up to this multiple (8 on CUDA, none elsewhere).
+
+    On a GPU, every new (batch, length) shape makes cuDNN's attention build a new execution plan
+    on the host: profiled on an H200 (benchmarks/results/h200-2026-11-28-session2/), that planning
+    took most of a fine-tuning step's time, at 11 ms of host time per attention call. With
+    multiples of 8, an epoch meets 8 times fewer shapes, and those shapes suit the tensor cores.
+    On a CPU there is nothing to plan, and the extra padding would only cost compute."""
+    return 8 if device.type == "cuda" else 1
+
+
 def collate(ids: dict[str, list[list[int]]], labels: np.ndarray, rows: Sequence[int],
-            pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pad `rows` to their own longest length: input_ids and attention_mask (B, T), labels (B,)."""
+            pad_id: int, device: torch.device, multiple: int = 1,
+            max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad `rows` to their own longest length, rounded up to `multiple` but never beyond
+    `max_length` (models with absolute positions have no embedding past it):
+    input_ids and attention_mask (B, T), labels (B,)."""
     longest = max(len(ids["input_ids"][i]) for i in rows)
+    rounded = -(-longest // multiple) * multiple
+    longest = min(rounded, max(longest, max_length or rounded))
     input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(rows), longest), dtype=torch.long)              # (B, T)
     types = torch.zeros((len(rows), longest), dtype=torch.long) if "token_type_ids" in ids else None
@@ -274,6 +290,7 @@ class _Trainer:
         self.scheduler = _linear_schedule(optimizer, warmup, self.total_steps)
         self.raw_model, self.raw_optimizer = model, optimizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_multiple = pad_multiple(self.device)
         self.state = {"epoch": 0, "group": 0, "best": None, "bad_evals": 0, "examples": 0,
                       "fingerprint": data.fingerprint()}
         self.step = 0
@@ -316,7 +333,8 @@ class _Trainer:
         loss_sum = 0.0
         for start in range(0, len(order), size):
             rows = order[start:start + size]
-            batch = collate(self.val_ids, self.val_labels, rows, self.pad_id, self.device)
+            batch = collate(self.val_ids, self.val_labels, rows, self.pad_id, self.device,
+                            self.pad_multiple, self.cfg.max_length)
             with self._autocast():
                 out = model(**batch)
             loss_sum += float(out.loss) * len(rows)
@@ -366,7 +384,8 @@ class _Trainer:
             while self.state["group"] < len(groups) and self.step < self.total_steps:
                 group = groups[self.state["group"]]
                 for k, rows in enumerate(group):
-                    batch = collate(self.train_ids, self.train_labels, rows, self.pad_id, self.device)
+                    batch = collate(self.train_ids, self.train_labels, rows, self.pad_id,
+                                    self.device, self.pad_multiple, cfg.max_length)
                     with engine.no_sync(self.model, sync=k == len(group) - 1), self._autocast():
                         loss = self.model(**batch).loss / len(group)
                     engine.backward(loss)
