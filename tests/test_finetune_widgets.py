@@ -40,6 +40,20 @@ def test_monitor_follows_events_and_draws_curves():
     assert monitor.state == "completed" and monitor.stop_button.disabled
 
 
+def test_monitor_with_chosen_metrics_draws_them_as_they_appear():
+    """Pretraining logs an eval at step 0, before any training loss: the live view must draw what
+    exists (no callback failure) and, at the end, name a chosen metric that never came."""
+    monitor = wb.widgets.RunMonitor(redraw_s=0.0, metrics=["loss", "eval_loss", "eval_f1"])
+    monitor(Event("start", 0, 10, time=100.0))
+    monitor(Event("eval", 0, 10, {"eval_loss": 9.0}, time=100.0))  # raised InputError before
+    assert [t.name for t in monitor.figure.data] == ["eval_loss"]
+    for event in list(_events())[1:]:
+        monitor(event)
+    assert {t.name for t in monitor.figure.data} == {"loss", "eval_loss"}
+    monitor(Event("end", 10, 10, {}, time=111.0))
+    assert "never logged: eval_f1" in monitor.status.value
+
+
 def test_monitor_stop_button_sets_the_flag_and_escapes_errors():
     flag = StopFlag()
     monitor = wb.widgets.RunMonitor(flag)

@@ -74,6 +74,9 @@ class RunMonitor:
                 self.stop_button.disabled = True
                 if event.kind == "error":
                     self._latest["error"] = str(event.metrics.get("message", ""))[:200]
+                never = [m for m in self.metrics_shown or () if m not in self.frame().columns]
+                if never and self.rows and "error" not in self._latest:  # e.g. a misspelt name
+                    self._latest["error"] = f"never logged: {', '.join(never)}"
             self._progress(event)
             final = event.kind in ("eval", "end", "stopped", "error")
             if final or time.monotonic() - self._last_draw >= self.redraw_s:
@@ -120,7 +123,11 @@ class RunMonitor:
     def redraw(self) -> None:
         """Copy the latest curves into the FigureWidget (traces matched by name)."""
         self._last_draw = time.monotonic()
-        new = training_curves(self.frame(), metrics_shown=self.metrics_shown)
+        frame = self.frame()
+        shown = self.metrics_shown
+        if shown is not None:  # a metric may not be logged yet (an eval at step 0 comes first)
+            shown = [m for m in shown if m in frame.columns]
+        new = training_curves(frame, metrics_shown=shown)
         old_names = [t.name for t in self.figure.data]
         new_names = [t.name for t in new.data]
         with self.figure.batch_update():
