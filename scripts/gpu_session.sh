@@ -34,6 +34,7 @@ if [ -f data/demo-model/config.json ]; then
     cp data/demo-model/model*.safetensors "$OUT/"
 fi
 
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the benchmarks import workbench from here
 echo "== bench_pretrain at ${SECONDS}s (left $(left)s)"
 within 150 $PY benchmarks/bench_pretrain.py
 

@@ -4,7 +4,7 @@ Needs only torch, transformers, tokenizers, safetensors, numpy and pandas (no wo
 the package is imported from this repository). Build the corpus folder first, on any machine:
 
     .venv/bin/python scripts/build_demo_corpus.py --out .cache/demo_corpus
-    python scripts/train_demo_model.py --data .cache/demo_corpus --out data/demo-model --minutes 6
+    python scripts/train_demo_model.py --data .cache/demo_corpus --out data/demo-model --minutes 5.5
 
 It runs `workbench.training.pretrain` with the `demo` preset (6 layers x 384, 16k byte-level BPE,
 256-token FULL-SENTENCES sequences, dynamic 15% masking with 80/10/10, AdamW beta2 0.98, warm-up
