@@ -186,14 +186,14 @@ _CHILD = textwrap.dedent("""
     real = store.RunFolder.writing_checkpoint
     calls = []
 
-    def dying(self, step, keep_last=None):
+    def dying(self, step, keep_last=None, keep_steps=()):
         calls.append(step)
         if len(calls) == 2:  # the second checkpoint: die with the folder half written
-            ctx = real(self, step, keep_last)
+            ctx = real(self, step, keep_last, keep_steps)
             tmp = ctx.__enter__()
             (tmp / "model.safetensors").write_bytes(b"partial")
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, step, keep_last)
+        return real(self, step, keep_last, keep_steps)
 
     store.RunFolder.writing_checkpoint = dying
     cfg = FineTuneConfig.from_dict(__import__("json").loads(cfg_json))
@@ -217,8 +217,9 @@ def test_sigkill_while_writing_a_checkpoint_leaves_a_resumable_run(tiny_model_di
     (folder,) = [p for p in child_root.iterdir() if p.is_dir()]
     killed = wb.Run.open(folder)
     assert killed.status == "running"  # it never got to say otherwise
-    assert [s for s, _ in killed.checkpoints()] == [3]  # the torn step-6 folder is not listed
-    assert list(killed.metrics("step")["step"]) == list(range(1, 7))
+    # the second checkpoint, torn, is step 4's: the first evaluation, saved as the best so far
+    assert [s for s, _ in killed.checkpoints()] == [3]  # the torn step-4 folder is not listed
+    assert list(killed.metrics("step")["step"]) == list(range(1, 5))
     assert folder.name in set(wb.runs(child_root)["id"])  # the store still reads
     # the torn folder is invisible to wb.load too: the run opens at its last complete checkpoint
     assert wb.load(killed, device="cpu").config.num_labels == 2
@@ -253,6 +254,21 @@ def test_early_stopping_stops_when_the_metric_stalls(tiny_model_dir, run_root):
     assert run.status == "early_stopped"
     assert run.summary["steps"] == 3  # the first evaluation sets the best, two more fail to beat it
     assert len(run.metrics("eval")) == 3
+
+
+def test_the_best_evaluation_is_kept_and_opened_by_load(tiny_model_dir, run_root):
+    """The best evaluation's checkpoint survives keep_checkpoints=1, and wb.load(run) opens it
+    (as the Trainer's load_best_model_at_end would); "latest" still opens the last one."""
+    data = separable(64)
+    cfg = FineTuneConfig(max_steps=6, eval_every=1, keep_checkpoints=1, checkpoint_every=3,
+                         early_stopping_metric="eval_accuracy",
+                         **{**FAST, "learning_rate": 1e-9})  # the first evaluation stays the best
+    run = finetune(tiny_model_dir, data, config=cfg, progress=False)
+    assert run.summary["best_step"] == 1 == run.best_step
+    assert [s for s, _ in run.checkpoints()] == [1, 6]
+    assert Path(wb.load(run, device="cpu").path) == run.checkpoint(1)
+    assert Path(wb.load(run.path, device="cpu").path) == run.checkpoint(1)
+    assert Path(run.load("latest", device="cpu").path) == run.checkpoint(6)
 
 
 @pytest.mark.gpu

@@ -177,7 +177,8 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
     """Load a RoBERTa-family checkpoint as an `LM`.
 
     `name_or_path`: a hub id ('roberta-base', 'xlm-roberta-base', 'bert-base-uncased', ...), a
-    folder written by `save_pretrained`, a workbench run folder (its latest checkpoint), a `Run`,
+    folder written by `save_pretrained`, a workbench run folder (the checkpoint of a finished
+    fine-tuning run's best evaluation, else its latest), a `Run`,
     or 'demo' for the embedded default model. `device="auto"` picks cuda, then mps, then cpu;
     `dtype="auto"` picks bf16 on a CUDA device that supports it, else fp32. `task` is "auto",
     "mlm", "classifier" or "encoder".

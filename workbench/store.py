@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -134,9 +134,17 @@ class RunFolder:
         ckpts = self.checkpoints()
         return ckpts[-1][1] if ckpts else None
 
+    def best_checkpoint(self) -> Path | None:
+        """The checkpoint of the run's best evaluation (`best_step` in its summary, written by
+        fine-tuning), if the run finished with one and it is on disk."""
+        best = self.summary().get("best_step")
+        return dict(self.checkpoints()).get(best) if best is not None else None
+
     @contextlib.contextmanager
-    def writing_checkpoint(self, step: int, keep_last: int | None = None) -> Iterator[Path]:
-        """Yield a temporary folder to fill; it becomes `checkpoints/step-N` only when complete."""
+    def writing_checkpoint(self, step: int, keep_last: int | None = None,
+                           keep_steps: Iterable[int] = ()) -> Iterator[Path]:
+        """Yield a temporary folder to fill; it becomes `checkpoints/step-N` only when complete.
+        Then only the newest `keep_last` checkpoints stay, plus those at `keep_steps` (the best)."""
         folder = self.path / CHECKPOINTS
         folder.mkdir(exist_ok=True)
         final = folder / f"step-{step:08d}"
@@ -155,8 +163,10 @@ class RunFolder:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         if keep_last:
-            for _, old in self.checkpoints()[:-keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
+            keep = set(keep_steps)
+            for old_step, old in self.checkpoints()[:-keep_last]:
+                if old_step not in keep:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.path / "summary.json", summary)
@@ -265,10 +275,12 @@ def runs(root: str | Path | None = None) -> pd.DataFrame:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """Map a run folder to its latest complete checkpoint; other folders are returned as they are."""
+    """Map a run folder to its best checkpoint (a finished fine-tuning run's best evaluation), else
+    its latest complete one; other folders are returned as they are."""
     path = Path(path)
     if is_run_folder(path):
-        ckpt = RunFolder(path).latest_checkpoint()
+        run = RunFolder(path)
+        ckpt = run.best_checkpoint() or run.latest_checkpoint()
         if ckpt is None:
             raise ModelNotFoundError(
                 f"run {path} has no complete checkpoint yet; wait for its first checkpoint or "

@@ -116,15 +116,16 @@ def save_training_state(folder: str | Path, step: int, optimizer=None, scheduler
 
 
 def save_checkpoint(run, step: int, model, tokenizer, optimizer, scheduler, state: dict | None = None,
-                    keep_last: int | None = 2) -> Path:
+                    keep_last: int | None = 2, keep_steps=()) -> Path:
     """Save a complete, resumable checkpoint of `model` at `step` into `run` (a RunFolder or Run).
 
     The folder is `save_pretrained` output (safetensors) + tokenizer + training state; it appears
-    as `checkpoints/step-N` only once complete, and only the newest `keep_last` are kept.
+    as `checkpoints/step-N` only once complete, and only the newest `keep_last` are kept, plus
+    any at `keep_steps` (a fine-tuning run's best evaluation).
     """
     folder = getattr(run, "folder", run)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves its original
-    with folder.writing_checkpoint(step, keep_last=keep_last) as tmp:
+    with folder.writing_checkpoint(step, keep_last=keep_last, keep_steps=keep_steps) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

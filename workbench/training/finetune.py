@@ -291,8 +291,8 @@ class _Trainer:
         self.raw_model, self.raw_optimizer = model, optimizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.pad_multiple = pad_multiple(self.device)
-        self.state = {"epoch": 0, "group": 0, "best": None, "bad_evals": 0, "examples": 0,
-                      "fingerprint": data.fingerprint()}
+        self.state = {"epoch": 0, "group": 0, "best": None, "best_step": None, "bad_evals": 0,
+                      "examples": 0, "fingerprint": data.fingerprint()}
         self.step = 0
 
     # ---- resume -------------------------------------------------------------------------------
@@ -316,7 +316,8 @@ class _Trainer:
         if self.engine.is_main and self.run is not None:
             path = save_checkpoint(self.run, self.step, self.engine.unwrap(self.model),
                                    self.tokenizer, self.raw_optimizer, self.scheduler,
-                                   dict(self.state), keep_last=self.cfg.keep_checkpoints)
+                                   dict(self.state), keep_last=self.cfg.keep_checkpoints,
+                                   keep_steps=[self.state.get("best_step")])
             self._emit("checkpoint", path=str(path))
         self.engine.barrier()
 
@@ -355,6 +356,7 @@ class _Trainer:
         higher = name.removeprefix("eval_") in HIGHER_IS_BETTER
         if best is None or (value > best if higher else value < best):
             self.state["best"] = float(value)
+            self.state["best_step"] = self.step
             return True
         return False
 
@@ -410,16 +412,20 @@ class _Trainer:
                     window_n, window_examples = 0, 0
                     window_start = time.perf_counter()
                 at_eval = self.step % eval_every == 0 or self.step == self.total_steps
+                improved = False
                 if at_eval:
                     last_eval = self.evaluate()
                     self._emit("eval", **last_eval)
-                    self.state["bad_evals"] = 0 if self._improved(last_eval) else self.state["bad_evals"] + 1
+                    improved = self._improved(last_eval)
+                    self.state["bad_evals"] = 0 if improved else self.state["bad_evals"] + 1
                     if cfg.early_stopping_patience and self.state["bad_evals"] >= cfg.early_stopping_patience:
                         status = "early_stopped"
                 stopping = self.stop is not None and self.stop.requested
                 if stopping and status == "completed":
                     status = "stopped"
-                if self.step % ckpt_every == 0 or status != "completed" or self.step == self.total_steps:
+                # the best evaluation's weights are always saved (and kept): wb.load(run) opens them
+                if (self.step % ckpt_every == 0 or status != "completed"
+                        or self.step == self.total_steps or improved):
                     self._save()
                 if status != "completed":
                     break
@@ -535,6 +541,7 @@ def finetune(lm_or_name: LM | str | None, data: Any, *, config: FineTuneConfig |
                "status": status, **trainer.final_eval}
     if trainer.state["best"] is not None:
         summary[f"best_{config.early_stopping_metric}"] = trainer.state["best"]
+        summary["best_step"] = trainer.state.get("best_step")
     run.write_summary(summary)
     run.set_status(status)
     trainer._emit("stopped" if status == "stopped" else "end", **trainer.final_eval)

@@ -102,11 +102,21 @@ class Run:
         raise InputError(f"run {self.id} has no checkpoint at step {step}; "
                          f"available steps: {[s for s, _ in ckpts]}")
 
-    def load(self, step: int | None = None, **load_kwargs):
-        """Open a checkpoint (default: the latest) as an `LM` with `wb.load`."""
+    @property
+    def best_step(self) -> int | None:
+        """Step of the best evaluation of a finished fine-tuning run (kept on disk), else None."""
+        best = self.folder.best_checkpoint()
+        return None if best is None else self.summary["best_step"]
+
+    def load(self, step: int | str | None = None, **load_kwargs):
+        """Open a checkpoint as an `LM` with `wb.load`: `step=None` gives the best one (the best
+        evaluation of a finished fine-tuning run), else the latest; `"latest"` or a step number
+        picks one."""
         from ..models import load
 
-        return load(self.checkpoint(step), **load_kwargs)
+        if step is None:
+            step = self.best_step
+        return load(self.checkpoint(None if step == "latest" else step), **load_kwargs)
 
     # state changes used by training loops ---------------------------------------------------------
     def set_status(self, status: str, **fields) -> None:
