@@ -36,7 +36,7 @@ TEXT = "The keys to the cabinet are on the table."
 N_SENTENCES = 300        # corpus size for the head statistics
 FT_EXAMPLES = 1000       # fine-tuning examples (offline sentiment table)
 FT_STEPS = 60            # fine-tuning optimiser steps
-FT_LR = 1e-3             # for the small demo model; use 2e-5 for roberta-base
+FT_LR = 1e-4             # for the demo model (1e-3 was unstable); use 2e-5 for roberta-base
 
 # %%
 import workbench as wb
@@ -148,7 +148,7 @@ wb.widgets.MaskProbe(lm)
 # curves, stopping and resuming, is notebook 06; pretraining with dynamic masking is notebook 05.
 
 # %%
-data = wb.sentiment_demo(n=FT_EXAMPLES)
+data = wb.sentiment_demo(n=FT_EXAMPLES, split="train")
 config = wb.FineTuneConfig(max_steps=FT_STEPS, batch_size=16, learning_rate=FT_LR,
                            eval_every=max(FT_STEPS // 3, 1), log_every=1)
 run = wb.finetune(lm, data, config=config, name="tour-sentiment")

@@ -40,7 +40,7 @@ N_IMPORTANCE = 200      # sentences for head importance
 N_SYNTAX = 300          # sentences parsed by spaCy for the syntax heads
 FT_EXAMPLES = 800       # fine-tuning examples (offline sentiment table)
 FT_STEPS = 60           # fine-tuning optimiser steps
-FT_LR = 1e-3            # for the small demo model; use 2e-5 for roberta-base
+FT_LR = 1e-4            # for the demo model (1e-3 was unstable); use 2e-5 for roberta-base
 
 # %%
 import workbench as wb
@@ -192,7 +192,7 @@ syntax_bars(syntax) if syntax is not None and len(syntax) else None
 # layers of BERT change most.
 
 # %%
-data = wb.sentiment_demo(n=FT_EXAMPLES, seed=1)
+data = wb.sentiment_demo(n=FT_EXAMPLES, seed=1, split="train")
 config = wb.FineTuneConfig(max_steps=FT_STEPS, batch_size=16,
                            learning_rate=FT_LR,
                            eval_every=max(FT_STEPS // 2, 1), log_every=max(FT_STEPS // 10, 1))

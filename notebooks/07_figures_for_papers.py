@@ -44,7 +44,7 @@ if QUICK:
 
 lm = wb.load(MODEL)
 texts = wb.sentiment_demo(n=N_TEXTS)["text"].tolist()
-held_out = wb.sentiment_demo(n=200 if not QUICK else 32, seed=1)
+held_out = wb.sentiment_demo(n=200 if not QUICK else 32, split="test")
 lm
 
 # %% [markdown]
@@ -60,8 +60,8 @@ if not len(wb.runs()):
     quick_config = wb.FineTuneConfig(max_steps=30 if not QUICK else 4, batch_size=16,
                                      learning_rate=5e-5 if not QUICK else 1e-3, eval_every=10,
                                      log_every=1)
-    wb.finetune(lm, wb.sentiment_demo(n=400 if not QUICK else 64), config=quick_config,
-                name="figures-example")
+    wb.finetune(lm, wb.sentiment_demo(n=400 if not QUICK else 64, split="train"),
+                config=quick_config, name="figures-example")
 wb.runs()[["id", "kind", "name", "status"]]
 
 # %% [markdown]

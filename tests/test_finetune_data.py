@@ -194,6 +194,18 @@ def test_committed_demo_table_is_a_valid_balanced_task():
     assert len(demo_data.sentiment_demo(n=10)) == 10
 
 
+
+def test_demo_train_and_test_splits_never_overlap_whatever_the_draw():
+    train, test = demo_data.sentiment_demo(split="train"), demo_data.sentiment_demo(split="test")
+    assert len(train) + len(test) == 4000 and 400 < len(test) < 600
+    assert not set(train["text"]) & set(test["text"])
+    for seed in range(3):  # every draw of either split stays on its side
+        drawn = demo_data.sentiment_demo(n=300, seed=seed, split="train")
+        assert set(drawn["text"]) <= set(train["text"])
+    assert demo_data.sentiment_demo(n=50, split="test").equals(demo_data.sentiment_demo(n=50, split="test"))
+    with pytest.raises(InputError, match="split"):
+        demo_data.sentiment_demo(split="validation")
+
 # ----------------------------------------------------------------------------- CLI
 
 def test_cli_flags_map_onto_the_config(tmp_path, tiny_model_dir, capsys):

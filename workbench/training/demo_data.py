@@ -11,6 +11,7 @@ at `data/sentiment/rotten_tomatoes.tsv` (`sentiment_demo_path()`), so the demo n
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import os
 import subprocess
@@ -68,8 +69,15 @@ def rotten_tomatoes(cache: str | Path | None = None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def sentiment_demo(n: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """The committed sample as a DataFrame (optionally `n` rows drawn with `seed`)."""
+def sentiment_demo(n: int | None = None, seed: int = 0, split: str | None = None) -> pd.DataFrame:
+    """The committed sample as a DataFrame (optionally `n` rows drawn with `seed`).
+
+    `split`: None for all 4,000 rows; "train" or "test" for a fixed partition (an eighth of the
+    rows, chosen by a hash of the text, is "test"). Fine-tune on "train" and score on "test", so
+    that a test set never overlaps what a model was trained on, whatever `n` and `seed` were.
+    """
+    if split not in (None, "train", "test"):
+        raise InputError(f"split={split!r}; use None, 'train' or 'test'")
     path = sentiment_demo_path()
     if not path.is_file():
         raise InputError(f"the demo sentiment table is missing at {path}: use a full clone of the "
@@ -77,6 +85,9 @@ def sentiment_demo(n: int | None = None, seed: int = 0) -> pd.DataFrame:
     from .tables import read_table
 
     frame = read_table(path)
+    if split is not None:
+        is_test = frame["text"].map(lambda t: hashlib.md5(t.encode()).digest()[0] % 8 == 0)
+        frame = frame[is_test if split == "test" else ~is_test].reset_index(drop=True)
     if n is not None and n < len(frame):
         frame = frame.sample(n=n, random_state=seed).reset_index(drop=True)
     return frame
