@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from .. import schema as S
 from ..errors import InputError
 from ..figures import SEQUENTIAL, apply_theme
+from .labels import plot_text
 
 
 def _label(index: int, what: str) -> str:
@@ -45,9 +46,9 @@ def attention_heatmap(df: pd.DataFrame, *, text_id: int | None = None, layer: in
     z = (sub.pivot_table(index=S.QUERY, columns=S.KEY, values=S.WEIGHT, aggfunc="first",
                          observed=True)
          .reindex(index=q_order[S.QUERY].to_numpy(), columns=k_order[S.KEY].to_numpy()))
-    y = [f"{t} ·{i}" if i >= 0 else str(t) for t, i in zip(q_order[S.QUERY_TOKEN].astype(str),
-                                                            q_order[S.QUERY])]
-    x = [f"{t} ·{i}" for t, i in zip(k_order[S.KEY_TOKEN].astype(str), k_order[S.KEY])]
+    y = [f"{plot_text(t)} ·{i}" if i >= 0 else plot_text(t)
+         for t, i in zip(q_order[S.QUERY_TOKEN].astype(str), q_order[S.QUERY])]
+    x = [f"{plot_text(t)} ·{i}" for t, i in zip(k_order[S.KEY_TOKEN].astype(str), k_order[S.KEY])]
     fig = go.Figure(go.Heatmap(
         z=z.to_numpy(dtype=float), x=x, y=y, colorscale=SEQUENTIAL, zmin=0,
         zmax=zmax if zmax is not None else float(np.nanmax(z.to_numpy(dtype=float))),

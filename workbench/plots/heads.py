@@ -7,8 +7,6 @@ in the paper theme; none computes anything beyond reshaping. Layer 3: no torch.
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -16,6 +14,7 @@ from plotly.subplots import make_subplots
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
+from .labels import plot_text
 
 # readable titles of the statistics (columns not listed are shown as they are named); plain text:
 # `_label` escapes them for plotly, which reads text as HTML ('<s>' would vanish)
@@ -37,7 +36,7 @@ PATTERN_COLOURS = {"diagonal": CATEGORICAL[0], "vertical": CATEGORICAL[1],
 
 
 def _label(value: str) -> str:
-    return html.escape(LABELS.get(value, value))
+    return plot_text(LABELS.get(value, value))
 
 
 def _require(df: pd.DataFrame, columns, what: str) -> None:
@@ -82,7 +81,7 @@ def compare_heatmap(df: pd.DataFrame, value: str = S.JS_DISTANCE, *,
     """Layer x head heatmap of `compare_attention` (Jensen-Shannon distance or cosine)."""
     _require(df, [S.LAYER, S.HEAD, value], "compare_heatmap")
     if title is None and S.MODEL_A in df.columns and len(df):
-        title = html.escape(f"{LABELS.get(value, value)}: {df[S.MODEL_A].iloc[0]} vs {df[S.MODEL_B].iloc[0]}")
+        title = plot_text(f"{LABELS.get(value, value)}: {df[S.MODEL_A].iloc[0]} vs {df[S.MODEL_B].iloc[0]}")
     return head_heatmap(df.drop(columns=[S.MODEL], errors="ignore"), value, title=title)
 
 

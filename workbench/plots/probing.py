@@ -18,16 +18,18 @@ from plotly.subplots import make_subplots
 
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
+from .labels import plot_text
 
 SPACE_MARK = "␣"
 
 
 def show_token(token: str) -> str:
-    """Readable label: a leading space becomes `␣`, control characters are escaped (`\\x0b`)."""
+    """Readable label for a figure: a leading space becomes `␣`, control characters are escaped
+    (`\\x0b`), and so is HTML (plotly would read `<s>` as a tag)."""
     token = str(token)
     if token.startswith(" "):
         token = SPACE_MARK + token[1:]
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in token) or "∅"
+    return plot_text("".join(c if c.isprintable() else repr(c)[1:-1] for c in token) or "∅")
 
 
 def _need(df: pd.DataFrame, cols: set[str], what: str) -> None:
@@ -50,7 +52,7 @@ def topk_bars(df: pd.DataFrame, *, text_id: int | None = None, max_masks: int = 
     models = _models(sub)
     fig = make_subplots(rows=len(masks), cols=len(models), shared_xaxes=True,
                         horizontal_spacing=0.12, vertical_spacing=0.08,
-                        subplot_titles=[f"{m} · mask {k}" if m else f"mask {k}"
+                        subplot_titles=[plot_text(f"{m} · mask {k}") if m else f"mask {k}"
                                         for k in masks for m in models])
     for r, k in enumerate(masks, start=1):
         for c, m in enumerate(models, start=1):
@@ -62,7 +64,7 @@ def topk_bars(df: pd.DataFrame, *, text_id: int | None = None, max_masks: int = 
                 marker_color=CATEGORICAL[(c - 1) % len(CATEGORICAL)], showlegend=False,
                 hovertemplate="%{y}: p=%{x:.4f}<extra></extra>"), row=r, col=c)
     fig.update_xaxes(title_text="probability", row=len(masks))
-    fig.update_layout(title=str(sub["text"].iloc[0]) if "text" in sub else None,
+    fig.update_layout(title=plot_text(sub["text"].iloc[0]) if "text" in sub else None,
                       height=max(250, 40 + 28 * len(masks) * sub["rank"].max()), bargap=0.25,
                       margin=dict(l=90, t=70))
     fig.update_yaxes(automargin=True)
@@ -75,13 +77,14 @@ def candidate_bars(df: pd.DataFrame, *, value: str = "logprob") -> go.Figure:
     fig = go.Figure()
     for i, m in enumerate(_models(df)):
         part = df[df["model"] == m] if m else df
-        label = part["candidate"] + (" (" + part["n_tokens"].astype(str) + " tok)"
-                                     if "n_tokens" in part else "")
-        fig.add_trace(go.Bar(x=label, y=part[value], name=m or value,
+        label = part["candidate"].map(plot_text) + (" (" + part["n_tokens"].astype(str) + " tok)"
+                                                    if "n_tokens" in part else "")
+        fig.add_trace(go.Bar(x=label, y=part[value], name=plot_text(m) if m else value,
                              marker_color=CATEGORICAL[i % len(CATEGORICAL)]))
     method = df["method"].iloc[0] if "method" in df else ""
     fig.update_layout(barmode="group", yaxis_title=f"{value} ({method})".replace(" ()", ""),
-                      xaxis_title="candidate", title=str(df["text"].iloc[0]) if "text" in df else None)
+                      xaxis_title="candidate",
+                      title=plot_text(df["text"].iloc[0]) if "text" in df else None)
     return apply_theme(fig)
 
 
@@ -105,7 +108,7 @@ def logit_lens_heatmap(df: pd.DataFrame, *, model: str | None = None, text_id: i
                                                    "p=%{z:.4f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text="rank")
     fig.update_xaxes(title_text="layer (0 = embeddings)", type="category")
-    fig.update_layout(title=f"{model}: {sub['text'].iloc[0]}" if "text" in sub else model)
+    fig.update_layout(title=plot_text(f"{model}: {sub['text'].iloc[0]}" if "text" in sub else model))
     return apply_theme(fig)
 
 
@@ -130,7 +133,8 @@ def probe_bars(df: pd.DataFrame, *, metric: str = "p_at_1") -> go.Figure:
     fig = go.Figure()
     for i, m in enumerate(_models(df)):
         part = df[df["model"] == m] if m else df
-        fig.add_trace(go.Bar(x=part["relation"], y=part[metric], name=m or metric,
+        fig.add_trace(go.Bar(x=part["relation"].map(plot_text), y=part[metric],
+                             name=plot_text(m) if m else metric,
                              marker_color=CATEGORICAL[i % len(CATEGORICAL)]))
     k = f" (k={df['k'].iloc[0]})" if metric == "p_at_k" and "k" in df else ""
     fig.update_layout(barmode="group", yaxis_title=metric + k, yaxis_range=[0, 1],

@@ -12,8 +12,6 @@ Tokens and texts are HTML-escaped before they reach hover labels or tick text. L
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +19,7 @@ import plotly.graph_objects as go
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, DIVERGING, SEQUENTIAL, apply_theme
+from .labels import plot_text
 
 _PROBE_STYLE = {  # metric -> (legend name, dash)
     "accuracy": ("probe", "solid"),
@@ -31,7 +30,7 @@ _PROBE_STYLE = {  # metric -> (legend name, dash)
 
 def _esc(value, limit: int = 80) -> str:
     s = str(value)
-    return html.escape(s if len(s) <= limit else s[: limit - 1] + "…")
+    return plot_text(s if len(s) <= limit else s[: limit - 1] + "…")
 
 
 def _need(df: pd.DataFrame, cols, what: str) -> None:

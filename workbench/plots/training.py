@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
+from .labels import plot_text
 
 # logged numbers that are not quality curves (bookkeeping, speeds, unbounded scales)
 _NOT_CURVES = {"step", "time", "lr", "epoch", "examples_per_s", "tokens_per_s", "eval_perplexity",
@@ -86,7 +87,7 @@ def compare_runs(metrics_by_run: Mapping[str, pd.DataFrame], metric: str = "eval
     fig = go.Figure()
     for i, (name, frame) in enumerate(metrics_by_run.items()):
         part = _series(clean_metrics(frame), metric)
-        fig.add_trace(go.Scatter(x=part["step"], y=part[metric], name=str(name),
+        fig.add_trace(go.Scatter(x=part["step"], y=part[metric], name=plot_text(name),
                                  mode="lines+markers",
                                  line=dict(color=CATEGORICAL[i % len(CATEGORICAL)], width=1.5),
                                  marker=dict(size=5)))
@@ -107,8 +108,8 @@ def confusion_heatmap(matrix: pd.DataFrame, *, normalize: bool = False,
     z = shares if normalize else counts
     text = [[f"{c}<br>({s:.0%})" if normalize else f"{c}" for c, s in zip(rc, rs)]
             for rc, rs in zip(counts, shares)]
-    labels = [str(v) for v in matrix.columns]
-    fig = go.Figure(go.Heatmap(z=z, x=labels, y=[str(v) for v in matrix.index], text=text,
+    labels = [plot_text(v) for v in matrix.columns]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=[plot_text(v) for v in matrix.index], text=text,
                                texttemplate="%{text}", colorscale=SEQUENTIAL,
                                colorbar=dict(title="share" if normalize else "count")))
     fig.update_layout(title=title or "confusion matrix", xaxis_title="predicted",

@@ -1,0 +1,67 @@
+"""User text in plotly figures is escaped: plotly reads labels as HTML, so an unescaped `<s>`
+strikes through the rest of a tick label and `</s>` or `<mask>` vanish (seen in the README
+screenshot of the attention heatmap before this was fixed).
+
+Every string in each figure's JSON is searched for tags that only user text could bring in; the
+markup the figures use on purpose (`<br>`, `<extra>`) is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+import workbench as wb
+from workbench.plots.attention import attention_heatmap
+from workbench.plots.labels import plot_text
+from workbench.plots.probing import (candidate_bars, logit_lens_heatmap, probe_bars, show_token,
+                                     topk_bars)
+from workbench.plots.training import compare_runs, confusion_heatmap
+
+ALLOWED = {"br", "extra"}
+USER = "<u>odd</u>"  # a tag no figure uses on purpose
+
+
+def _strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _strings(value)
+
+
+def _raw_tags(fig) -> set[str]:
+    tags = set()
+    for s in _strings(fig.to_plotly_json()):
+        tags |= {t.lower() for t in re.findall(r"</?([A-Za-z]+)", s)}
+    return tags - ALLOWED
+
+
+def test_plot_text_escapes_tags_but_keeps_the_text():
+    assert plot_text("<s>") == "&lt;s&gt;" and plot_text("a & b") == "a &amp; b"
+    assert show_token(" <mask>") == "␣&lt;mask&gt;"
+
+
+def test_figures_from_real_frames_carry_no_raw_tags(tiny_lm):
+    att = wb.attention(tiny_lm, "the cat sat", layers=[0], heads=[0])
+    fig = attention_heatmap(att)
+    assert not _raw_tags(fig)
+    assert any("&lt;s&gt;" in str(y) for y in fig.data[0].y)  # the special token is shown
+
+    text = f"the {tiny_lm.mask_token} sat {USER}"
+    assert not _raw_tags(topk_bars(wb.fill_mask(tiny_lm, text, top_k=3)))
+    assert not _raw_tags(candidate_bars(wb.score_candidates(tiny_lm, text, ["cat", USER])))
+    assert not _raw_tags(logit_lens_heatmap(wb.logit_lens(tiny_lm, text, top_k=3)))
+
+
+def test_figures_from_user_labels_carry_no_raw_tags():
+    probes = pd.DataFrame({"model": [USER], "relation": [USER], "p_at_1": [0.5]})
+    assert not _raw_tags(probe_bars(probes))
+    matrix = pd.DataFrame([[3, 1], [0, 4]], index=[USER, "<s>"], columns=[USER, "<s>"])
+    assert not _raw_tags(confusion_heatmap(matrix))
+    curves = {USER: pd.DataFrame({"step": [1, 2], "kind": "eval", "eval_loss": [1.0, 0.5]})}
+    assert not _raw_tags(compare_runs(curves))
