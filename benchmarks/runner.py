@@ -2,7 +2,8 @@
 
 Each `bench_*.py` module exposes `run(quick: bool = False) -> list[dict]` with rows
 {benchmark, measure, unit, ours, peer, peer_name, higher_is_better, notes}; ours and the peer are
-measured in the same process on the same machine. Results go to
+measured in the same run on the same machine (in the same process, except where a shared cache
+would favour the side run second: bench_finetune runs each side in its own). Results go to
 `benchmarks/results/<timestamp>.json` (and `latest.json`) with the machine's description.
 
     python benchmarks/runner.py [--quick] [--only attention_views pll]
