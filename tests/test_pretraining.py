@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +16,7 @@ from workbench.training.corpus import Corpus, pack, pack_sequences
 from workbench.training.events import Event, StopFlag
 from workbench.training.masking import IGNORE_INDEX, Masker, TokenTables, word_start_positions
 from workbench.training.pretrain import PretrainConfig, pretrain
+from workbench.training.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +273,57 @@ def test_resume_may_extend_the_budget_but_not_change_the_experiment(small_corpus
     assert longer.summary["steps"] == 9 and longer.config["max_steps"] == 9
     steps = longer.metrics("step")["step"].tolist()
     assert steps == list(range(1, 10))
+
+
+# ----------------------------------------------------------------------------- several processes
+# The torchrun path a multi-GPU machine takes, on CPU with gloo. Oracle: one process with twice the
+# batch sees the same sequences with the same masks (rank r of 2 takes the r-th half of each double
+# batch; masks are a hash of the sequence and a counter), so its curve must follow the two-process
+# run's, whose gradients all_reduce averages. The only difference is the loss normalisation: each
+# rank averages over its own masked tokens.
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import torch
+    torch.set_num_threads(1)
+    from workbench.training.corpus import Corpus
+    from workbench.training.pretrain import PretrainConfig, pretrain
+    texts, root, cache, config = sys.argv[1:5]
+    corpus = Corpus.from_texts(json.load(open(texts)), name="pydoc")
+    pretrain(corpus, config=PretrainConfig.from_dict(json.loads(config)), root=root,
+             cache_dir=cache)
+""")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_two_processes_follow_one_process_with_twice_the_batch(small_corpus, tmp_path):
+    config = _tiny(max_steps=12, eval_every=6, batch_size=4, lr=3e-3, dropout=0.0)
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(list(small_corpus.texts())))
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    cache, root = tmp_path / "cache", tmp_path / "runs2"  # a fresh cache: both ranks need it
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", str(script), str(texts), str(root), str(cache),
+           json.dumps(config.to_dict())]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    (folder,) = [p for p in root.iterdir() if p.is_dir()]  # rank 0 alone wrote a run
+    two = Run.open(folder)
+    one = pretrain(small_corpus, config=config.replace(batch_size=8), root=tmp_path / "runs1",
+                   cache_dir=cache)
+    assert two.status == "completed" and two.summary["steps"] == 12
+    assert two.summary["tokens_seen"] == one.summary["tokens_seen"]
+    a = two.metrics("step").set_index("step")["loss"]  # rank 0's half of each batch
+    b = one.metrics("step").set_index("step")["loss"]
+    assert a.index.tolist() == b.index.tolist() == list(range(1, 13))
+    # same weights at every step => the eval losses agree; a missing all_reduce would drift
+    ea = two.metrics("eval").set_index("step")["eval_loss"]
+    eb = one.metrics("eval").set_index("step")["eval_loss"]
+    assert ea.index.tolist() == eb.index.tolist() == [0, 6, 12]
+    assert ea.loc[0] == pytest.approx(eb.loc[0], abs=1e-6)  # same initial weights
+    assert ea.loc[12] == pytest.approx(eb.loc[12], abs=0.02)
+    assert ea.loc[12] < ea.loc[0] - 0.3
+    assert two.load(device="cpu").kind == "mlm"

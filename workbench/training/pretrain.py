@@ -276,9 +276,10 @@ class Batches:
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.per_epoch = n // (batch_size * world)
 
-    def rows(self, epoch: int, index: int) -> np.ndarray:
+    def rows(self, epoch: int, index: int, rank: int | None = None) -> np.ndarray:
+        """Rows of micro-batch `index` of `epoch` for `rank` (default: this process's)."""
         order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        start = (index * self.world + self.rank) * self.batch_size
+        start = (index * self.world + (self.rank if rank is None else rank)) * self.batch_size
         return order[start:start + self.batch_size]
 
 
@@ -317,7 +318,13 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     if corpus is None:
         raise InputError("pass a corpus: texts, a file or folder, a DataFrame, a dataset or 'demo'")
 
+    # several processes: rank 0 trains the tokenizer and packs the corpus into the disk cache
+    # first, the others then read that cache (all writing the same files at once could tear them)
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()
     packed, tokenizer = prepare_data(corpus, config, tokenizer, cache_dir)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     from ..device import describe_machine, resolve_device
 
     device = resolve_device(config.device)
@@ -430,6 +437,10 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
                 rows_np = batches.rows(state["epoch"], state["batch_in_epoch"])
                 cpu_ids = train[rows_np]                                       # (B, T) int32
                 n_tokens = int((cpu_ids != pad_id).sum())  # counted on the CPU: no device sync
+                for other in range(world):  # every process holds the data: count theirs too
+                    if other != rank:
+                        theirs = train[batches.rows(state["epoch"], state["batch_in_epoch"], other)]
+                        n_tokens += int((theirs != pad_id).sum())
                 ids = cpu_ids.to(device, non_blocking=True).long()
                 rows = torch.from_numpy(rows_np).to(device)
                 inputs, labels = masker(ids, rows, epoch=state["epoch"], draw=state["draw"])
@@ -449,7 +460,7 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
                 loss_sum += loss.detach()
                 state["batch_in_epoch"] += 1
                 state["draw"] += 1
-                state["tokens_seen"] += n_tokens * world
+                state["tokens_seen"] += n_tokens
             if world > 1:
                 _all_reduce_grads(model, world)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
