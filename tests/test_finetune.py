@@ -284,3 +284,48 @@ def test_gpu_run_uses_bf16_autocast_and_sdpa_and_learns(tiny_model_dir, run_root
     assert info["attention"] == "sdpa"
     weights = _weights(run)  # master weights stay fp32 in the checkpoint
     assert all(t.dtype == torch.float32 for t in weights.values())
+
+
+# ----------------------------------------------------------------------------- several processes
+# The torchrun / accelerate path of a multi-GPU machine, on CPU with gloo. Oracle: rank r of 2 takes
+# every other batch, so one step of two processes is batches (2k, 2k+1); one process with
+# grad_accumulation=2 takes the same pair per step and halves each loss, as the gradient all_reduce
+# averages them. The two runs must agree to float rounding.
+
+_DDP_CHILD = textwrap.dedent("""
+    import json, sys
+    import pandas as pd
+    import torch
+    torch.set_num_threads(1)
+    from workbench.training.finetune import FineTuneConfig, finetune
+    model, data_path, root, cfg_json = sys.argv[1:5]
+    finetune(model, pd.read_csv(data_path), config=FineTuneConfig.from_dict(json.loads(cfg_json)),
+             root=root, progress=False)
+""")
+
+
+def test_two_processes_match_one_with_gradient_accumulation(tiny_model_dir, tmp_path, run_root):
+    data = separable(128)  # 96 training rows: 12 batches of 8, an even number per epoch
+    data_path = tmp_path / "data.csv"
+    data.to_csv(data_path, index=False)
+    cfg = FineTuneConfig(max_steps=6, eval_every=3, **{**FAST, "batch_size": 8})
+    script = tmp_path / "train.py"
+    script.write_text(_DDP_CHILD)
+    root = tmp_path / "runs2"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29518", str(script), str(tiny_model_dir), str(data_path), str(root),
+           json.dumps(cfg.to_dict())]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = [p for p in root.iterdir() if p.is_dir()]  # rank 0 alone wrote a run
+    two = wb.Run.open(folder)
+    assert two.info["processes"] == 2 and two.status == "completed"
+
+    one = finetune(tiny_model_dir, data, config=cfg.replace(grad_accumulation=2), progress=False)
+    assert two.summary["examples_seen"] == one.summary["examples_seen"]
+    for a, b in zip(two.metrics("eval")["eval_loss"], one.metrics("eval")["eval_loss"]):
+        assert a == pytest.approx(b, abs=1e-5)
+    wa, wb_ = _weights(two), _weights(one)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb_[k], atol=1e-5, rtol=1e-4)
