@@ -37,3 +37,13 @@ def test_runner_formats_ratios():
              "higher_is_better": False}]
     assert runner.ratio(rows[0]) == 3.0 and runner.ratio(rows[1]) == 4.0
     assert "3.00" in runner.format_table(rows) and "4.00" in runner.format_table(rows)
+
+
+def test_finetune_profiler_reports_both_loops(capsys):
+    """benchmarks/profile_finetune.py (the diagnosis behind the GPU fine-tuning note) still runs."""
+    spec = importlib.util.spec_from_file_location("profile_finetune", BENCH / "profile_finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # it finds bench_finetune beside itself
+    assert module.main(["--quick", "--steps", "2", "--rows", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "===== wb.finetune:" in out and "===== Trainer:" in out and "ms per step" in out
