@@ -162,3 +162,42 @@ def test_run_demo_writes_report_and_falls_back_loudly(tmp_path, monkeypatch, cap
         assert (out / "notebooks" / f"{stem}.html").exists()
     executed = (out / "notebooks" / "01_ok.html").read_text()
     assert f"model is {(out / 'tiny-random-model').resolve()} quick True" in executed
+
+
+_PLOT_TOY = '''# %% [markdown]
+# # A figure, and a formula $x^2$
+
+# %%
+import plotly.graph_objects as go
+go.Figure(go.Bar(x=["first", "second"], y=[1, 2])).show()
+'''
+
+
+@pytest.mark.browser
+def test_html_export_draws_its_figures_offline(tmp_path):
+    """make demo's notebook pages must open with no network: plotly.js inline, no CDN script."""
+    from test_attention_views import _browser
+
+    sync_playwright, exe = _browser()
+    source = tmp_path / "plot.py"
+    source.write_text(_PLOT_TOY)
+    page_path = tmp_path / "plot.html"
+    execute_notebook(source, tmp_path / "plot.ipynb", html=page_path, cwd=tmp_path, timeout=120)
+    assert not re.search(r'<script[^>]*src="(https?:)?//', page_path.read_text())
+    tried, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(offline=True).new_page()
+            page.route("**/*", lambda route: route.continue_()
+                       if route.request.url.startswith("file:")
+                       else (tried.append(route.request.url), route.abort()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
+            ticks = [t.text_content() for t in page.locator(".xtick text").all()]
+        finally:
+            browser.close()
+    assert not tried, f"the page tried the network: {tried}"
+    assert not errors, errors
+    assert ticks == ["first", "second"]  # drawn by the inline plotly.js

@@ -13,6 +13,7 @@ drives a kernel, it never imports the analyses itself.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -94,12 +95,21 @@ def _first_error(nb) -> tuple[int | None, str, str]:
     return None, "", ""
 
 
+# <script src="http(s)://..."> (or "//..."), and the empty ones left by unset URLs
+_REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\ssrc="(?:(?:https?:)?//[^"]*)?"[^>]*>\s*</script>')
+
+
 def export_html(nb, path: str | Path) -> Path:
-    """Write `nb` as a standalone HTML page (JupyterLab look, code and outputs)."""
+    """Write `nb` as a standalone HTML page (JupyterLab look, code and outputs) that opens offline.
+
+    plotly.js is already inline in the outputs (the kernel's renderer embeds it). nbconvert's
+    template would fetch require.js and MathJax from a CDN, and plotly's output MathJax too; those
+    script tags are dropped, so the page never touches the network (LaTeX shows as its source)."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="")
     body, _ = exporter.from_notebook_node(nb)
+    body = _REMOTE_SCRIPT.sub("", body)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")
