@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 import workbench as wb
+from workbench.testing import run_two_processes
 from workbench.training.events import StopFlag
 from workbench.training.finetune import (FineTuneConfig, collate, finetune, length_grouped_batches,
                                         pad_multiple)
@@ -309,15 +310,9 @@ def test_two_processes_match_one_with_gradient_accumulation(tiny_model_dir, tmp_
     data_path = tmp_path / "data.csv"
     data.to_csv(data_path, index=False)
     cfg = FineTuneConfig(max_steps=6, eval_every=3, **{**FAST, "batch_size": 8})
-    script = tmp_path / "train.py"
-    script.write_text(_DDP_CHILD)
     root = tmp_path / "runs2"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29518", str(script), str(tiny_model_dir), str(data_path), str(root),
-           json.dumps(cfg.to_dict())]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_processes(_DDP_CHILD, [tiny_model_dir, data_path, root, json.dumps(cfg.to_dict())],
+                      tmp_path, 29518)
     (folder,) = [p for p in root.iterdir() if p.is_dir()]  # rank 0 alone wrote a run
     two = wb.Run.open(folder)
     assert two.info["processes"] == 2 and two.status == "completed"

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+from workbench.testing import run_two_processes
 from workbench.training.corpus import Corpus, pack, pack_sequences
 from workbench.training.events import Event, StopFlag
 from workbench.training.masking import IGNORE_INDEX, Masker, TokenTables, word_start_positions
@@ -300,15 +298,8 @@ def test_two_processes_follow_one_process_with_twice_the_batch(small_corpus, tmp
     config = _tiny(max_steps=12, eval_every=6, batch_size=4, lr=3e-3, dropout=0.0)
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(list(small_corpus.texts())))
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
     cache, root = tmp_path / "cache", tmp_path / "runs2"  # a fresh cache: both ranks need it
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29517", str(script), str(texts), str(root), str(cache),
-           json.dumps(config.to_dict())]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_processes(SCRIPT, [texts, root, cache, json.dumps(config.to_dict())], tmp_path, 29517)
 
     (folder,) = [p for p in root.iterdir() if p.is_dir()]  # rank 0 alone wrote a run
     two = Run.open(folder)

@@ -59,3 +59,20 @@ def make_tiny_model(folder: str | Path, *, vocab_size: int = 1000, hidden_size: 
     model = cls(config)
     model.save_pretrained(folder)
     return folder
+
+
+def run_two_processes(script: str, args: list[str], folder: str | Path, port: int) -> None:
+    """Run Python source `script` with `args` under `torch.distributed.run`: 2 CPU processes on
+    gloo, as a multi-GPU launch would run them (each sees WORLD_SIZE, RANK, LOCAL_RANK). Raises
+    AssertionError with the end of stderr when the launch fails."""
+    import os
+    import subprocess
+    import sys
+
+    path = Path(folder) / "two_processes.py"
+    path.write_text(script)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(port), str(path), *map(str, args)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
