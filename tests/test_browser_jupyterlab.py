@@ -43,7 +43,8 @@ class WidgetCase:
     Each interaction is a list of steps; after the steps the drawn SVG must differ. Steps:
     ("select", label) picks the next option of the dropdown described `label`;
     ("type", label, text) types into the text box described `label` and leaves it (Tab);
-    ("click", text) clicks the button whose text is `text`.
+    ("click", text) clicks the button whose text is `text`;
+    ("open", title) opens the collapsed section (accordion) whose title starts with `title`.
     """
 
     make: str                                   # expression evaluated in the notebook
@@ -71,7 +72,8 @@ CASES: dict[str, WidgetCase] = {
                        ("click", "Run")]]),
     "MaskProbe": WidgetCase(
         make="wb.widgets.MaskProbe(lm)", controls=[TEXTBOX, "button"],
-        interactions=[[("type", "text", "The river flows into the <mask> sea.")]]),
+        interactions=[[("type", "text", "The river flows into the <mask> sea.")],
+                      [("open", "why this answer?")]]),  # the attribution strip appears
     "HeadExplorer": WidgetCase(
         make="wb.widgets.HeadExplorer(lm, TEXTS)", controls=["select"],
         interactions=[[("select", "statistic")]]),
@@ -263,6 +265,8 @@ def _step(output, step: tuple) -> None:
     elif verb == "click":  # button text, ignoring the icon's whitespace
         output.locator("button").filter(
             has_text=re.compile(rf"^\s*{re.escape(step[1])}\s*$")).first.click()
+    elif verb == "open":
+        output.get_by_text(re.compile(rf"^\s*{re.escape(step[1])}")).first.click()
     else:
         raise AssertionError(f"unknown step {step!r}")
 

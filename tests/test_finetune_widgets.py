@@ -123,6 +123,12 @@ def test_finetune_widget_trains_in_the_background_stops_and_resumes(tiny_model_d
     (trace,) = w.compare_figure.data
     assert list(trace.x) == list(range(1, 7))
 
+    # the attribution section explains the selected run's classifier on the first training text
+    w.explain.selected_index = 0
+    view = w.explain.view
+    assert view.lm.kind == "classifier" and view.text.value == _separable()["text"].iloc[0]
+    assert view.result["target"].iloc[0] in ("pos", "neg") and "delta" in view.status.value
+
 
 def test_finetune_widget_reports_bad_form_values(tiny_model_dir, run_root):
     w = wb.widgets.FineTuneRun(str(tiny_model_dir), _separable())

@@ -64,3 +64,18 @@ def test_mask_probe_updates_from_its_controls(tiny_lm, tmp_path):
     paths = w.export(tmp_path / "probe.html")
     assert [p.name for p in paths] == ["probe.html", "probe_candidates.html"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_mask_probe_explains_its_prediction_once_opened(tiny_lm):
+    w = wb.widgets.MaskProbe(tiny_lm, "The cat sat on the <mask>.", top_k=3)
+    assert w.explain.view is None and w.explain.selected_index is None  # nothing computed yet
+    w.explain.selected_index = 0  # what opening the section in the notebook does
+    view = w.explain.view
+    assert view is not None and view.result is not None
+    top1 = int(w.predictions.sort_values("rank")["token_id"].iloc[0])
+    assert view.result.attrs["info"][0]["target_id"] == top1  # the answer shown above it
+    assert "delta" in view.status.value and len(view.figure.data) > 0
+    w.text.value = "A dog sat on the <mask>."  # the open view follows the text, recomputes on demand
+    assert view.text.value == "A dog sat on the <mask>." and "press Attribute" in view.status.value
+    view.run_button.click()
+    assert view.result["text"].iloc[0] == "A dog sat on the <mask>."

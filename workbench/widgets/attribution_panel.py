@@ -3,7 +3,8 @@
 Shows `wb.attribute` methods side by side on one token strip (`plots.representations.
 attribution_strip`) with controls for the methods, token/word level, the number of integrated-
 gradient steps, the text and the target; the status line reports f(x), f(baseline) and IG's
-convergence delta. MaskProbe and the fine-tuning widget embed it for their current prediction.
+convergence delta. `ExplainPanel` wraps it in a collapsed section that computes only when opened:
+MaskProbe embeds one for its prediction, and FineTuneRun one for the selected run's classifier.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class AttributionView(widgets.VBox):
         self.methods = widgets.SelectMultiple(options=list(METHODS), value=list(methods),
                                               description="methods", rows=3)
         self.level = widgets.ToggleButtons(options=["token", "word"], value=level, description="level")
-        self.n_steps = widgets.IntSlider(value=n_steps, min=4, max=300, step=4, description="IG steps")
+        self.n_steps = widgets.IntSlider(value=n_steps, min=2, max=300, step=2, description="IG steps")
         self.run_button = widgets.Button(description="Attribute", icon="play", button_style="primary")
         self.run_button.on_click(lambda _: self.run())
         self.status = widgets.HTML()
@@ -72,3 +73,62 @@ def attribution_view(lm, text: str, target=None, **options) -> AttributionView:
     view = AttributionView(lm, text, target, **options)
     view.run()
     return view
+
+
+class ExplainPanel(widgets.Accordion):
+    """A collapsed `AttributionView`, built and computed the first time it is opened.
+
+    Host widgets call `set_source(lm=..., text=...)` when their model or text changes; `lm` may be
+    a callable that loads the model, so nothing is loaded until the panel is opened. An open view
+    takes the new text at once but recomputes only on its Attribute button (integrated gradients
+    costs `n_steps` forward and backward passes)."""
+
+    def __init__(self, title: str, lm=None, text: str = "", target=None):
+        self._lm, self._text, self._target = lm, text, target
+        self.view: AttributionView | None = None
+        self.box = widgets.VBox([widgets.HTML("<i>open this section to compute attributions</i>")])
+        super().__init__(children=[self.box], titles=(title,))
+        self.selected_index = None
+        self.observe(lambda change: self.build() if change["new"] == 0 else None,
+                     names="selected_index")
+
+    def _model(self):
+        if callable(self._lm):
+            self._lm = self._lm()
+        return self._lm
+
+    def set_source(self, lm=None, text: str | None = None, target=None) -> None:
+        """New model (or a loader) and/or text; an open view follows them."""
+        if lm is not None:
+            self._lm = lm
+            self._target = target
+        if text is not None:
+            self._text = text
+        if self.view is None:
+            if self.selected_index == 0 and lm is not None:  # open, and waiting for a model
+                self.build()
+            return
+        if lm is not None:
+            self.view.lm = self._model()
+            self.view.target.value = "" if target is None else str(target)
+        self.view.text.value = self._text
+        self.view.status.value = html.escape("the input changed: press Attribute to explain it")
+
+    def build(self) -> None:
+        """Build the view for the current source and compute it (what opening the panel does)."""
+        if self.selected_index != 0:
+            self.selected_index = 0  # calls back here through the observer
+            return
+        if self.view is not None:
+            return
+        if self._lm is None:
+            self.box.children = [widgets.HTML("<i>no model yet: select or finish a run</i>")]
+            return
+        try:
+            lm = self._model()
+        except Exception as err:  # noqa: BLE001 - a failed load is shown, not raised
+            self.box.children = [widgets.HTML(f"<b>error:</b> {html.escape(str(err))}")]
+            return
+        self.view = AttributionView(lm, self._text, self._target)
+        self.box.children = [self.view]
+        self.view.run()

@@ -2,7 +2,9 @@
 
 Controls -> `training.finetune.finetune` (in a background thread, so other notebook cells keep
 running while it trains) -> `RunMonitor` (live curves, progress with ETA, Stop) -> a runs table
-(`wb.runs()`) whose selected runs are compared with `plots.training.compare_runs`.
+(`wb.runs()`) whose selected runs are compared with `plots.training.compare_runs`. A collapsed
+"why this label?" section (`ExplainPanel`) attributes the classifier of the finished or selected
+run (its best checkpoint, as `wb.load(run)` opens it) on an example text, once opened.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..models import load
 from ..plots.training import compare_runs
 from ..store import RunStore
 from ..training.demo_data import sentiment_demo_path
 from ..training.events import StopFlag
 from ..training.finetune import KIND, FineTuneConfig, finetune
 from ..training.run import Run
+from .attribution_panel import ExplainPanel
 from .training_monitor import RunMonitor
 
 _TABLE_COLUMNS = ["name", "status", "created", "base_model", "steps", "eval_loss", "eval_accuracy",
@@ -94,6 +98,8 @@ class FineTuneRun(widgets.VBox):
         self.runs_table = widgets.HTML()
         self.compare_figure = go.FigureWidget(compare_runs({}, "eval_accuracy"))
         self.compare_figure.update_layout(height=300)
+        self.explain = ExplainPanel("why this label? attributions of the selected (or last) run's "
+                                    "classifier", text=self._example_text())
         self.start_button.on_click(lambda _: self.start())
         self.resume_button.on_click(lambda _: self.resume())
         self.refresh_button.on_click(lambda _: self.refresh_runs())
@@ -110,7 +116,7 @@ class FineTuneRun(widgets.VBox):
                                                          self.resume_button])]),
                              self.runs_table, self.compare_figure])
         super().__init__([form, widgets.HBox([self.start_button, self.message]),
-                          self.monitor.widget, runs])
+                          self.monitor.widget, runs, self.explain])
         self.refresh_runs()
 
     # ------------------------------------------------------------------ form -> config
@@ -184,6 +190,8 @@ class FineTuneRun(widgets.VBox):
             finally:
                 self.start_button.disabled = False
                 self.refresh_runs()
+                if self.run is not None and self.run.checkpoints():
+                    self._explain(self.run.path)
 
         self.thread = threading.Thread(target=work, name="workbench-finetune", daemon=True)
         self.thread.start()
@@ -211,8 +219,21 @@ class FineTuneRun(widgets.VBox):
                                     for _, r in frame.iterrows()]
         self.runs_select.value = tuple(selected)
 
+    def _example_text(self) -> str:
+        """The first text of the training data when it is a table in memory, else nothing."""
+        data, column = self.data, self.base_config.text_column
+        if isinstance(data, pd.DataFrame) and column in data.columns and len(data):
+            return str(data[column].iloc[0])
+        return ""
+
+    def _explain(self, run_path) -> None:
+        """Point the attribution section at a run's classifier (loaded when the section opens)."""
+        self.explain.set_source(lm=lambda: load(run_path, task="classifier"))
+
     def compare(self) -> None:
         """Redraw the comparison figure for the selected runs and metric."""
+        if len(self.runs_select.value) == 1:
+            self._explain(self.runs_select.value[0])
         metric = self.compare_metric.value
         frames = {}
         for path in self.runs_select.value:

@@ -5,7 +5,8 @@ word by one), top-k and the candidates field feed `wb.fill_mask` and `wb.score_c
 frames are drawn by `plots.probing.topk_bars` (one column of panels per model, one row per mask)
 and `plots.probing.candidate_bars`. Bad input (no mask, a candidate with the wrong number of
 fillers) shows its message in the status line instead of raising. `export()` writes the figures
-through `figures.export`.
+through `figures.export`. A collapsed "why this answer?" section (`ExplainPanel`) shows which
+input tokens drove the first model's prediction at the first mask, once opened.
 
 ipywidgets' Textarea does not expose the cursor, so `<mask>` is appended at the end, or put in
 place of a word picked from the list.
@@ -26,15 +27,10 @@ from ..errors import WorkbenchError
 from ..figures import export
 from ..models import as_lm_dict
 from ..plots.probing import candidate_bars, topk_bars
+from .attribution_panel import ExplainPanel
+from .probe_lab import replace_figure
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-
-
-def _replace_figure(target: go.FigureWidget, fresh: go.Figure) -> None:
-    with target.batch_update():
-        target.data = []
-        target.add_traces(list(fresh.data))
-        target.layout = fresh.layout
 
 
 class MaskProbe(widgets.VBox):
@@ -65,6 +61,9 @@ class MaskProbe(widgets.VBox):
         self.candidate_box = widgets.VBox([])   # holds the candidate figure when there is one
         self.export_path = widgets.Text(value="mask_probe.pdf", description="file")
         self.export_button = widgets.Button(description="export")
+        first = next(iter(self.lms))
+        self.explain = ExplainPanel(f"why this answer? attributions of {first}'s prediction at the "
+                                    "first mask", lm=self.lms[first], text=text)
 
         self.insert_button.on_click(lambda _: self.insert_mask())
         self.mask_word_button.on_click(lambda _: self.mask_word())
@@ -79,6 +78,7 @@ class MaskProbe(widgets.VBox):
             widgets.HBox([self.candidates, self.method]),
             self.status, self.topk_figure, self.candidate_box,
             widgets.HBox([self.export_path, self.export_button]),
+            self.explain,
         ])
         self.refresh()
 
@@ -116,9 +116,10 @@ class MaskProbe(widgets.VBox):
         except WorkbenchError as err:
             self.status.value = f"<b>{html.escape(str(err))}</b>"
             return
-        _replace_figure(self.topk_figure, topk_bars(self.predictions))
+        replace_figure(self.topk_figure, topk_bars(self.predictions))
         if self.scores is not None:
-            _replace_figure(self.candidate_figure, candidate_bars(self.scores))
+            replace_figure(self.candidate_figure, candidate_bars(self.scores))
+        self.explain.set_source(text=self.text.value)
         self.candidate_box.children = [self.candidate_figure] if self.scores is not None else []
         n_masks = self.predictions["mask_index"].nunique()
         self.status.value = html.escape(
