@@ -49,8 +49,8 @@ def test_environment_yml_matches_pyproject():
 def test_cli_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "workbench", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    for cmd in ("demo", "lab", "bench"):
-        assert cmd in out
+    for cmd in ("demo", "lab", "bench", "pretrain", "finetune"):
+        assert re.search(rf"\b{cmd}\b", out), cmd
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -62,3 +62,13 @@ def test_make_report_on_the_tiny_model(tiny_lm, tmp_path, run_root):
     assert heads["source"]["texts_sha256"] == texts_digest(texts)
     assert heads["source"]["n_texts"] == 3 and heads["source"]["model_path"] == tiny_lm.path
     assert "## heads_attn_bos" in (tmp_path / "SOURCES.md").read_text()
+
+
+def test_paper_widths_and_a_misspelt_one():
+    from workbench.errors import InputError
+    from workbench.figures import WIDTHS_IN, size_px
+
+    assert size_px("column")[0] < size_px("page")[0] and size_px(2.0, aspect=0.5)[1] == size_px(2.0)[1] * 2 // 3
+    with pytest.raises(InputError, match="colum.*use one of"):  # not a bare KeyError
+        size_px("colum")
+    assert set(WIDTHS_IN) >= {"column", "page"}

@@ -124,7 +124,7 @@ def run_demo(out: Path, *, model: str = "demo", quick: bool = False,
     if warning:
         _say_loudly(warning)
     runs_dir = (out / "runs").resolve()
-    env = {"WORKBENCH_RUNS": str(runs_dir), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    env = {"WORKBENCH_RUNS": str(runs_dir)}  # HF_HUB_OFFLINE passes through as the user set it
     print(f"Running {len(sources)} notebooks on model {model_arg!r}"
           f"{' (quick)' if quick else ''}; outputs go to {out.resolve()}", flush=True)
 

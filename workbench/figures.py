@@ -48,9 +48,9 @@ def apply_theme(fig: go.Figure) -> go.Figure:
 
 def size_px(width: str | float = "column", aspect: float = 0.75) -> tuple[int, int]:
     """(width, height) in CSS pixels for a paper width name or a width in inches."""
-    inches = WIDTHS_IN[width] if isinstance(width, str) else float(width)
     if isinstance(width, str) and width not in WIDTHS_IN:
         raise InputError(f"width={width!r}; use one of {sorted(WIDTHS_IN)} or inches as a number")
+    inches = WIDTHS_IN[width] if isinstance(width, str) else float(width)
     return int(inches * DPI), int(inches * DPI * aspect)
 
 

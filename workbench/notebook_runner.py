@@ -142,8 +142,7 @@ def execute_notebook(source: str | Path, output: str | Path | None = None, *,
         cwd = source.resolve().parent
     Path(cwd).mkdir(parents=True, exist_ok=True)
 
-    kernel_env = dict(os.environ)
-    kernel_env.setdefault("HF_HUB_OFFLINE", "1")
+    kernel_env = dict(os.environ)  # HF_HUB_OFFLINE too: a hub model may need the network once
     kernel_env.setdefault("TOKENIZERS_PARALLELISM", "false")
     # mimetype for JupyterLab + inline HTML with plotly.js embedded, so exported HTML works offline
     kernel_env.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
