@@ -250,7 +250,16 @@ def explorer(tiny_lm):
     return wb.widgets.AttentionExplorer(tiny_lm, [TEXT, ("A man eats pizza.", "He is hungry.")])
 
 
-def test_explorer_options_do_not_rerun_the_model(explorer, tiny_lm):
+@pytest.fixture()
+def encoder_passes(tiny_lm):
+    """Counts real encoder forward passes (a hook on the embeddings), whatever code makes them."""
+    calls = []
+    handle = tiny_lm.model.base_model.embeddings.register_forward_hook(lambda *a: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+def test_explorer_options_do_not_rerun_the_model(explorer, tiny_lm, encoder_passes):
     assert explorer.forward_count == 1 and len(explorer.captures) == 2
     z0 = np.asarray(explorer.figure.data[0].z, dtype=float)
     explorer.layer.value = 1
@@ -265,10 +274,12 @@ def test_explorer_options_do_not_rerun_the_model(explorer, tiny_lm):
     explorer.merge.value = True
     explorer.text_pick.value = 1
     assert set(explorer.frame()["segment"]) == {0, 1}
-    assert explorer.forward_count == 1          # every change above reused the cached pass
+    passes_for_reference = 1                    # the wb.attention_tensor call above
+    assert len(encoder_passes) == passes_for_reference  # every change reused the cached pass
+    assert explorer.forward_count == 1
 
 
-def test_explorer_views_and_token_selection(explorer):
+def test_explorer_views_and_token_selection(explorer, encoder_passes):
     explorer.view.value = "head"
     payload = explorer.canvas.payload
     assert payload["kind"] == "head" and list(payload["layers"]) == ["0"]  # only this layer sent
@@ -280,9 +291,13 @@ def test_explorer_views_and_token_selection(explorer):
     assert explorer.canvas.payload["kind"] == "model"
     explorer.canvas.picked = [1, 3]             # a click on a model-view map
     assert (explorer.layer.value, explorer.head.value, explorer.view.value) == (1, 3, "head")
+    assert not encoder_passes                   # head and model views reuse the cached pass
     explorer.view.value = "qk"
     assert explorer.canvas.payload["kind"] == "qk" and explorer.canvas.payload["layer"] == 1
-    assert explorer.forward_count == 1
+    assert len(encoder_passes) == 1 and explorer.forward_count == 2  # queries/keys: one pass
+    explorer.layer.value = 0
+    assert explorer.canvas.payload["layer"] == 0
+    assert len(encoder_passes) == 1 and explorer.forward_count == 2  # ... then cached
 
 
 def test_explorer_rerun_and_export(explorer, tmp_path):

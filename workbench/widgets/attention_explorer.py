@@ -218,6 +218,7 @@ class AttentionExplorer(widgets.VBox):
                 if isinstance(pair_parts, tuple):
                     a, b = pair_parts
                 self._qk[cap.text_id] = attention_qk(self.lm, a, pair=b)
+                self.forward_count += 1  # one pass per text for its queries and keys, then cached
             qk = self._qk[cap.text_id]
             lq, hq = max(layer, 0), max(head, 0)
             payload = qk_payload(qk["queries"].numpy(), qk["keys"].numpy(), qk["tokens"],
