@@ -295,6 +295,7 @@ def test_explorer_views_and_token_selection(explorer, encoder_passes):
     explorer.view.value = "qk"
     assert explorer.canvas.payload["kind"] == "qk" and explorer.canvas.payload["layer"] == 1
     assert len(encoder_passes) == 1 and explorer.forward_count == 2  # queries/keys: one pass
+    assert "do not apply" in explorer.status.value  # drop/merge/mode are attention options
     explorer.layer.value = 0
     assert explorer.canvas.payload["layer"] == 0
     assert len(encoder_passes) == 1 and explorer.forward_count == 2  # ... then cached

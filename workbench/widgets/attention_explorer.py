@@ -180,6 +180,10 @@ class AttentionExplorer(widgets.VBox):
     def _describe(self) -> str:
         n = len(self.capture.view)
         note = f" (flow needs ≤ {FLOW_MAX_TOKENS} tokens)" if self.mode.value == "flow" else ""
+        if self.view.value == "qk":  # the vectors themselves: the attention options do not apply
+            return html.escape(f"{n} tokens; query/key view: the raw query and key vectors of one "
+                               "head (mode, drop specials and merge subwords do not apply); "
+                               f"model runs: {self.forward_count}")
         return html.escape(f"{n} tokens; mode {self.mode.value}: {MODES[self.mode.value]}{note}; "
                            f"model runs: {self.forward_count}")
 
