@@ -217,7 +217,9 @@ def test_sigkill_while_writing_a_checkpoint_leaves_a_resumable_run(tiny_model_di
 
     (folder,) = [p for p in child_root.iterdir() if p.is_dir()]
     killed = wb.Run.open(folder)
-    assert killed.status == "running"  # it never got to say otherwise
+    # it never got to say otherwise, but its process is gone: readers see it as interrupted
+    assert killed.info["status"] == "running" and killed.status == "interrupted"
+    assert set(wb.runs(child_root)["status"]) == {"interrupted"}
     # the second checkpoint, torn, is step 4's: the first evaluation, saved as the best so far
     assert [s for s, _ in killed.checkpoints()] == [3]  # the torn step-4 folder is not listed
     assert list(killed.metrics("step")["step"]) == list(range(1, 5))

@@ -55,3 +55,23 @@ def test_failed_checkpoint_write_leaves_no_checkpoint(tmp_path):
         pass
     assert run.checkpoints() == []
     assert not any(p.name.startswith(".tmp") for p in (run.path / "checkpoints").iterdir())
+
+
+def test_a_running_run_whose_process_is_gone_reads_as_interrupted(tmp_path):
+    import subprocess
+    import sys
+
+    store = RunStore(tmp_path)
+    mine = store.create("finetune", "mine", {}, base_model=None)
+    mine.update_info(status="running")  # this process: alive
+    assert mine.info["pid"] > 0 and mine.status == "running"
+    gone = store.create("finetune", "gone", {}, base_model=None)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    gone.update_info(status="running", pid=int(dead.stdout))  # a process that has exited
+    elsewhere = store.create("finetune", "elsewhere", {}, base_model=None)
+    elsewhere.update_info(status="running", pid=int(dead.stdout), host="another-machine")
+    assert gone.status == "interrupted" and gone.info["status"] == "running"  # nothing rewritten
+    assert elsewhere.status == "running"  # another machine's process cannot be checked from here
+    listed = dict(zip(store.list()["id"], store.list()["status"]))
+    assert listed == {mine.id: "running", gone.id: "interrupted", elsewhere.id: "running"}

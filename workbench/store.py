@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
@@ -75,6 +76,20 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _process_gone(info: dict) -> bool:
+    """True when `info` names a process on this machine that no longer exists."""
+    pid, host = info.get("pid"), info.get("host")
+    if not pid or host != socket.gethostname():
+        return False  # unknown, or another machine's process: cannot tell
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
+
+
 def is_run_folder(path: str | Path) -> bool:
     return (Path(path) / RUN_FILE).is_file()
 
@@ -95,6 +110,8 @@ class RunFolder:
 
     def update_info(self, **fields: Any) -> dict:
         info = self.info
+        if fields.get("status") == "running":  # who runs it, so readers can tell a dead run
+            fields = {"pid": os.getpid(), "host": socket.gethostname(), **fields}
         info.update(fields)
         info["updated"] = time.time()
         atomic_write_json(self.path / RUN_FILE, info)
@@ -102,7 +119,11 @@ class RunFolder:
 
     @property
     def status(self) -> str:
-        return self.info.get("status", "unknown")
+        """The recorded status, except that a "running" run whose process is gone from this
+        machine (killed, or the kernel died) reads as "interrupted"; resume it to continue."""
+        info = self.info
+        status = info.get("status", "unknown")
+        return "interrupted" if status == "running" and _process_gone(info) else status
 
     def config(self) -> dict:
         p = self.path / "config.json"
@@ -259,6 +280,8 @@ class RunStore:
             ).fetchall()
         records = []
         for rid, kind, name, status, created, updated, base, path, summary in rows:
+            if status == "running" and Path(path).is_dir():
+                status = RunFolder(Path(path)).status  # the process may be gone
             rec = {"id": rid, "kind": kind, "name": name, "status": status,
                    "created": pd.to_datetime(created, unit="s"), "base_model": base, "path": path}
             for k, v in (json.loads(summary) if summary else {}).items():
