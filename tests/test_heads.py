@@ -411,6 +411,16 @@ def test_head_explorer_reacts_to_its_controls(tiny_lm):
     assert explorer.ranked == rows.nlargest(2, S.ENTROPY)[S.TEXT_ID].tolist()
     explorer.examples.value = 3
     assert len(explorer.detail.children) == 3
+    # the same head on the same texts, in the attention views
+    explorer.statistic.value = S.ATTN_BOS
+    assert "&lt;s&gt;" in explorer.detail.children[0].layout.title.text  # '<s>' kept as text
+    assert not explorer.open_button.disabled
+    explorer.open_button.click()
+    views = explorer.explorer
+    assert explorer.explorer_box.children == (views,)
+    assert (views.layer.value, views.head.value, views.view.value) == (1, 2, "head")
+    assert [c.view.text for c in views.captures] == [SENTENCES[i] for i in explorer.ranked]
+    assert views.canvas.payload["kind"] == "head"
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ Controls -> analysis -> plot: the statistic dropdown recolours the layer x head 
 (`plots.heads.head_heatmap` of `wb.head_stats`); clicking a cell (or `select(layer, head)`)
 ranks the texts by that head's per-text value of the statistic (`head_stats(by_text=True)`,
 computed once on the first `max_texts` texts) and shows the head's attention on the `examples`
-strongest ones (`wb.attention` -> `plots.attention.attention_heatmap`).
+strongest ones (`wb.attention` -> `plots.attention.attention_heatmap`). "Open in the attention
+views" puts those texts into an `AttentionExplorer` at that layer and head, in its head view.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..capture import as_text_list
 from ..models import LM
 from ..plots.attention import attention_heatmap
 from ..plots.heads import LABELS, head_heatmap
+from ..plots.labels import plot_text
+from .attention_explorer import AttentionExplorer
 
 
 class HeadExplorer(widgets.VBox):
@@ -46,10 +49,18 @@ class HeadExplorer(widgets.VBox):
         self.heatmap.update_layout(height=120 + 22 * lm.num_layers)
         self.heatmap.data[0].on_click(self._on_click)
         self.detail = widgets.VBox([])
+        self.explorer: AttentionExplorer | None = None
+        self.open_button = widgets.Button(description="open in the attention views", icon="eye",
+                                          disabled=True,
+                                          tooltip="the selected head on these texts, in the "
+                                                  "AttentionExplorer (head view, model view, ...)")
+        self.open_button.on_click(lambda _: self.open_views())
+        self.explorer_box = widgets.VBox([])
         self.statistic.observe(self._on_statistic, names="value")
         self.examples.observe(lambda change: self._refresh_detail(), names="value")
         super().__init__([widgets.HBox([self.statistic, self.examples]), self.heatmap,
-                          self.status, self.detail])
+                          widgets.HBox([self.status, self.open_button]), self.detail,
+                          self.explorer_box])
 
     # -- controls --------------------------------------------------------------------------
     def _on_statistic(self, change) -> None:
@@ -95,8 +106,8 @@ class HeadExplorer(widgets.VBox):
         figures = []
         for j, text_id in enumerate(self.ranked):
             value = rows.loc[rows[S.TEXT_ID] == text_id, stat].iloc[0]
-            fig = attention_heatmap(frame, text_id=j, title=f"text {text_id}: "
-                                    f"{LABELS.get(stat, stat)} = {value:.3f}")
+            fig = attention_heatmap(frame, text_id=j, title=plot_text(
+                f"text {text_id}: {LABELS.get(stat, stat)} = {value:.3f}"))
             fig.update_layout(height=360)
             figures.append(go.FigureWidget(fig))
         self.detail.children = figures
@@ -104,3 +115,14 @@ class HeadExplorer(widgets.VBox):
                                  stat].iloc[0]
         self.status.value = (f"<b>layer {layer}, head {head}</b>: {html.escape(LABELS.get(stat, stat))}"
                              f" = {overall:.3f} over the corpus; strongest texts shown below.")
+        self.open_button.disabled = False
+
+    def open_views(self) -> AttentionExplorer | None:
+        """The selected head on its strongest texts in an `AttentionExplorer` (head view)."""
+        if self.selected is None:
+            return None
+        layer, head = self.selected
+        self.explorer = AttentionExplorer(self.lm, [self.texts[i] for i in self.ranked], view="head")
+        self.explorer.layer.value, self.explorer.head.value = layer, head
+        self.explorer_box.children = [self.explorer]
+        return self.explorer
