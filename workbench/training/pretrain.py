@@ -275,10 +275,13 @@ class Batches:
                              "process(es): use a smaller batch or more text")
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.per_epoch = n // (batch_size * world)
+        self._epoch, self._order = None, None  # the current epoch's permutation, drawn once
 
     def rows(self, epoch: int, index: int, rank: int | None = None) -> np.ndarray:
         """Rows of micro-batch `index` of `epoch` for `rank` (default: this process's)."""
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        if self._epoch != epoch:
+            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        order = self._order
         start = (index * self.world + (self.rank if rank is None else rank)) * self.batch_size
         return order[start:start + self.batch_size]
 
