@@ -197,6 +197,25 @@ class RunFolder:
         return json.loads(p.read_text()) if p.exists() else {}
 
 
+def _init_index(con: sqlite3.Connection, tries: int = 100) -> None:
+    """WAL mode and the table. Two processes opening a new index at once can get "database is
+    locked" from the journal-mode switch without SQLite's busy wait, so that step is retried."""
+    for attempt in range(tries):
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, kind TEXT, name TEXT,"
+                " status TEXT, created REAL, updated REAL, base_model TEXT, path TEXT,"
+                " summary TEXT)"
+            )
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+
+
 class RunStore:
     """All runs under one root folder, with a SQLite index for fast listing."""
 
@@ -209,13 +228,7 @@ class RunStore:
     def _db(self) -> Iterator[sqlite3.Connection]:
         con = sqlite3.connect(self.index_path, timeout=30)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA busy_timeout=30000")
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, kind TEXT, name TEXT,"
-                " status TEXT, created REAL, updated REAL, base_model TEXT, path TEXT,"
-                " summary TEXT)"
-            )
+            _init_index(con)
             with con:  # one transaction
                 yield con
         finally:
