@@ -542,9 +542,8 @@ def _resume_config(saved: PretrainConfig, requested, run: Run) -> PretrainConfig
         return saved
     if isinstance(requested, str):
         requested = PretrainConfig.from_preset(requested)
-    changes = requested if isinstance(requested, dict) else {
-        k: v for k, v in requested.to_dict().items() if v != getattr(saved, k)}
-    changes = {k: v for k, v in changes.items() if v != getattr(saved, k, None)}
+    asked = requested if isinstance(requested, dict) else requested.to_dict()
+    changes = {k: v for k, v in asked.items() if v != getattr(saved, k, None)}
     refused = sorted(k for k in changes if k not in RESUMABLE_CHANGES)
     if refused:
         raise InputError(f"resuming run {run.id} cannot change {refused} (only {list(RESUMABLE_CHANGES)}); "

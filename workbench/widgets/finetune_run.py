@@ -104,6 +104,8 @@ class FineTuneRun(widgets.VBox):
         self.resume_button.on_click(lambda _: self.resume())
         self.refresh_button.on_click(lambda _: self.refresh_runs())
         self.runs_select.observe(lambda _: self.compare(), names="value")
+        self.runs_select.observe(lambda ch: self._explain(ch["new"][0]) if len(ch["new"]) == 1
+                                 else None, names="value")
         self.compare_metric.observe(lambda _: self.compare(), names="value")
         form = widgets.HBox([
             widgets.VBox([self.model_text, self.data_text, self.text_column, self.pair_column,
@@ -232,8 +234,6 @@ class FineTuneRun(widgets.VBox):
 
     def compare(self) -> None:
         """Redraw the comparison figure for the selected runs and metric."""
-        if len(self.runs_select.value) == 1:
-            self._explain(self.runs_select.value[0])
         metric = self.compare_metric.value
         frames = {}
         for path in self.runs_select.value:
