@@ -9,6 +9,7 @@ import torch
 import workbench as wb
 from workbench.analysis import attention_modes as modes
 from workbench.errors import InputError
+from workbench.tokens import plain_token
 
 TEXT = "The pizzeria was closed, unfortunately."
 PAIR = ("A man eats pizza.", "He is hungry.")
@@ -173,7 +174,7 @@ def test_sentence_pairs_are_marked(tiny_lm):
     seg = firsts["segment"].tolist()
     assert seg[0] == 0 and seg[-1] == 1 and set(seg) == {0, 1}
     view = tiny_lm.tokens(*PAIR)
-    assert seg == view.segment and "".join(tokens[seg.index(1):-1]) == "Heishungry."
+    assert seg == view.segment and "".join(map(plain_token, tokens[seg.index(1):-1])) == "Heishungry."
     assert set(df["key_segment"]) == {0, 1}
     same = wb.attention(tiny_lm, PAIR[0], pairs=[PAIR[1]], layers=0, heads=0)
     assert np.allclose(same["weight"], df["weight"])

@@ -36,7 +36,9 @@ def test_figures_follow_their_frames(frames, tiny_lm):
     assert len(fig.data) == 2 and "acc" in fig.data[0].name
     fig = P.probe_bars(frames["probe"], metric="mrr")
     assert len(fig.data) == 2 and fig.layout.template.layout.font.family
-    assert P.show_token(" Paris") == "␣Paris"
+    # one subword convention (tokens.display_token): a word start bare, a continuation with ·
+    assert P.show_token(" Paris") == "Paris" and P.show_token("Paris") == "·Paris"
+    assert P.show_token(" ") == "␣"
     with pytest.raises(wb.InputError):
         P.topk_bars(frames["fill"].iloc[0:0])
 

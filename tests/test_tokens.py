@@ -17,11 +17,11 @@ def test_word_spans_cover_every_non_special_token_once(tiny_lm):
     covered = sorted(p for span in view.word_spans for p in span)
     assert covered == [i for i, s in enumerate(view.special) if not s]
     assert view.words == ["Unbelievably", ",", "the", "pizzeria", "reopened", "."]
-    # a word split into pieces: the first piece starts the word, the rest show a ## prefix
+    # a word split into pieces: the first piece starts the word, the rest show a · prefix
     long_word = view.word_spans[view.words.index("pizzeria")]
     assert len(long_word) > 1
     assert view.word_start[long_word[0]] and not view.word_start[long_word[1]]
-    assert view.display[long_word[1]].startswith("##")
+    assert view.display[long_word[1]].startswith("·")
     assert "".join(view.tokens[p] for p in long_word) == "pizzeria"
 
 
@@ -43,3 +43,18 @@ def test_sentence_pairs_are_marked(tiny_lm):
 def test_html_like_text_stays_text(tiny_lm):
     view = tiny_lm.tokens("<script>alert(1)</script>")
     assert "".join(view.tokens[1:-1]) == "<script>alert(1)</script>"
+
+
+def test_one_display_convention_for_subword_pieces(tiny_lm):
+    """tokens.display_token: continuation pieces start with '·', word starts are bare, a
+    whitespace-only piece is '␣'; vocabulary tokens follow it through their leading space."""
+    from workbench.tokens import display_token, display_vocab_token, plain_token
+
+    view = tiny_lm.tokens("The pizzeria was closed.")
+    span = view.word_spans[view.words.index("pizzeria")]
+    shown = [view.display[p] for p in span]
+    assert not shown[0].startswith("·") and all(s.startswith("·") for s in shown[1:])
+    assert "".join(plain_token(s) for s in shown) == "pizzeria"
+    assert display_token(" ", continues=True) == "␣"
+    assert display_vocab_token(" Paris") == "Paris" and display_vocab_token("Paris") == "·Paris"
+    assert display_vocab_token("<mask>") == "<mask>" and plain_token("·") == "·"

@@ -5,14 +5,43 @@ Byte-level BPE (RoBERTa) marks a leading space with `Ġ`, SentencePiece (XLM-R) 
 the text each token covers (sliced from the input by offsets), `word_start` says which tokens begin
 a word, and `words` lists, for each word, the token positions that make it up, so analyses can
 merge subwords into words.
+
+One display convention for every figure, view and widget (`display_token`): a piece that continues
+the word before it gets a leading `·` ("p ·iz ·zer ·ia"), a piece that starts a word is shown
+bare, and a piece that is only whitespace shows as `␣`. A vocabulary token out of context (a
+fill-mask candidate) starts a word when it has a leading space (`Ġ`): ' Paris' shows as `Paris`,
+'Paris' as `·Paris`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CONTINUATION = "##"  # display prefix for a token that continues a word
-SPACE = "␣"          # display text of a token that covers only whitespace
+CONTINUATION = "·"  # display prefix for a token that continues a word
+SPACE = "␣"         # display text of a token that covers only whitespace
+
+
+def display_token(text: str, continues: bool) -> str:
+    """The one display form of a token: `·` before a piece that continues a word (see module doc)."""
+    if not text.strip():
+        return SPACE
+    return CONTINUATION + text if continues else text
+
+
+def display_vocab_token(token: str) -> str:
+    """Display form of a vocabulary token out of context: a leading space starts a word."""
+    if token.startswith(" ") and token.strip():
+        return display_token(token[1:], continues=False)
+    return display_token(token, continues=not token.isspace() and not _is_special(token))
+
+
+def plain_token(label: str) -> str:
+    """A displayed token back to its text (drops the continuation mark)."""
+    return label[len(CONTINUATION):] if label.startswith(CONTINUATION) and len(label) > 1 else label
+
+
+def _is_special(token: str) -> bool:
+    return len(token) > 2 and token.startswith("<") and token.endswith(">")
 
 
 @dataclass(frozen=True)
@@ -35,11 +64,9 @@ class TokenView:
 
     @property
     def display(self) -> list[str]:
-        """Tokens for labels: continuation pieces get a `##` prefix so word starts stay visible."""
-        return [
-            t if (s or ws) else CONTINUATION + t
-            for t, s, ws in zip(self.tokens, self.special, self.word_start)
-        ]
+        """Tokens for labels (`display_token`): continuation pieces get a `·` prefix."""
+        return [t if s else display_token(t, continues=not ws)
+                for t, s, ws in zip(self.tokens, self.special, self.word_start)]
 
     def to_frame(self):
         import pandas as pd

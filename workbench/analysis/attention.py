@@ -20,7 +20,8 @@ One pipeline serves every table, figure, view and widget:
 3. `to_frame`: one row per (text_id, layer, head, query, key).
 
 `query`/`key` index the units shown (tokens, or words with `merge_subwords`, after dropping
-specials); `query_token`/`key_token` are readable text (no `Ġ`). Sentence pairs
+specials); `query_token`/`key_token` are readable text (no `Ġ`; a piece that
+continues a word starts with `·`, see `tokens.display_token`). Sentence pairs
 (`<s> A </s></s> B </s>`) are passed as `(a, b)` tuples or `pairs=`; `segment`/`key_segment`
 say which sentence the query/key belongs to (0 = A, 1 = B).
 """
@@ -38,7 +39,7 @@ from .. import schema as S
 from ..capture import encode, forward
 from ..errors import InputError
 from ..models import LM, as_lm_dict
-from ..tokens import TokenView
+from ..tokens import TokenView, plain_token
 from . import attention_modes as modes
 
 ALL = -1  # value of an aggregated axis (head, layer or query) in frames
@@ -118,6 +119,12 @@ class AttentionCapture:
         return x, Units(labels=units.labels, segments=units.segments, queries=query_ids,
                         layers=list(layer_ids), heads=list(head_ids), selected=selected)
 
+    def unit_positions(self, *, drop_special: bool = False,
+                       merge_subwords: bool = False) -> list[list[int]]:
+        """Token positions that make up each unit (query/key index) under these options."""
+        units = _units(self.view, drop_special, merge_subwords)
+        return [[units.keep[c] for c in row.nonzero().flatten().tolist()] for row in units.members]
+
     def to_frame(self, **options) -> pd.DataFrame:
         """The tidy frame of `transform(**options)` for this text."""
         x, u = self.transform(**options)
@@ -153,16 +160,17 @@ class _UnitMap:
 
 def _units(view: TokenView, drop_special: bool, merge: bool) -> _UnitMap:
     keep = [i for i, s in enumerate(view.special) if not (drop_special and s)]
+    shown = view.display
     if not merge:
         members = torch.eye(len(keep))
-        return _UnitMap([view.tokens[i] for i in keep], [view.segment[i] for i in keep],
+        return _UnitMap([shown[i] for i in keep], [view.segment[i] for i in keep],
                         keep, members)
     labels, segments, groups = [], [], []
     seen = set()
     for col, pos in enumerate(keep):
         wid = view.word_ids[pos]
         if wid is None:
-            labels.append(view.tokens[pos])
+            labels.append(shown[pos])
             segments.append(view.segment[pos])
             groups.append([col])
         elif wid not in seen:
@@ -232,7 +240,8 @@ def _resolve_select(select, labels: list[str]) -> list[int]:
     out = []
     for s in select:
         if isinstance(s, str):
-            hits = [i for i, t in enumerate(labels) if t.strip() == s.strip()]
+            hits = [i for i, t in enumerate(labels) if t.strip() == s.strip()
+                    or plain_token(t).strip() == s.strip()]
             if not hits:
                 raise InputError(f"select: {s!r} is not one of the tokens {labels}")
             out += hits

@@ -6,8 +6,9 @@
 - `margin_histogram(compare_pairs_frame)`: distribution of good-minus-bad PLL margins per model;
 - `probe_bars(probe_frame)`: P@1 / P@k / MRR per relation and model.
 
-Tokens are shown with a visible `␣` for a leading space, because in RoBERTa's BPE ' Paris' and
-'Paris' are different tokens and the difference is the point. Layer 3: no torch here.
+Tokens follow the package's one display convention (`tokens.display_vocab_token`): ' Paris' (a
+word start) shows as `Paris` and 'Paris' (a piece that attaches to the word before) as `·Paris`,
+because in RoBERTa's BPE they are different tokens and the difference is the point. Layer 3.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ from plotly.subplots import make_subplots
 
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
+from ..tokens import display_vocab_token
 from .labels import plot_text
-
-SPACE_MARK = "␣"
 
 
 def show_token(token: str) -> str:
-    """Readable label for a figure: a leading space becomes `␣`, control characters are escaped
-    (`\\x0b`), and so is HTML (plotly would read `<s>` as a tag)."""
-    token = str(token)
-    if token.startswith(" "):
-        token = SPACE_MARK + token[1:]
+    """Readable label for a figure (`display_vocab_token`), control characters escaped
+    (`\\x0b`), and HTML too (plotly would read `<s>` as a tag)."""
+    token = display_vocab_token(str(token)) if str(token) else ""
     return plot_text("".join(c if c.isprintable() else repr(c)[1:-1] for c in token) or "∅")
 
 
