@@ -9,7 +9,7 @@ MODEL  ?= demo
 export TOKENIZERS_PARALLELISM ?= false
 # the tests never touch the hub; demo and lab may (MODEL=roberta-base downloads it once)
 
-.PHONY: setup demo test test-all lab bench clean
+.PHONY: setup browser demo test test-all lab bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,13 +21,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	@touch $@
 
-setup: $(VENV)/.installed
+# static figure export (PNG/SVG/PDF) needs a Chrome/Chromium: find one, or provision one where
+# the machine allows (kaleido's download, or apt as root); one line says what happened, never fails
+browser: $(VENV)/.installed
+	@$(PY) -m workbench.browser
+
+setup: $(VENV)/.installed browser
 
 demo: setup
 	$(PY) -m workbench demo --model $(MODEL) --out $(OUT)
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 test-all: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "slow or not slow"

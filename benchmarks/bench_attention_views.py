@@ -22,6 +22,7 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 RENDER_TIMEOUT_MS = 120_000
 BERTVIZ_PAGE_LIMIT = 256  # tokens: above this bertviz's page is not built (bytes only)
+NEEDS_BROWSER = True  # renders in headless Chrome/Chromium (tests skip it without one)
 
 
 def _attention(n_tokens: int):
@@ -52,8 +53,13 @@ def _bertviz_bytes_streamed(x, tokens) -> int:
 def _render(path: Path, ready_js: str, switch_js: str | None) -> tuple[float, float | None]:
     from playwright.sync_api import sync_playwright
 
+    from workbench.browser import ENABLE_HINT, find_browser
+
+    exe = find_browser()
+    if exe is None:
+        raise RuntimeError(f"this benchmark renders in a browser and none was found: {ENABLE_HINT}")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        browser = p.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
         try:
             page = browser.new_context(offline=True).new_page()
             page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")

@@ -4,6 +4,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -178,8 +180,8 @@ compare_heatmap(changes)
 
 # %%
 fig = head_heatmap(stats, "attn_prev", title="Attention to the previous token")
-wb.figures.export(fig, "figures/tour_prev_token_heads.svg", width="column")
-wb.figures.export(fig, "figures/tour_prev_token_heads.pdf", width="column")
+for path in ("figures/tour_prev_token_heads.svg", "figures/tour_prev_token_heads.pdf"):
+    wb.figures.export(fig, path, width="column", fallback="html")
 
 # %% [markdown]
 # ## Where next

@@ -4,6 +4,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -152,7 +154,7 @@ attention_heatmap(norm, title=f"‖Σ_h α f(x)‖, layer {LAYER}").show()
 # figure export with pandas.
 
 # %%
-pdf = wb.figures.export(fig, out_dir / "head.pdf", width="column", aspect=1.0)
+pdf = wb.figures.export(fig, out_dir / "head.pdf", width="column", aspect=1.0, fallback="html")
 df.to_csv(out_dir / "head.csv", index=False)
 sorted(p.name for p in out_dir.iterdir())
 

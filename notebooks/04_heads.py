@@ -4,6 +4,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -231,8 +233,8 @@ wb.widgets.HeadExplorer(lm, corpus[:N_CLUSTER])
 # for a column or a page, and the tables go to CSV.
 
 # %%
-wb.figures.export(head_heatmap(stats, "attn_eos", title="Attention to </s>"),
-                  "figures/heads_attn_eos.pdf", width="column")
-wb.figures.export(cluster_map(clusters), "figures/heads_clusters.svg", width="column")
-wb.figures.export(compare_heatmap(changes), "figures/heads_finetuning_change.svg", width="column")
+for fig, path in ((head_heatmap(stats, "attn_eos", title="Attention to </s>"), "heads_attn_eos.pdf"),
+                  (cluster_map(clusters), "heads_clusters.svg"),
+                  (compare_heatmap(changes), "heads_finetuning_change.svg")):
+    wb.figures.export(fig, f"figures/{path}", width="column", fallback="html")
 stats.to_csv("figures/head_stats.csv", index=False)

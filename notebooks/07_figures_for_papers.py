@@ -4,6 +4,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -35,7 +37,7 @@ WIDTH = "column"          # "column" (3.3 in), "page" (6.9 in) or inches
 # %%
 from pathlib import Path
 
-from IPython.display import SVG, Markdown, display
+from IPython.display import SVG, IFrame, Markdown, display
 
 import workbench as wb
 
@@ -90,12 +92,16 @@ sorted(p.name for p in Path(OUT).iterdir())
 # ## What they look like
 #
 # The SVGs are the exact files you put in the paper (the PDFs are the same drawings). Check that
-# labels are readable at column width and that nothing relies on colour alone.
+# labels are readable at column width and that nothing relies on colour alone. (On a machine
+# without a browser for static export the report writes interactive HTML instead and says so.)
 
 # %%
 for name in ["heads_attn_bos", "head_clusters", "attention_example"]:
     display(Markdown(f"**{name}**: {report.set_index('figure').loc[name, 'caption']}"))
-    display(SVG(filename=str(Path(OUT) / f"{name}.svg")))
+    svg = Path(OUT) / f"{name}.svg"
+    # without a browser for static export the report wrote the HTML version instead
+    display(SVG(filename=str(svg)) if svg.exists() else IFrame(str(svg.with_suffix(".html")),
+                                                                width=400, height=320))
 
 # %% [markdown]
 # ## Citing a figure's source

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -149,18 +148,9 @@ def test_bertviz_adapter_names_the_fix_without_assets(tmp_path, attn, monkeypatc
 
 
 def _browser():
-    path = "/usr/bin/chromium"
-    if not (os.path.exists(path) or shutil.which("chromium")):
-        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is missing at /usr/bin/chromium but WORKBENCH_REQUIRE_BROWSER=1")
-        pytest.skip("chromium is not installed (set WORKBENCH_REQUIRE_BROWSER=1 to make this fail)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
-            pytest.fail("playwright is not installed but WORKBENCH_REQUIRE_BROWSER=1")
-        pytest.skip("playwright is not installed")
-    return sync_playwright, path
+    from workbench.testing import browser_for_tests
+
+    return browser_for_tests()
 
 
 def _open_offline(page_html_path, sync_playwright, exe, script):

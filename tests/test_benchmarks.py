@@ -18,6 +18,10 @@ def test_benchmark_quick_mode_returns_rows(path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if getattr(module, "NEEDS_BROWSER", False):
+        from workbench.testing import browser_for_tests
+
+        browser_for_tests()  # skips with the reason (fails in CI's full run) without a browser
     rows = module.run(quick=True)
     assert rows, f"{path.name} returned no rows"
     for row in rows:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError, WorkbenchError
+from .figures import EXPORT_LOG_ENV, skipped_exports, skipped_summary
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -124,7 +125,10 @@ def run_demo(out: Path, *, model: str = "demo", quick: bool = False,
     if warning:
         _say_loudly(warning)
     runs_dir = (out / "runs").resolve()
-    env = {"WORKBENCH_RUNS": str(runs_dir)}  # HF_HUB_OFFLINE passes through as the user set it
+    skip_log = (out / "skipped_exports.jsonl").resolve()  # static exports done as HTML instead
+    skip_log.unlink(missing_ok=True)
+    # HF_HUB_OFFLINE passes through as the user set it
+    env = {"WORKBENCH_RUNS": str(runs_dir), EXPORT_LOG_ENV: str(skip_log)}
     print(f"Running {len(sources)} notebooks on model {model_arg!r}"
           f"{' (quick)' if quick else ''}; outputs go to {out.resolve()}", flush=True)
 
@@ -156,10 +160,13 @@ def run_demo(out: Path, *, model: str = "demo", quick: bool = False,
                         "error": error, "files": _outputs_of(workdir, out)})
 
     total = time.perf_counter() - total_start
-    index = _write_index(out, results, model_arg, warning, total, quick)
+    skipped = skipped_summary(skipped_exports(skip_log))
+    index = _write_index(out, results, model_arg, warning, total, quick, skipped)
     failed = [r["stem"] for r in results if r["error"]]
     print(f"\nDemo finished in {_fmt(total)}: {len(results) - len(failed)}/{len(results)} "
           f"notebooks ran. Report: {index.resolve()}", flush=True)
+    if skipped:
+        print(skipped, flush=True)
     if warning:
         _say_loudly("Reminder: these outputs come from a tiny RANDOM model (data/demo-model "
                     "is not built yet).")
@@ -190,7 +197,7 @@ def _outputs_of(workdir: Path, out: Path) -> list[Path]:
 
 
 def _write_index(out: Path, results: list[dict], model: str, warning: str | None,
-                 total: float, quick: bool) -> Path:
+                 total: float, quick: bool, skipped: str = "") -> Path:
     """One self-contained HTML page (no external URL) linking every notebook and figure."""
     esc = html.escape
     parts = [
@@ -208,6 +215,8 @@ def _write_index(out: Path, results: list[dict], model: str, warning: str | None
     ]
     if warning:
         parts.append(f"<p class='warn'>{esc(warning)}</p>")
+    if skipped:
+        parts.append(f"<p class='warn'>{esc(skipped)}</p>")
     parts.append("<table><tr><th>notebook</th><th>status</th><th>time</th><th>files</th></tr>")
     for r in results:
         status = "FAILED" if r["error"] else "ok"

@@ -8,13 +8,17 @@ lightness (cividis, greys), so they survive greyscale printing. Layer 3: never i
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
-import shutil
+import warnings
 from pathlib import Path
 
 import plotly.graph_objects as go
+from plotly.basedatatypes import BaseFigure
 import plotly.io as pio
 
+from .browser import ENABLE_HINT, use_browser
 from .errors import InputError, MissingDependencyError
 
 # widths in inches of common paper layouts (ACL/NeurIPS-style one column, full page)
@@ -54,28 +58,93 @@ def size_px(width: str | float = "column", aspect: float = 0.75) -> tuple[int, i
     return int(inches * DPI), int(inches * DPI * aspect)
 
 
-def _ensure_browser() -> None:
-    """kaleido 1.x renders with a Chrome/Chromium; point it at the system one if there is one."""
-    if os.environ.get("BROWSER_PATH"):
-        return
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        found = shutil.which(name)
-        if found:
-            os.environ["BROWSER_PATH"] = found
-            return
+STATIC_FORMATS = ("pdf", "svg", "png", "jpg", "jpeg", "webp")
+EXPORT_LOG_ENV = "WORKBENCH_EXPORT_LOG"  # a JSON-lines file where skipped static exports are recorded
+_skipped: list[dict] = []                # this process's skipped static exports, in order
+
+
+def static_export_available() -> bool:
+    """True when kaleido has a Chrome/Chromium to render PNG/SVG/PDF with."""
+    return use_browser() is not None
+
+
+def _start_renderer() -> None:
+    """Keep one kaleido browser for the whole process (a fresh one per figure costs ~2 s)."""
+    import kaleido
+
+    if not kaleido._global_server.is_running():
+        kaleido.start_sync_server(silence_warnings=True)
+        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+
+
+def _missing_browser_error(fmt: str, detail: str = "") -> MissingDependencyError:
+    return MissingDependencyError(
+        f"static export to .{fmt} needs kaleido and a Chrome/Chromium browser, and none was found: "
+        f"{ENABLE_HINT}; export to .html works without one"
+        + (f". Underlying error: {detail[:200]}" if detail else "."))
+
+
+def _record_skip(path: Path, written: Path) -> None:
+    entry = {"requested": str(path), "written": str(written)}
+    _skipped.append(entry)
+    log = os.environ.get(EXPORT_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+    warnings.warn(f"no browser for static export: wrote {written.name} instead of {path.name} "
+                  f"({ENABLE_HINT})", stacklevel=3)
+
+
+def skipped_exports(log: str | Path | None = None) -> list[dict]:
+    """Static exports skipped for want of a browser: this process's, or those recorded in `log`."""
+    if log is None:
+        return list(_skipped)
+    log = Path(log)
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
+
+
+def skipped_summary(skipped: list[dict]) -> str:
+    """One line naming how many static exports were skipped and the command that enables them."""
+    if not skipped:
+        return ""
+    return (f"{len(skipped)} static figure export(s) skipped (no Chrome/Chromium; HTML written "
+            f"instead); {ENABLE_HINT}.")
+
+
+def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path, str]:
+    if not isinstance(fig, BaseFigure):
+        raise InputError(f"fig: expected a plotly Figure (e.g. from wb.plots), got "
+                         f"{type(fig).__name__}")
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise InputError(f"path={path!r}: pass a file name ending in .pdf, .svg, .png or .html")
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in STATIC_FORMATS + ("html",):
+        raise InputError(f"cannot export to {path.name!r}: use .pdf, .svg, .png or .html")
+    if not isinstance(width, str) and not (isinstance(width, (int, float)) and 0 < width <= 100):
+        raise InputError(f"width={width!r}: use one of {sorted(WIDTHS_IN)} or inches in (0, 100]")
+    for name, value in (("aspect", aspect), ("scale", scale)):
+        if not isinstance(value, (int, float)) or not 0 < value <= 100:
+            raise InputError(f"{name}={value!r}: use a positive number (e.g. 0.75)")
+    if fallback not in (None, "html"):
+        raise InputError(f"fallback={fallback!r}: use None (raise without a browser) or 'html'")
+    return path, fmt
 
 
 def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
-           aspect: float = 0.75, scale: float = 1.0) -> Path:
+           aspect: float = 0.75, scale: float = 1.0, fallback: str | None = None) -> Path:
     """Write `fig` to `path` (.pdf, .svg, .png or .html) sized for a paper, in the paper theme.
 
-    PDF and SVG are vector. PNG/SVG/PDF need kaleido and a Chrome/Chromium (the system chromium
-    is used when present); HTML needs nothing and embeds plotly.js (works offline).
+    PDF and SVG are vector. PNG/SVG/PDF need kaleido and a Chrome/Chromium (found where kaleido
+    looks, e.g. the system chromium); HTML needs nothing and embeds plotly.js (works offline).
+    Without a browser a static export raises `MissingDependencyError` naming the fix, unless
+    `fallback="html"`: then the HTML version is written beside it (same name, .html), the skip is
+    recorded (`skipped_exports()`), and that path is returned. Notebooks and reports use the
+    fallback so a machine without a browser still runs them end to end.
     """
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("pdf", "svg", "png", "html", "jpg", "jpeg", "webp"):
-        raise InputError(f"cannot export to {path.name!r}: use .pdf, .svg, .png or .html")
+    path, fmt = _check_export_args(fig, path, width, aspect, scale, fallback)
     fig = go.Figure(fig)  # a copy: exporting must not restyle the caller's figure
     apply_theme(fig)
     w, h = size_px(width, aspect)
@@ -84,16 +153,20 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
     if fmt == "html":
         fig.write_html(path, include_plotlyjs=True, full_html=True)
         return path
-    _ensure_browser()
+    if not static_export_available():
+        if fallback == "html":
+            # plotly.min.js once per folder (offline), not 4.6 MB inside every fallback page
+            written = path.with_suffix(".html")
+            fig.write_html(written, include_plotlyjs="directory", full_html=True)
+            _record_skip(path, written)
+            return written
+        raise _missing_browser_error(fmt)
+    _start_renderer()
     try:
         fig.write_image(path, format=fmt, width=w, height=h, scale=scale)
-    except Exception as err:  # kaleido raises several types when no browser can start
+    except Exception as err:  # kaleido raises several types when the browser cannot start
         msg = str(err)
-        if "kaleido" in msg.lower() or "chrome" in msg.lower() or "browser" in msg.lower():
-            raise MissingDependencyError(
-                f"static export to .{fmt} needs kaleido and a Chrome/Chromium browser: install "
-                "chromium (e.g. `apt install chromium`) or run `plotly_get_chrome`, or set "
-                "BROWSER_PATH; export to .html works without one. Underlying error: " + msg[:200]
-            ) from err
+        if any(word in msg.lower() for word in ("kaleido", "chrome", "browser")):
+            raise _missing_browser_error(fmt, msg) from err
         raise
     return path

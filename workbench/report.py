@@ -12,8 +12,8 @@ Not in a layer: like the notebooks, it uses the public analyses and plots togeth
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import html
 import json
 import time
 import warnings
@@ -24,6 +24,7 @@ from typing import Callable
 import pandas as pd
 
 from .errors import InputError, MissingHeadError
+from .figures import skipped_exports, skipped_summary
 
 EXAMPLE_TEXT = "The keys to the cabinet are on the table."
 EXAMPLE_MASK = "The capital of France is <mask>."
@@ -139,7 +140,7 @@ def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
     for run in runs:
         src = {"run_id": run.id, "run_name": run.name, "run_kind": run.kind,
                "run_path": str(run.path), "run_status": run.status}
-        slug = _slug(run.name or run.id)
+        slug = _slug(run.id)  # ids are unique; two runs named alike must not share files
         specs.append(FigureSpec(f"run_{slug}_curves", f"Training curves of run {run.name} "
                                 f"({run.kind}).", lambda run=run: training_curves(run.metrics()),
                                 {**src, "call": "plots.training.training_curves(run.metrics())"}))
@@ -168,10 +169,15 @@ def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
         if len(same) > 1:
             specs.append(FigureSpec(
                 f"runs_{kind}_eval_loss", f"Validation loss of the {kind} runs.",
-                lambda same=same: compare_runs({r.name or r.id: r.metrics() for r in same},
+                lambda same=same: compare_runs({_run_label(r): r.metrics() for r in same},
                                                "eval_loss"),
                 {"run_ids": [r.id for r in same], "call": "wb.plots.training.compare_runs"}))
     return specs
+
+
+def _run_label(run) -> str:
+    """A legend label that stays unique when runs share a name: 'name (id)'."""
+    return f"{run.name} ({run.id})" if run.name and run.name != run.id else run.id
 
 
 def _slug(text: str) -> str:
@@ -187,34 +193,6 @@ def _open_runs(runs) -> list:
         table = list_runs()
         runs = table["path"].tolist() if len(table) else []
     return [Run.open(r) for r in runs]
-
-
-@contextlib.contextmanager
-def _one_browser(formats):
-    """Keep one kaleido browser for every static export (about 2.5x faster than one per figure)."""
-    if not set(formats) - {"html"}:
-        yield
-        return
-    try:
-        import kaleido
-    except ImportError:  # export() itself raises the clear MissingDependencyError
-        yield
-        return
-    from .figures import _ensure_browser
-
-    _ensure_browser()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*kopts.*", category=UserWarning)
-        try:
-            kaleido.start_sync_server(silence_warnings=True)
-            started = True
-        except Exception:  # noqa: BLE001 - no browser: exports fall back to one per call
-            started = False
-        try:
-            yield
-        finally:
-            if started:
-                kaleido.stop_sync_server(silence_warnings=True)
 
 
 def make_report(lm, out_dir: str | Path, runs=None, *, texts: list[str] | None = None,
@@ -251,12 +229,15 @@ def make_report(lm, out_dir: str | Path, runs=None, *, texts: list[str] | None =
 
     rows, manifest = [], []
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    with _one_browser(formats):
-        for i, spec in enumerate(specs, 1):
-            _make_one(spec, i, len(specs), out, formats, width, strict, progress, rows, manifest,
-                      stamp=stamp, version=__version__)
+    skipped_before = len(skipped_exports())
+    for i, spec in enumerate(specs, 1):
+        _make_one(spec, i, len(specs), out, formats, width, strict, progress, rows, manifest,
+                  stamp=stamp, version=__version__)
     (out / "figures.json").write_text(json.dumps(manifest, indent=2, default=str))
     (out / "SOURCES.md").write_text(_sources_text(manifest))
+    summary = skipped_summary(skipped_exports()[skipped_before:])
+    if summary:
+        print(summary, flush=True)
     return pd.DataFrame(rows)
 
 
@@ -270,7 +251,11 @@ def _make_one(spec: FigureSpec, i: int, n: int, out: Path, formats, width, stric
         print(f"[{i}/{n}] {spec.name}", flush=True)
     try:
         fig = spec.make()
-        files = [str(export(fig, out / f"{spec.name}.{fmt}", width=width)) for fmt in formats]
+        # without a browser each static format falls back to the same .html: list it once
+        with warnings.catch_warnings():  # make_report ends with one summary line instead
+            warnings.filterwarnings("ignore", message="no browser for static export")
+            files = list(dict.fromkeys(str(export(fig, out / f"{spec.name}.{fmt}", width=width,
+                                                  fallback="html")) for fmt in formats))
     except Exception as err:  # noqa: BLE001 - one broken figure must not lose the others
         if strict and not isinstance(err, MissingHeadError):
             raise
@@ -281,9 +266,16 @@ def _make_one(spec: FigureSpec, i: int, n: int, out: Path, formats, width, stric
         return
     rows.append({"figure": spec.name, "caption": spec.caption, "files": files,
                  "seconds": round(time.perf_counter() - start, 2), "note": ""})
-    manifest.append({"figure": spec.name, "caption": spec.caption,
-                     "files": [Path(f).name for f in files],
+    wanted = [f"{spec.name}.{fmt}" for fmt in formats]
+    made = [Path(f).name for f in files]
+    manifest.append({"figure": spec.name, "caption": spec.caption, "files": made,
+                     "skipped_static": [name for name in wanted if name not in made],
                      "source": {**spec.source, "workbench": version, "created": stamp}})
+
+
+def _md(value) -> str:
+    """User text made inert in Markdown: HTML escaped, no backticks to break out of code spans."""
+    return html.escape(str(value)).replace("`", "'")
 
 
 def _sources_text(manifest: list[dict]) -> str:
@@ -291,10 +283,13 @@ def _sources_text(manifest: list[dict]) -> str:
              "Each figure was made by the RoBERTa Workbench from the call and inputs below.", ""]
     for item in manifest:
         src = item["source"]
-        lines.append(f"## {item['figure']}")
-        lines.append(f"{item['caption']}  ")
-        lines.append(f"Files: {', '.join(item['files'])}  ")
+        lines.append(f"## {_md(item['figure'])}")
+        lines.append(f"{_md(item['caption'])}  ")
+        lines.append(f"Files: {_md(', '.join(item['files']))}  ")
+        if item.get("skipped_static"):
+            lines.append(f"Not written (no browser for static export): "
+                         f"{_md(', '.join(item['skipped_static']))}  ")
         for key in sorted(src):
-            lines.append(f"- {key}: `{src[key]}`")
+            lines.append(f"- {_md(key)}: `{_md(src[key])}`")
         lines.append("")
     return "\n".join(lines)

@@ -76,3 +76,29 @@ def run_two_processes(script: str, args: list[str], folder: str | Path, port: in
            "--master_port", str(port), str(path), *map(str, args)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def browser_for_tests():
+    """(playwright's sync_playwright, browser path) for the browser tests, or a pytest skip.
+
+    The browser is the one static export would use (`workbench.browser.find_browser`). Without
+    one the test skips with the reason, unless WORKBENCH_REQUIRE_BROWSER=1 (CI's full run), where
+    a missing browser is a failure.
+    """
+    import os
+
+    import pytest
+
+    from .browser import ENABLE_HINT, find_browser
+
+    required = os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1"
+    exe = find_browser()
+    if exe is None:
+        msg = f"no Chrome/Chromium on this machine: {ENABLE_HINT}"
+        pytest.fail(msg + " (WORKBENCH_REQUIRE_BROWSER=1)") if required else pytest.skip(msg)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        msg = "playwright is not installed (pip install -e '.[dev]')"
+        pytest.fail(msg) if required else pytest.skip(msg)
+    return sync_playwright, exe
