@@ -21,13 +21,13 @@ _API = {
     "LM": "workbench.models",
     "TokenView": "workbench.tokens",
     "runs": "workbench.store",
-    "RunStore": "workbench.store",
     "resolve_device": "workbench.device",
     "WorkbenchError": "workbench.errors",
     "InputError": "workbench.errors",
     "ModelNotFoundError": "workbench.errors",
     "MissingHeadError": "workbench.errors",
     "DeviceError": "workbench.errors",
+    "RunLockedError": "workbench.errors",
     # --- attention (issue 3) ---
     "attention": "workbench.analysis.attention",
     "attention_tensor": "workbench.analysis.attention",
@@ -66,6 +66,8 @@ _API = {
     "head_importance": "workbench.analysis.ablation",
     "syntax_heads": "workbench.analysis.syntax_heads",
     "compare_attention": "workbench.analysis.compare",
+    # --- beyond the peers (issue 19) ---
+    "head_roles": "workbench.analysis.head_roles",
     # --- representations (issue 9) ---
     "features": "workbench.analysis.features",
     "Features": "workbench.analysis.features",

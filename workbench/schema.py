@@ -64,5 +64,17 @@ COUNT = "count"
 JS_DISTANCE = "js_distance"  # Jensen-Shannon distance (base 2, in [0, 1])
 COSINE = "cosine"
 OBJECTIVE = "objective"    # the loss a head importance is measured on: "mlm" | "classifier"
+# query-key atlas, head roles, model diffs (issue 19)
+KIND = "kind"              # which vector a point of the query-key atlas is: "query" | "key"
+TOKEN_TYPE = "token_type"  # special | punct | word (word-initial) | continuation
+POSITION_BUCKET = "position_bucket"  # a coarse position range, e.g. "1-4"
+POS = "pos"                # a coarse part-of-speech tag (spaCy's Universal POS), "special" for <s>
+ROLE = "role"              # a head's role from `analysis.head_roles.ROLES`, e.g. "previous token"
+RUNNER_UP = "runner_up"    # the second-best role of a head
+RUNNER_UP_SCORE = "runner_up_score"
+IMPORTANCE = "importance"  # a head-importance score (wb.head_importance), in a model diff
+CKA = "cka"                # linear CKA between the same layer of two models
+AGREE = "agree"            # whether two models' top-1 predictions agree (bool)
+PREDICTION = "prediction"  # a model's top-1 token at a masked position
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))
