@@ -54,6 +54,40 @@ def test_monitor_with_chosen_metrics_draws_them_as_they_appear():
     assert "never logged: eval_f1" in monitor.status.value
 
 
+class _FakeRun:
+    """What RunMonitor reads from a store run: name, kind, metrics()."""
+
+    def __init__(self, name, frame):
+        self.name, self.kind, self._frame = name, "finetune", frame
+
+    def metrics(self):
+        return self._frame
+
+
+def test_monitor_keeps_each_run_apart_and_a_resume_reloads_its_history():
+    """Issue 17.1: a second run never joins the first run's curves nor keeps its scores; a
+    resume starts from the run's own metrics up to the restored step (no step twice)."""
+    logged = pd.DataFrame({"step": [1, 2, 3, 3, 4], "kind": ["step", "step", "step", "eval", "step"],
+                           "loss": [0.9, 0.8, 0.7, None, 0.65], "eval_accuracy": [None] * 3 + [0.6, None]})
+    runs = {"r1": _FakeRun("first", logged), "r2": _FakeRun("second", logged.iloc[0:0])}
+    monitor = wb.widgets.RunMonitor(redraw_s=0.0, open_run=runs.__getitem__)
+    for event in _events():
+        monitor(event)
+    monitor(Event("start", 0, 4, time=200.0, run_id="r2"))
+    assert all(len(t.x) == 0 for t in monitor.figure.data)  # old curves gone at once
+    assert "eval_accuracy" not in monitor.status.value and "second" in str(monitor.figure.layout.title.text)
+    monitor(Event("step", 1, 4, {"loss": 2.0}, time=201.0, run_id="r2"))
+    monitor(Event("step", 6, 10, {"loss": 0.1}, time=201.0, run_id="r1"))  # stray: ignored
+    (loss,) = [t for t in monitor.figure.data if t.name == "loss"]
+    assert list(loss.x) == [1] and list(loss.y) == [2.0]
+
+    monitor(Event("start", 3, 10, time=300.0, run_id="r1"))   # resume r1 from step 3
+    monitor(Event("step", 4, 10, {"loss": 0.5}, time=301.0, run_id="r1"))
+    names = {t.name: t for t in monitor.figure.data}
+    assert list(names["loss"].x) == [1, 2, 3, 4] and list(names["loss"].y) == [0.9, 0.8, 0.7, 0.5]
+    assert list(names["eval_accuracy"].y) == [0.6] and "eval_accuracy 0.6" in monitor.status.value
+
+
 def test_monitor_stop_button_sets_the_flag_and_escapes_errors():
     flag = StopFlag()
     monitor = wb.widgets.RunMonitor(flag)
@@ -119,9 +153,30 @@ def test_finetune_widget_trains_in_the_background_stops_and_resumes(tiny_model_d
     assert [t.name for t in w.monitor.figure.data][0] == "loss"
     assert max(next(t for t in w.monitor.figure.data if t.name == "loss").x) == 6
 
+    # the resumed run's curve holds its own history once, no point twice (issue 17.1)
+    loss = next(t for t in w.monitor.figure.data if t.name == "loss")
+    assert list(loss.x) == list(range(1, 7)) and run.name in w.monitor.figure.layout.title.text
+
     w.compare_metric.value = "loss"
     (trace,) = w.compare_figure.data
     assert list(trace.x) == list(range(1, 7))
+    w.compare_metric.value = "eval_pearson"  # not logged by a classifier: said, not empty axes
+    assert "no eval_pearson logged" in w.compare_figure.layout.annotations[0].text
+    w.compare_metric.value = "loss"
+
+    # a second run with the same name: its own curves only, and both runs compared apart
+    w.run_name.value = run.name
+    w.max_steps.value = 3
+    w.start()
+    second = w.wait(120)
+    assert w.error is None and second.id != run.id
+    loss = next(t for t in w.monitor.figure.data if t.name == "loss")
+    assert list(loss.x) == [1, 2, 3]
+    assert "steps 3" not in w.runs_table.value and "wrapped" not in w.runs_table.value
+    w.runs_select.value = tuple(o[1] for o in w.runs_select.options)
+    assert sorted(len(t.x) for t in w.compare_figure.data) == [3, 6]
+    assert len({t.name for t in w.compare_figure.data}) == 2  # named apart by short id
+    w.runs_select.value = (w.runs_select.options[-1][1],)
 
     # the attribution section explains the selected run's classifier on the first training text
     w.explain.selected_index = 0
@@ -140,3 +195,40 @@ def test_finetune_widget_reports_bad_form_values(tiny_model_dir, run_root):
     w.learning_rate.value = 0.0
     w.start()  # refused by the config before any thread starts
     assert "learning_rate" in w.message.value and not w.running
+
+
+def test_pretrain_widget_resume_keeps_the_curve_history(tmp_path):
+    """Issue 17.4: Resume continues the curves from the run's own history (steps before the stop
+    stay drawn, none twice), and the first Start says what it prepares."""
+    from pydoc_data.topics import topics
+
+    corpus = wb.Corpus.from_texts(list(topics.values())[:60], name="pydoc")
+    cfg = wb.PretrainConfig.from_preset("tiny", seq_len=32, vocab_size=400, batch_size=4,
+                                        max_steps=8, warmup_steps=1, eval_every=4,
+                                        eval_sequences=8, checkpoint_every=2, log_every=1,
+                                        heldout=0.05, device="cpu")
+    w = wb.widgets.PretrainRun(corpus, config=cfg, root=tmp_path / "runs",
+                               cache_dir=tmp_path / "cache")
+    w.max_steps.value = 8
+    seen = []
+    original = w.monitor.redraw
+
+    def redraw():  # stop the run once its third step is drawn
+        original()
+        seen.append(w.monitor.state)
+        if any(r.get("step", 0) >= 3 for r in w.monitor.rows):
+            w.monitor.stop.request()
+
+    w.monitor.redraw = redraw
+    w.start()
+    assert "preparing: tokenizer, corpus" in w.monitor.status.value
+    w._thread.join(300)
+    assert w.error is None and w.run.status == "stopped", w.message.value
+    stopped_at = w.run.summary["steps"]
+    assert 3 <= stopped_at < 8 and w.run.name in w.message.value and str(w.run.path) not in w.message.value
+    w.monitor.redraw = original
+    w.start(resume=True, block=True)
+    assert w.error is None and w.run.status == "completed", w.message.value
+    loss = next(t for t in w.monitor.figure.data if t.name == "loss")
+    assert list(loss.x) == list(range(1, 9))  # history 1..stop, then the resumed steps, once each
+    assert w.run.name in w.monitor.figure.layout.title.text

@@ -18,18 +18,20 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..errors import InputError
 from ..models import load
+from ..plots.labels import plot_text
 from ..plots.training import compare_runs
-from ..store import RunStore
+from ..store import runs as list_runs
 from ..training.demo_data import sentiment_demo_path
 from ..training.events import StopFlag
 from ..training.finetune import KIND, FineTuneConfig, finetune
 from ..training.run import Run
 from .attribution_panel import ExplainPanel
+from .runs_table import run_details_html, run_label, runs_table_html
 from .training_monitor import RunMonitor
 
-_TABLE_COLUMNS = ["name", "status", "created", "base_model", "steps", "eval_loss", "eval_accuracy",
-                  "eval_macro_f1", "eval_mcc"]
+DEFAULT_EXAMPLE = "A gripping, funny and beautifully acted film."
 _COMPARE_METRICS = ["eval_accuracy", "eval_loss", "eval_macro_f1", "eval_mcc", "loss",
                     "eval_pearson", "eval_spearman"]
 
@@ -90,12 +92,13 @@ class FineTuneRun(widgets.VBox):
                                             tooltip="continue the selected run from its last checkpoint")
         self.refresh_button = widgets.Button(description="Refresh runs", icon="refresh")
         self.message = widgets.HTML()
-        self.monitor = RunMonitor(self.stop_flag)
+        self.monitor = RunMonitor(self.stop_flag, title="fine-tuning", open_run=self._open_run)
         self.runs_select = widgets.SelectMultiple(options=[], description="runs", rows=6,
                                                   style=style, layout=wide)
         self.compare_metric = widgets.Dropdown(options=_COMPARE_METRICS, value="eval_accuracy",
                                                description="compare", style=style)
         self.runs_table = widgets.HTML()
+        self.run_details = widgets.HTML()
         self.compare_figure = go.FigureWidget(compare_runs({}, "eval_accuracy"))
         self.compare_figure.update_layout(height=300)
         self.explain = ExplainPanel("why this label? attributions of the selected (or last) run's "
@@ -104,8 +107,7 @@ class FineTuneRun(widgets.VBox):
         self.resume_button.on_click(lambda _: self.resume())
         self.refresh_button.on_click(lambda _: self.refresh_runs())
         self.runs_select.observe(lambda _: self.compare(), names="value")
-        self.runs_select.observe(lambda ch: self._explain(ch["new"][0]) if len(ch["new"]) == 1
-                                 else None, names="value")
+        self.runs_select.observe(self._on_select, names="value")
         self.compare_metric.observe(lambda _: self.compare(), names="value")
         form = widgets.HBox([
             widgets.VBox([self.model_text, self.data_text, self.text_column, self.pair_column,
@@ -116,7 +118,7 @@ class FineTuneRun(widgets.VBox):
         runs = widgets.VBox([widgets.HBox([self.runs_select,
                                            widgets.VBox([self.compare_metric, self.refresh_button,
                                                          self.resume_button])]),
-                             self.runs_table, self.compare_figure])
+                             self.runs_table, self.run_details, self.compare_figure])
         super().__init__([form, widgets.HBox([self.start_button, self.message]),
                           self.monitor.widget, runs, self.explain])
         self.refresh_runs()
@@ -205,43 +207,74 @@ class FineTuneRun(widgets.VBox):
     # ------------------------------------------------------------------ runs table
     def runs_frame(self) -> pd.DataFrame:
         """The fine-tuning runs in the store, newest first."""
-        frame = RunStore(self.root).list()
+        frame = list_runs(self.root)
         if len(frame) and "kind" in frame.columns:
             frame = frame[frame["kind"] == KIND]
         return frame.reset_index(drop=True)
 
+    def _open_run(self, run_id_or_path) -> Run:
+        return Run.open(run_id_or_path, root=self.root)
+
     def refresh_runs(self) -> None:
         frame = self.runs_frame()
-        keep = [c for c in _TABLE_COLUMNS if c in frame.columns]
-        shown = frame.set_index("id")[keep] if len(frame) else frame
-        self.runs_table.value = shown.to_html(float_format=lambda v: f"{v:.4g}", escape=True,
-                                              border=0) if len(frame) else "<i>no runs yet</i>"
+        self.runs_table.value = runs_table_html(frame)
+        names = list(frame["name"]) if len(frame) else []
         selected = [v for v in self.runs_select.value if v in set(frame.get("path", []))]
-        self.runs_select.options = [(f"{r['name']} ({r['status']})", r["path"])
-                                    for _, r in frame.iterrows()]
+        self.runs_select.options = [
+            (f"{run_label(r['name'], r['id'], names)} · {r['status']}", r["path"])
+            for _, r in frame.iterrows()]
         self.runs_select.value = tuple(selected)
 
     def _example_text(self) -> str:
-        """The first text of the training data when it is a table in memory, else nothing."""
+        """The first text of the training data when it is a table in memory, else a sample."""
         data, column = self.data, self.base_config.text_column
         if isinstance(data, pd.DataFrame) and column in data.columns and len(data):
             return str(data[column].iloc[0])
-        return ""
+        return DEFAULT_EXAMPLE
+
+    def _on_select(self, change) -> None:
+        """One run selected: its details below the table, and the attribution section on it."""
+        chosen = change["new"]
+        if len(chosen) != 1:
+            self.run_details.value = ""
+            return
+        try:
+            run = self._open_run(chosen[0])
+            self.run_details.value = run_details_html(run)
+        except Exception as err:  # noqa: BLE001 - a broken run is described, not raised
+            self.run_details.value = f"<b>error:</b> {html.escape(str(err))}"
+            return
+        if run.checkpoints():
+            self._explain(run.path)
 
     def _explain(self, run_path) -> None:
         """Point the attribution section at a run's classifier (loaded when the section opens)."""
         self.explain.set_source(lm=lambda: load(run_path, task="classifier"))
 
     def compare(self) -> None:
-        """Redraw the comparison figure for the selected runs and metric."""
+        """Redraw the comparison figure: one curve per selected run, keyed by run id."""
         metric = self.compare_metric.value
-        frames = {}
+        runs = []
         for path in self.runs_select.value:
-            run = Run.open(path)
-            frames[run.name] = run.metrics()
+            try:
+                runs.append(self._open_run(path))
+            except InputError:
+                continue  # removed since the list was drawn
+        names = [r.name for r in runs]
+        frames = {run_label(r.name, r.id, names): r.metrics() for r in runs}
         fresh = compare_runs(frames, metric)
+        shown = [t for t in fresh.data if t.x is not None and len(t.x)]
+        note = None
+        if not runs:
+            note = "select runs above to compare them"
+        elif not shown:
+            note = f"no {metric} logged yet in the selected runs: pick another metric"
         with self.compare_figure.batch_update():
             self.compare_figure.data = ()
             self.compare_figure.add_traces(list(fresh.data))
-            self.compare_figure.update_layout(title=fresh.layout.title,
-                                              yaxis_title=metric)
+            self.compare_figure.update_layout(
+                title=fresh.layout.title, yaxis_title=metric, xaxis_visible=note is None,
+                yaxis_visible=note is None,
+                annotations=[] if note is None else [dict(
+                    text=plot_text(note), showarrow=False, xref="paper", yref="paper",
+                    x=0.5, y=0.5, font=dict(size=14, color="#666"))])

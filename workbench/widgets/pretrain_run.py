@@ -17,6 +17,8 @@ import ipywidgets as widgets
 
 from ..training.pretrain import PRESETS, PretrainConfig, pretrain
 from ..training.run import Run
+from .common import error_html
+from .runs_table import short_id
 from .training_monitor import RunMonitor
 
 CURVES = ["loss", "eval_loss", "eval_accuracy", "eval_unigram_accuracy"]
@@ -38,7 +40,7 @@ class PretrainRun(widgets.VBox):
         self.run: Run | None = None
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self.monitor = RunMonitor(title="pretraining", metrics=CURVES)
+        self.monitor = RunMonitor(title="pretraining", metrics=CURVES, open_run=self._open_run)
 
         b = self._base
         style = {"description_width": "110px"}
@@ -69,6 +71,9 @@ class PretrainRun(widgets.VBox):
                              widgets.HBox([self.start_button, self.resume_button])])
         super().__init__([form, self.monitor.widget, self.message])
 
+    def _open_run(self, run_id: str) -> Run:
+        return Run.open(run_id, root=self.root)
+
     def _on_preset(self, change) -> None:
         preset = PRESETS[change["new"]]
         self.max_steps.value = preset.get("max_steps", self.max_steps.value)
@@ -96,7 +101,6 @@ class PretrainRun(widgets.VBox):
             return
         corpus = self._corpus if self._corpus is not None else self.corpus_path.value.strip()
         self.monitor.stop.clear()
-        self.monitor.rows.clear()
         self.error = None
         kwargs = dict(callbacks=[self.monitor], stop=self.monitor.stop, root=self.root,
                       cache_dir=self.cache_dir)
@@ -108,17 +112,24 @@ class PretrainRun(widgets.VBox):
         def work() -> None:
             try:
                 self.run = pretrain(corpus, **kwargs)
-                self.message.value = html.escape(f"{self.run}")
+                self.message.value = html.escape(
+                    f"run {self.run.name} ({short_id({'id': self.run.id})}): {self.run.status}")
             except Exception as err:  # noqa: BLE001 - shown in the widget, kept in .error
                 self.error = err
-                self.message.value = html.escape(f"error: {type(err).__name__}: {err}")
+                self.message.value = error_html(err)
             finally:
+                if self.monitor.state == "preparing":  # failed before the loop started
+                    self.monitor.state = "failed"
+                    self.monitor.status.value = "failed before training started (see below)"
                 self.start_button.disabled = False
                 self.resume_button.disabled = self.run is None or self.run.status == "completed"
 
         self.start_button.disabled = True
         self.resume_button.disabled = True
-        self.message.value = "training ..."
+        self.message.value = ""
+        self.monitor.preparing("resuming: reading the checkpoint and the packed corpus" if resume
+                               else "preparing: tokenizer, corpus packing and model (the first "
+                               "start trains a tokenizer; later starts reuse the cache)")
         self._thread = threading.Thread(target=work, daemon=True, name="workbench-pretrain")
         self._thread.start()
         if block:

@@ -5,6 +5,11 @@ Pass it as a callback (`wb.finetune(..., callbacks=[monitor], stop=monitor.stop)
 (at most every `redraw_s` seconds, and always on evaluations and at the end), moves a progress bar
 with steps/s and ETA, and its Stop button requests a graceful stop through a `StopFlag`.
 It knows nothing about a particular loop: any `Event` stream drives it.
+
+Curves are keyed by run id: a "start" event for another run starts empty curves (and a clean
+status line); a resumed run starts from its own history up to the restored step. Hosts pass
+`open_run(run_id)` (returning the store's `Run`) so the curves' title names the run and a resume
+reads the run's own metrics.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..plots.labels import plot_text
 from ..plots.training import training_curves
 from ..training.events import Event, StopFlag
+from .common import SPINNER
 
 
 def _duration(seconds: float) -> str:
@@ -34,12 +41,15 @@ class RunMonitor:
 
     def __init__(self, stop: StopFlag | None = None, *, title: str | None = None,
                  metrics: Sequence[str] | None = None, redraw_s: float = 0.5,
-                 show_keys: Sequence[str] = ("loss", "eval_loss", "eval_accuracy")):
+                 show_keys: Sequence[str] = ("loss", "eval_loss", "eval_accuracy"),
+                 open_run: Callable[[str], Any] | None = None):
         self.stop = stop or StopFlag()
         self.metrics_shown = list(metrics) if metrics is not None else None
         self.redraw_s = redraw_s
         self.show_keys = tuple(show_keys)
-        self.rows: list[dict] = []
+        self.open_run = open_run
+        self.title = title
+        self.curves: dict[str | None, list[dict]] = {None: []}   # run id -> its metric rows
         self.state = "idle"
         self.run_id: str | None = None
         self._lock = threading.Lock()
@@ -64,6 +74,8 @@ class RunMonitor:
             if event.kind == "start":
                 self._start(event)
             elif event.kind in ("step", "eval"):
+                if event.run_id is not None and event.run_id != self.run_id:
+                    return  # a stray event of another run never joins this run's curves
                 self.rows.append({"step": event.step, "kind": event.kind, **{
                     k: v for k, v in event.metrics.items()
                     if isinstance(v, (int, float)) and not isinstance(v, bool)}})
@@ -82,13 +94,55 @@ class RunMonitor:
             if final or time.monotonic() - self._last_draw >= self.redraw_s:
                 self.redraw()
 
+    @property
+    def rows(self) -> list[dict]:
+        """The current run's metric rows (each run's curves are kept apart, keyed by run id)."""
+        return self.curves.setdefault(self.run_id, [])
+
     def _start(self, event: Event) -> None:
         self.state = "running"
         self.run_id = event.run_id
         self._t0, self._step0 = event.time, event.step
-        self._latest.pop("error", None)
+        self._latest = {}
+        self.curves[event.run_id] = self._history_rows(event.run_id, event.step)
+        for row in self.curves[event.run_id]:
+            self._latest.update({k: v for k, v in row.items() if k in self.show_keys
+                                 and isinstance(v, (int, float)) and v == v})
         self.stop_button.disabled = False
         self.progress.max = max(1, event.total_steps)
+        self.redraw()
+
+    def _history_rows(self, run_id: str | None, step: int) -> list[dict]:
+        """A resumed run's rows logged up to the restored `step` (none for a new run)."""
+        if self.open_run is None or run_id is None:
+            return []
+        try:
+            run = self.open_run(run_id)
+            self.figure.layout.title = plot_text(f"{self.title or run.kind}: {run.name}")
+            frame = run.metrics() if step > 0 else None
+        except Exception as err:  # noqa: BLE001 - the live curves still work without history
+            self._latest["error"] = f"run history not read: {err}"[:200]
+            return []
+        if frame is None or not len(frame) or "step" not in frame.columns:
+            return []
+        frame = frame[frame["step"] <= step]
+        return [{k: v for k, v in row.items() if k == "kind" or (
+                 isinstance(v, (int, float)) and not isinstance(v, bool) and v == v)}
+                for row in frame.to_dict("records")]
+
+    def preparing(self, what: str) -> None:
+        """Busy state until the loop's "start" event: a spinner, `what`, and the seconds elapsed
+        (ticking once a second), so the preparation (tokenizer, corpus, model) is never silent."""
+        self.state = "preparing"
+        t0 = time.monotonic()
+
+        def tick() -> None:
+            while self.state == "preparing":
+                self.status.value = (f"{SPINNER}{html.escape(what)} … "
+                                     f"{_duration(time.monotonic() - t0)} elapsed")
+                time.sleep(1.0)
+
+        threading.Thread(target=tick, daemon=True, name="workbench-preparing").start()
 
     def _on_stop(self, _button=None) -> None:
         self.stop.request()
