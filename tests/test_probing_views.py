@@ -53,7 +53,9 @@ def test_mask_probe_updates_from_its_controls(tiny_lm, tmp_path):
     assert w.text.value.endswith("<mask>.") is False and w.text.value.endswith(" <mask>")
     assert len(w.topk_figure.data) == 4 and w.predictions.mask_index.nunique() == 2
     w.text.value = "The cat sat on the mat."
-    assert "has no mask" in w.status.value and len(w.topk_figure.data) == 4  # old figure kept
+    # issue 17.2: the message where the user looks, and no chart left from the previous text
+    assert "has no mask" in w.error.value and w.predictions is None
+    assert len(w.topk_figure.data) == 0 and "no prediction" in w.topk_figure.layout.annotations[0].text
     cat = [i for label, i in w.word.options if label.startswith("cat")][0]
     w.word.value = cat
     w.mask_word()
@@ -61,11 +63,16 @@ def test_mask_probe_updates_from_its_controls(tiny_lm, tmp_path):
     w.candidates.value = "dog, pizza"
     assert list(w.scores.candidate.unique()) == ["dog", "pizza"]
     assert w.candidate_box.children == (w.candidate_figure,) and len(w.candidate_figure.data) == 2
-    w.candidates.value = "New|York"
-    assert "does not fit" in w.status.value
     paths = w.export(tmp_path / "probe.html")
     assert [p.name for p in paths] == ["probe.html", "probe_candidates.html"]
     assert all(p.stat().st_size > 1000 for p in paths)
+    w.candidates.value = "New|York"  # no longer fits the text: every output is cleared
+    assert "does not fit" in w.error.value and w.candidate_box.children == ()
+    assert len(w.topk_figure.data) == 0 and w.scores is None
+    with pytest.raises(wb.InputError, match="nothing to export"):
+        w.export(tmp_path / "stale.html")
+    w.candidates.value = "dog"
+    assert w.error.value == "" and len(w.topk_figure.data) == 2  # both models again
 
 
 def test_mask_probe_explains_its_prediction_once_opened(tiny_lm):
@@ -79,5 +86,7 @@ def test_mask_probe_explains_its_prediction_once_opened(tiny_lm):
     assert "delta" in view.status.value and len(view.figure.data) > 0
     w.text.value = "A dog sat on the <mask>."  # the open view follows the text, recomputes on demand
     assert view.text.value == "A dog sat on the <mask>." and "press Attribute" in view.status.value
+    w.text.value = "A dog sat on the mat."  # an input error clears the attributions shown
+    assert view.result is None and len(view.figure.data) == 0 and "fix the input" in view.status.value
     view.run_button.click()
     assert view.result["text"].iloc[0] == "A dog sat on the <mask>."

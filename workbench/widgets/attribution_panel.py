@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from ..analysis.attribution import METHODS, attribute
 from ..errors import WorkbenchError
 from ..plots.representations import attribution_strip
+from .common import placeholder
 from .probe_lab import replace_figure
 
 
@@ -113,6 +114,14 @@ class ExplainPanel(widgets.Accordion):
             self.view.target.value = "" if target is None else str(target)
         self.view.text.value = self._text
         self.view.status.value = html.escape("the input changed: press Attribute to explain it")
+
+    def clear(self, message: str) -> None:
+        """The host has no valid input: drop the shown attributions and say why."""
+        if self.view is None:
+            return
+        self.view.result = None
+        replace_figure(self.view.figure, placeholder(message))
+        self.view.status.value = html.escape(message)
 
     def build(self) -> None:
         """Build the view for the current source and compute it (what opening the panel does)."""

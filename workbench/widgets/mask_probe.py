@@ -4,7 +4,8 @@ Controls -> analysis -> plot: the text box (a button appends a `<mask>`; another
 word by one), top-k and the candidates field feed `wb.fill_mask` and `wb.score_candidates`, whose
 frames are drawn by `plots.probing.topk_bars` (one column of panels per model, one row per mask)
 and `plots.probing.candidate_bars`. Bad input (no mask, a candidate with the wrong number of
-fillers) shows its message in the status line instead of raising. `export()` writes the figures
+fillers) shows its message in red right under the text box and clears every output (top-k,
+candidates, "why this answer?"), so no chart keeps showing the previous sentence. `export()` writes the figures
 through `figures.export`. A collapsed "why this answer?" section (`ExplainPanel`) shows which
 input tokens drove the first model's prediction at the first mask, once opened.
 
@@ -23,11 +24,13 @@ import plotly.graph_objects as go
 
 from ..analysis.candidates import METHODS, score_candidates, split_candidates
 from ..analysis.fill_mask import fill_mask
-from ..errors import WorkbenchError
+from ..errors import InputError, WorkbenchError
 from ..figures import export
+from ..views.client_export import ClientExport, export_figure
 from ..models import as_lm_dict
 from ..plots.probing import candidate_bars, topk_bars
 from .attribution_panel import ExplainPanel
+from .common import error_html, placeholder
 from .probe_lab import replace_figure
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -56,11 +59,15 @@ class MaskProbe(widgets.VBox):
                                        continuous_update=False, layout=widgets.Layout(width="60%"))
         self.method = widgets.Dropdown(options=list(METHODS), value=method, description="method")
         self.status = widgets.HTML()
+        self.error = widgets.HTML()    # input errors, right under the text box
         self.topk_figure = go.FigureWidget()
         self.candidate_figure = go.FigureWidget()
         self.candidate_box = widgets.VBox([])   # holds the candidate figure when there is one
         self.export_path = widgets.Text(value="mask_probe.pdf", description="file")
-        self.export_button = widgets.Button(description="export")
+        self.export_button = widgets.Button(
+            description="export", tooltip=".pdf needs a Chrome/Chromium beside the kernel; .svg "
+            "and .png fall back to rendering in your browser")
+        self.client_export = ClientExport()
         first = next(iter(self.lms))
         self.explain = ExplainPanel(f"why this answer? attributions of {first}'s prediction at the "
                                     "first mask", lm=self.lms[first], text=text)
@@ -74,10 +81,11 @@ class MaskProbe(widgets.VBox):
         self.method.observe(lambda _: self.refresh(), names="value")
         super().__init__([
             widgets.HBox([self.text, widgets.VBox([self.insert_button, self.top_k])]),
+            self.error,
             widgets.HBox([self.word, self.mask_word_button]),
             widgets.HBox([self.candidates, self.method]),
             self.status, self.topk_figure, self.candidate_box,
-            widgets.HBox([self.export_path, self.export_button]),
+            widgets.HBox([self.export_path, self.export_button, self.client_export]),
             self.explain,
         ])
         self.refresh()
@@ -114,8 +122,9 @@ class MaskProbe(widgets.VBox):
             self.scores = (score_candidates(self.lms, self.text.value, cands,
                                             method=self.method.value) if cands else None)
         except WorkbenchError as err:
-            self.status.value = f"<b>{html.escape(str(err))}</b>"
+            self._clear_outputs(err)
             return
+        self.error.value = ""
         replace_figure(self.topk_figure, topk_bars(self.predictions))
         if self.scores is not None:
             replace_figure(self.candidate_figure, candidate_bars(self.scores))
@@ -127,10 +136,21 @@ class MaskProbe(widgets.VBox):
             "candidates are scored jointly" + (f" ({self.method.value})" if self.scores is not None
                                                else ""))
 
+    def _clear_outputs(self, err: Exception) -> None:
+        """Bad input: no output may keep showing the previous sentence's answer."""
+        self.predictions = self.scores = None
+        self.error.value = error_html(err)
+        self.status.value = ""
+        replace_figure(self.topk_figure, placeholder("no prediction: fix the input above"))
+        self.candidate_box.children = []
+        self.explain.clear("no prediction to explain: fix the input above")
+
     # -- export ------------------------------------------------------------------------------
     def export(self, path: str | Path | None = None, **kwargs) -> list[Path]:
         """Write the top-k figure (and the candidate figure as `<name>_candidates<ext>`)."""
         path = Path(path or self.export_path.value)
+        if self.predictions is None:
+            raise InputError("nothing to export: the text has no prediction (see the message)")
         out = [export(self.topk_figure, path, **kwargs)]
         if self.scores is not None:
             out.append(export(self.candidate_figure,
@@ -138,9 +158,21 @@ class MaskProbe(widgets.VBox):
         return out
 
     def _export_clicked(self) -> None:
+        path = Path(self.export_path.value)
+        figs = [(self.topk_figure, path)]
+        if self.scores is not None:
+            figs.append((self.candidate_figure,
+                         path.with_name(f"{path.stem}_candidates{path.suffix}")))
+        lines: dict[int, str] = {}
+
+        def report(i: int, text: str) -> None:
+            lines[i] = text
+            self.status.value = "<br>".join(html.escape(lines[k]) for k in sorted(lines))
+
         try:
-            paths = self.export()
+            if self.predictions is None:
+                raise InputError("nothing to export: the text has no prediction (see the message)")
+            for i, (fig, target) in enumerate(figs):
+                export_figure(self.client_export, fig, target, lambda text, i=i: report(i, text))
         except WorkbenchError as err:
             self.status.value = f"<b>{html.escape(str(err))}</b>"
-            return
-        self.status.value = "wrote " + ", ".join(html.escape(str(p)) for p in paths)
