@@ -9,7 +9,7 @@ import torch
 
 import workbench as wb
 from workbench.capture import encode, forward
-from workbench.store import RunStore
+from workbench.store import Run
 
 
 def test_load_local_folder_gives_mlm_on_sdpa(tiny_lm):
@@ -80,8 +80,8 @@ def test_checkpoint_without_mlm_head_loads_encoder_and_says_so(tiny_encoder_dir)
 
 
 def test_run_folder_loads_its_latest_complete_checkpoint(tmp_path, tiny_lm):
-    store = RunStore(tmp_path / "runs")
-    run = store.create("finetune", "unit", {"lr": 1e-3}, base_model=tiny_lm.name)
+    run = Run.create("finetune", {"lr": 1e-3}, name="unit", base_model=tiny_lm.name,
+                     root=tmp_path / "runs")
     with pytest.raises(wb.ModelNotFoundError, match="no complete checkpoint"):
         wb.load(run.path)
     for step in (10, 20):
@@ -93,7 +93,7 @@ def test_run_folder_loads_its_latest_complete_checkpoint(tmp_path, tiny_lm):
     lm = wb.load(run.path, device="cpu")
     assert lm.path.endswith("step-00000020")
     assert run.id in lm.name
-    assert store.get(run.id).path == run.path
+    assert Run.open(run.id, root=tmp_path / "runs").path == run.path
     assert list(wb.runs(tmp_path / "runs")["id"]) == [run.id]
 
 

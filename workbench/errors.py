@@ -30,3 +30,8 @@ class InputError(WorkbenchError, ValueError):
 
 class MissingDependencyError(WorkbenchError, ImportError):
     """An optional dependency is needed for this feature."""
+
+
+class RunLockedError(WorkbenchError, RuntimeError):
+    """A run is locked by a live writer (another process, or another handle): it cannot be
+    resumed or written until that writer ends. The message names its pid and host."""
