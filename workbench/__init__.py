@@ -68,6 +68,8 @@ _API = {
     "compare_attention": "workbench.analysis.compare",
     # --- beyond the peers (issue 19) ---
     "head_roles": "workbench.analysis.head_roles",
+    "compare_models": "workbench.analysis.compare_models",
+    "ModelDiff": "workbench.analysis.compare_models",
     # --- representations (issue 9) ---
     "features": "workbench.analysis.features",
     "Features": "workbench.analysis.features",

@@ -72,9 +72,16 @@ POS = "pos"                # a coarse part-of-speech tag (spaCy's Universal POS)
 ROLE = "role"              # a head's role from `analysis.head_roles.ROLES`, e.g. "previous token"
 RUNNER_UP = "runner_up"    # the second-best role of a head
 RUNNER_UP_SCORE = "runner_up_score"
-IMPORTANCE = "importance"  # a head-importance score (wb.head_importance), in a model diff
 CKA = "cka"                # linear CKA between the same layer of two models
 AGREE = "agree"            # whether two models' top-1 predictions agree (bool)
 PREDICTION = "prediction"  # a model's top-1 token at a masked position
+# a model diff (compare_models): model a's and model b's value side by side, and b - a
+IMPORTANCE_A, IMPORTANCE_B = "importance_a", "importance_b"   # wb.head_importance scores
+IMPORTANCE_CHANGE = "importance_change"  # b - a per head; mean |b - a| per layer
+ROLE_A, ROLE_B = "role_a", "role_b"
+ROLE_CHANGED = "role_changed"            # bool per head; a count per layer
+PREDICTION_A, PREDICTION_B = "prediction_a", "prediction_b"
+LOGPROB_A, LOGPROB_B = "logprob_a", "logprob_b"
+LOGPROB_CHANGE = "logprob_change"        # b - a
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))
