@@ -113,3 +113,92 @@ def test_report_without_a_browser_writes_html_and_lists_the_skips(no_browser, ti
     assert "Not written (no browser for static export)" in (tmp_path / "SOURCES.md").read_text()
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed[-1].startswith(f"{2 * len(report)} static figure export(s) skipped")
+
+
+def _reply(client, url=None, error=None):
+    """What client_export.js sends back after Plotly.toImage (or its failure)."""
+    job = client.job
+    content = {"id": job["id"], "ok": error is None}
+    content.update({"url": url} if error is None else {"error": error})
+    client._on_result(client, content, [])
+
+
+def test_client_export_writes_what_the_browser_rendered(tmp_path):
+    from workbench.views.client_export import ClientExport
+
+    client, results = ClientExport(), []
+    client.request(_fig(), tmp_path / "f.svg", lambda p, e: results.append((p, e)))
+    job = client.job
+    assert job["format"] == "svg" and (job["width"], job["height"]) == figures.size_px("column")
+    assert job["figure"]["layout"]["template"]["layout"]["font"]["size"] == 10  # paper theme
+    assert client.plotly_js.startswith("/**") and len(client.plotly_js) > 1_000_000
+    _reply(client, "data:image/svg+xml,%3Csvg%20xmlns%3D%22a%22%3E%3C%2Fsvg%3E")
+    assert results == [(tmp_path / "f.svg", "")]
+    assert (tmp_path / "f.svg").read_text() == '<svg xmlns="a"></svg>'
+    client.request(_fig(), tmp_path / "f.png", lambda p, e: results.append((p, e)))
+    _reply(client, "data:image/png;base64,iVBORw0KGgo=")
+    assert (tmp_path / "f.png").read_bytes() == b"\x89PNG\r\n\x1a\n"
+    client.request(_fig(), tmp_path / "g.png", lambda p, e: results.append((p, e)))
+    _reply(client, error="Error: WebGL unavailable")
+    assert results[-1] == (None, "your browser could not render the figure: Error: WebGL unavailable")
+    assert not (tmp_path / "g.png").exists()
+    with pytest.raises(InputError, match="not .pdf"):
+        client.request(_fig(), tmp_path / "f.pdf", lambda p, e: None)
+
+
+def test_export_button_uses_the_users_browser_without_one_beside_the_kernel(no_browser, tmp_path):
+    from workbench.views.client_export import ClientExport, export_figure
+
+    client, said = ClientExport(), []
+    export_figure(client, _fig(), tmp_path / "a.pdf", said.append)
+    assert "needs a Chrome/Chromium beside the kernel" in said[-1] and "svg or png" in said[-1]
+    assert client.job == {}  # nothing sent to the browser for a PDF
+    export_figure(client, _fig(), tmp_path / "a.svg", said.append)
+    assert said[-1].startswith("rendering a.svg in your browser")
+    _reply(client, "data:image/svg+xml,%3Csvg%3E%3C%2Fsvg%3E")
+    assert said[-1] == f"wrote {tmp_path / 'a.svg'} (rendered by your browser)"
+    export_figure(client, _fig(), tmp_path / "a.html", said.append)
+    assert said[-1] == f"wrote {tmp_path / 'a.html'}"
+
+
+def test_export_button_uses_kaleido_when_there_is_a_browser(a_browser, tmp_path):
+    from workbench.views.client_export import ClientExport, export_figure
+
+    client, said = ClientExport(), []
+    export_figure(client, _fig(), tmp_path / "a.pdf", said.append)
+    assert said == [f"wrote {tmp_path / 'a.pdf'}"] and client.job == {}
+
+
+@pytest.mark.browser
+def test_client_export_script_renders_in_a_real_browser(tmp_path):
+    """client_export.js in headless Chromium, offline, with a stand-in for anywidget's model."""
+    from workbench.testing import browser_for_tests
+    from workbench.views.client_export import ClientExport, decode_data_url
+
+    sync_playwright, exe = browser_for_tests()
+    client = ClientExport()
+    client.request(_fig(), tmp_path / "f.svg", lambda p, e: None)
+    state = {"job": client.job, "plotly_js": client.plotly_js}
+    # one inline module: file:// pages may not import module files (origin null)
+    (tmp_path / "page.html").write_text(
+        "<html><body><div id='w'></div><script type='module'>\n"
+        f"window.STATE = {json.dumps(state)};\n{client._esm}\nwindow.SENT = [];\n"
+        "const model = {get: k => window.STATE[k], on: () => {}, send: m => window.SENT.push(m)};\n"
+        "renderClientExport({model, el: document.getElementById('w')});\n</script></body></html>")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(offline=True).new_page()
+            tried, errors = [], []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "blob:"))
+                       else (tried.append(r.request.url), r.abort()))
+            page.goto((tmp_path / "page.html").as_uri())
+            page.wait_for_function("window.SENT && window.SENT.length > 0", timeout=60_000)
+            sent = page.evaluate("window.SENT")
+        finally:
+            browser.close()
+    assert not tried and not errors, (tried, errors)
+    assert sent[0]["ok"] and sent[0]["id"] == client.job["id"], sent
+    svg = decode_data_url(sent[0]["url"]).decode()
+    assert svg.startswith("<svg") and ">a<" in svg and ">b<" in svg  # the bars' tick labels

@@ -113,6 +113,19 @@ def skipped_summary(skipped: list[dict]) -> str:
             f"instead); {ENABLE_HINT}.")
 
 
+def prepare_figure(fig, width: str | float = "column",
+                   aspect: float = 0.75) -> tuple[go.Figure, int, int]:
+    """A themed copy of `fig` sized for a paper, and its (width, height) in CSS pixels.
+
+    The one recipe behind every export, kernel-side (kaleido) or in the user's browser.
+    """
+    fig = go.Figure(fig)  # a copy: exporting must not restyle the caller's figure
+    apply_theme(fig)
+    w, h = size_px(width, aspect)
+    fig.update_layout(width=w, height=h)
+    return fig, w, h
+
+
 def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path, str]:
     if not isinstance(fig, BaseFigure):
         raise InputError(f"fig: expected a plotly Figure (e.g. from wb.plots), got "
@@ -145,10 +158,7 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
     fallback so a machine without a browser still runs them end to end.
     """
     path, fmt = _check_export_args(fig, path, width, aspect, scale, fallback)
-    fig = go.Figure(fig)  # a copy: exporting must not restyle the caller's figure
-    apply_theme(fig)
-    w, h = size_px(width, aspect)
-    fig.update_layout(width=w, height=h)
+    fig, w, h = prepare_figure(fig, width, aspect)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
         fig.write_html(path, include_plotlyjs=True, full_html=True)
@@ -163,7 +173,9 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
         raise _missing_browser_error(fmt)
     _start_renderer()
     try:
-        fig.write_image(path, format=fmt, width=w, height=h, scale=scale)
+        with warnings.catch_warnings():  # plotly warns that the shared renderer ignores kopts
+            warnings.filterwarnings("ignore", message=".*kopts.*", category=UserWarning)
+            fig.write_image(path, format=fmt, width=w, height=h, scale=scale)
     except Exception as err:  # kaleido raises several types when the browser cannot start
         msg = str(err)
         if any(word in msg.lower() for word in ("kaleido", "chrome", "browser")):
