@@ -93,7 +93,9 @@ class AttentionExplorer(widgets.VBox):
         self.status = widgets.HTML()
         self.canvas = AttentionCanvas()
         self.figure_widget = go.FigureWidget()
-        self.selected: list[int] = []
+        self.selected: list[int] = []   # unit indices (tokens, or words with merge), as in frame()
+        self._clicked_token: int | None = None  # the query/key view's last clicked token
+        self._syncing = False
 
         self.run_button.on_click(lambda _: self.run())
         self.clear.on_click(lambda _: self._set_selection([]))
@@ -103,8 +105,7 @@ class AttentionExplorer(widgets.VBox):
             w.observe(lambda _: self.refresh(), names="value")
         for w in (self.drop_special, self.merge):   # units change: old selection is meaningless
             w.observe(lambda _: self._set_selection([]), names="value")
-        self.canvas.observe(lambda c: self._set_selection(list(c["new"]), echo=False),
-                            names="selected")
+        self.canvas.observe(self._on_canvas_select, names="selected")
         self.canvas.observe(self._on_pick, names="picked")
         super().__init__([
             widgets.HBox([self.text, self.run_button]),
@@ -225,16 +226,53 @@ class AttentionExplorer(widgets.VBox):
                 self.forward_count += 1  # one pass per text for its queries and keys, then cached
             qk = self._qk[cap.text_id]
             lq, hq = max(layer, 0), max(head, 0)
-            payload = qk_payload(qk["queries"].numpy(), qk["keys"].numpy(), qk["tokens"],
+            payload = qk_payload(qk["queries"].numpy(), qk["keys"].numpy(), cap.view.display,
                                  layer=lq, head=hq)
-        self.canvas.selected = list(self.selected)
+        self._push_selection()
         self.canvas.payload = payload
 
     # -- interaction -------------------------------------------------------------------------
+    # `selected` holds unit indices (what frame() and the head/model views index). The query/key
+    # view lists every token, so its clicks are token positions: mapped to the unit that holds
+    # the token on the way in, and from a unit to its token (the clicked one) on the way out.
+    def _unit_positions(self) -> list[list[int]]:
+        return self.capture.unit_positions(drop_special=self.drop_special.value,
+                                           merge_subwords=self.merge.value)
+
+    def _push_selection(self) -> None:
+        """Show `selected` in the JS view, in the coordinates its tokens use."""
+        shown = list(self.selected)
+        if self.view.value == "qk" and self.captures:
+            units = self._unit_positions()
+            shown = [self._clicked_token if self._clicked_token in units[u] else units[u][0]
+                     for u in self.selected if u < len(units)]
+        self._syncing = True
+        try:
+            self.canvas.selected = shown
+        finally:
+            self._syncing = False
+
+    def _on_canvas_select(self, change) -> None:
+        if self._syncing:
+            return
+        clicked = [int(p) for p in change["new"]]
+        if self.view.value != "qk":
+            self._set_selection(clicked, echo=False)
+            return
+        owner = {p: u for u, ps in enumerate(self._unit_positions()) for p in ps}
+        units = [owner[p] for p in clicked if p in owner]
+        if clicked and not units:  # a special token while "drop specials" is on
+            self.status.value = html.escape(
+                f"{self.capture.view.tokens[clicked[0]]} is dropped (drop specials is on): "
+                "pick another token, or untick drop specials")
+            return
+        self._clicked_token = clicked[0] if clicked else None
+        self._set_selection(units, echo=False)
+
     def _set_selection(self, positions: list[int], echo: bool = True) -> None:
         self.selected = sorted(set(int(p) for p in positions))
         if echo:
-            self.canvas.selected = list(self.selected)
+            self._push_selection()
         if self.captures and self.selected:
             x, u = self.capture.transform(drop_special=self.drop_special.value,
                                           merge_subwords=self.merge.value, layers=[0], heads=[0])
