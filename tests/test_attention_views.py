@@ -292,6 +292,26 @@ def test_explorer_views_and_token_selection(explorer, encoder_passes):
     assert len(encoder_passes) == 1 and explorer.forward_count == 2  # ... then cached
 
 
+@pytest.mark.parametrize("drop, merge", [(False, True), (True, False), (True, True)])
+def test_qk_view_click_selects_that_token_for_every_token(tiny_lm, drop, merge):
+    """Issue 17.3: with merge subwords / drop specials on, a click on token p in the query/key
+    view selects the unit holding p (heatmap and selection line) and the view keeps p chosen."""
+    text = "The pizzeria reopened unexpectedly."
+    w = wb.widgets.AttentionExplorer(tiny_lm, [text], view="qk")
+    w.drop_special.value, w.merge.value = drop, merge
+    view = w.capture.view
+    assert w.canvas.payload["tokens"] == view.display  # one subword convention (issue 17.6)
+    for p in range(len(view)):
+        w.canvas.selected = [p]                        # what a click in the browser sends
+        if drop and view.special[p]:
+            assert "is dropped" in w.status.value
+            continue
+        expected = view.words[view.word_ids[p]] if merge and not view.special[p] else view.display[p]
+        (query,) = set(w.frame()["query_token"].astype(str))
+        assert query == expected, (p, query, expected)
+        assert w.canvas.selected == [p] and expected in html.unescape(w.selection.value)
+
+
 def test_explorer_rerun_and_export(explorer, tmp_path):
     explorer.text.value = "Only one text now."
     explorer.run_button.click()
