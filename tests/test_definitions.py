@@ -109,3 +109,116 @@ def test_wordpiece_words_and_unsupported_tokenizers(tmp_path):
     Masker(tables, whole_word=False)                            # token-level masking still works
     with pytest.raises(ValueError, match="whole-word masking needs .* Unigram"):
         Masker(tables, whole_word=True)
+
+
+# --------------------------------------------------------------------------- 1. head importance
+
+IMPORTANCE_TEXTS = [
+    "The cat sat on the mat.",
+    "Dogs bark, and birds sing in the morning.",
+    "A very long sentence, with commas, goes on for a while before it finally ends.",
+    "Short one.",
+    "Where is the station?",
+    "Nobody expected the results to be so clear.",
+]
+
+
+@pytest.fixture(scope="module")
+def lm64(tiny_lm):
+    """A float64 copy of the tiny model: finite differences and batch invariance to 1e-10."""
+    import copy
+
+    import workbench as wb
+
+    return wb.LM(model=copy.deepcopy(tiny_lm.model).double(), tokenizer=tiny_lm.tokenizer,
+                 device=tiny_lm.device, name="tiny64", kind="mlm")
+
+
+def _scores(df):
+    from workbench import schema as S
+
+    return df.sort_values([S.LAYER, S.HEAD])[S.SCORE].to_numpy()
+
+
+def test_gradient_importance_is_per_text_for_every_head(lm64):
+    """Oracle: for every head and text, a central finite difference of that text's own loss."""
+    import workbench as wb
+    from workbench.analysis.ablation import objective_loss
+
+    texts = IMPORTANCE_TEXTS
+    got = _scores(wb.head_importance(lm64, texts, batch_size=3, progress=False))
+    eps, want, of_mean = 1e-5, [], []
+    for layer in range(lm64.num_layers):
+        for head in range(lm64.num_heads):
+            side = []
+            for scale in (1 + eps, 1 - eps):
+                with wb.ablate(lm64, [(layer, head)], scale=scale):
+                    side.append(objective_loss(lm64, texts, batch_size=1, by_text=True))
+            per_text = (side[0] - side[1]) / (2 * eps)                     # (N,)
+            want.append(np.abs(per_text).mean())
+            of_mean.append(abs(per_text.mean()))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-12)
+    assert not np.allclose(got, of_mean, rtol=1e-3)      # |gradient of the mean| is another number
+
+
+def test_gradient_importance_does_not_depend_on_batch_size(tiny_lm, lm64):
+    import workbench as wb
+
+    for lm, tol in ((lm64, 1e-10), (tiny_lm, 1e-5)):
+        one = _scores(wb.head_importance(lm, IMPORTANCE_TEXTS, batch_size=1, progress=False))
+        four = _scores(wb.head_importance(lm, IMPORTANCE_TEXTS, batch_size=4, progress=False))
+        np.testing.assert_allclose(four, one, rtol=tol, atol=tol * one.max())
+
+
+def test_gradient_importance_of_a_classifier_by_a_plain_loop(tmp_path):
+    """Oracle: one text at a time through the stock model, the gate gradient taken from the
+    context vector itself (d loss / d gate_h = sum over positions of <d loss/d ctx_h, ctx_h>)."""
+    import torch.nn.functional as F
+
+    import workbench as wb
+    from workbench.capture import attention_modules
+    from workbench.testing import make_tiny_model
+
+    clf = wb.load(make_tiny_model(tmp_path / "clf", head="classifier"), device="cpu")
+    labels = [0, 1, 1, 0, 1, 0]
+    got = wb.head_importance(clf, IMPORTANCE_TEXTS, objective="classifier", labels=labels,
+                             batch_size=4, progress=False)
+    parts = attention_modules(clf)
+    want = np.zeros((clf.num_layers, clf.num_heads))
+    for text, label in zip(IMPORTANCE_TEXTS, labels):
+        contexts = {}
+
+        def keep(layer):
+            def pre_hook(module, args):
+                args[0].retain_grad()
+                contexts[layer] = args[0]                          # (1, T, H * d)
+            return pre_hook
+
+        handles = [p.output.register_forward_pre_hook(keep(p.layer)) for p in parts]
+        try:
+            enc = clf.tokenizer(text, return_tensors="pt")
+            logits = clf.model(**enc).logits
+            F.cross_entropy(logits, torch.tensor([label])).backward()
+        finally:
+            for h in handles:
+                h.remove()
+        clf.model.zero_grad()
+        for p in parts:
+            ctx = contexts[p.layer]
+            per_head = (ctx.grad * ctx).reshape(-1, p.num_heads, p.head_dim).sum((0, 2))  # (H,)
+            want[p.layer] += per_head.abs().detach().numpy() / len(IMPORTANCE_TEXTS)
+    np.testing.assert_allclose(_scores(got), want.reshape(-1), rtol=1e-4, atol=1e-9)
+
+
+def test_layer_normalisation(tiny_lm):
+    import workbench as wb
+    from workbench.errors import InputError
+
+    raw = wb.head_importance(tiny_lm, IMPORTANCE_TEXTS[:3], progress=False)
+    norm = wb.head_importance(tiny_lm, IMPORTANCE_TEXTS[:3], normalize="layer", progress=False)
+    r = _scores(raw).reshape(tiny_lm.num_layers, tiny_lm.num_heads)
+    by_hand = r / np.sqrt((r ** 2).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(_scores(norm), by_hand.reshape(-1), rtol=1e-6)
+    assert norm.attrs["normalize"] == "layer" and raw.attrs["normalize"] is None
+    with pytest.raises(InputError, match="normalize="):
+        wb.head_importance(tiny_lm, IMPORTANCE_TEXTS[:3], normalize="global", progress=False)

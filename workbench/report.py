@@ -102,7 +102,7 @@ def _model_specs(lm, texts: list[str]) -> list[FigureSpec]:
 
         specs += [
             FigureSpec("heads_importance", "The most important heads for the masked-LM loss "
-                       "(gradient score of Michel et al. 2019).",
+                       "(Michel et al. 2019: mean over texts of |dL(text)/dgate|).",
                        lambda: importance_bars(head_importance(lm, texts, progress=False)),
                        {**base, **corpus, "call": "wb.head_importance(lm, texts)"}),
             FigureSpec("fill_mask_example", f"Top predictions for {EXAMPLE_MASK!r}.",

@@ -11,9 +11,14 @@ gates work under any attention implementation (sdpa stays on: no attention weigh
   cross-entropy on a fixed-seed masking of `texts` (15% of non-special tokens replaced by the mask
   token, at least one per text; no 80/10/10, so the numbers are reproducible), or a fine-tuned
   classifier's loss on `labels`;
-- `head_importance(lm, texts, method="gradient" | "loo")`: Michel et al.'s gradient score
-  |dL/dgate| at gates = 1 (accumulated as the mean over batches of the absolute gradient of the
-  batch loss), or leave-one-out: loss with the head gated to 0 minus the loss of the intact model.
+- `head_importance(lm, texts, method="gradient" | "loo")`: Michel et al.'s gradient score, per
+  example: I_h = (1/N) sum_x |dL(x)/dgate_h| at gates = 1, where L(x) is text x's own loss (the
+  mean over its masked tokens, or its classifier loss), so gradients of opposite sign never cancel
+  and the score does not depend on `batch_size`. Each text gets its own copy of the gates (gates
+  of shape (B, L, H)), so one backward pass per batch gives every text's gradient. Optionally
+  (`normalize="layer"`) each layer's scores are divided by their l2 norm over the layer's heads,
+  as in the paper. Or leave-one-out: the corpus loss (mean over all masked tokens) with the head
+  gated to 0 minus that of the intact model.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ..models import LM
 from .heads import iter_batches
 
 METHODS = ("gradient", "loo")
+NORMALIZE = (None, "layer")
 OBJECTIVES = ("mlm", "classifier")
 
 
@@ -54,16 +60,22 @@ def check_heads(lm: LM, heads: Sequence[tuple[int, int]]) -> list[tuple[int, int
 
 @contextlib.contextmanager
 def gates(lm: LM, values: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Scale every head's context by `values` (L, H) inside the block (differentiable)."""
+    """Scale every head's context by `values` inside the block (differentiable).
+
+    `values` is (L, H), the same gates for every text, or (B, L, H), one copy per text of the
+    batch (so that the gradient of a sum of per-text losses gives each text's own gradient).
+    """
     parts = attention_modules(lm)
-    if tuple(values.shape) != (len(parts), parts[0].num_heads):
+    if values.dim() not in (2, 3) or tuple(values.shape[-2:]) != (len(parts), parts[0].num_heads):
         raise InputError(f"gates have shape {tuple(values.shape)}, expected "
-                         f"({len(parts)}, {parts[0].num_heads})")
+                         f"({len(parts)}, {parts[0].num_heads}) or (batch, {len(parts)}, "
+                         f"{parts[0].num_heads})")
 
     def make_hook(layer: int, d: int):
         def pre_hook(module, args):
             x = args[0]                                            # (B, T, H * d)
-            g = values[layer].to(x.dtype).repeat_interleave(d)     # (H * d,)
+            g = values[..., layer, :].to(x.dtype).repeat_interleave(d, dim=-1)  # ([B,] H * d)
+            g = g[:, None, :] if g.dim() == 2 else g               # (B, 1, H * d) or (H * d,)
             return (x * g,) + tuple(args[1:])
         return pre_hook
 
@@ -95,6 +107,7 @@ class _Prepared:
 
     batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]]  # (model inputs, targets)
     objective: str
+    index: list[list[int]]                                        # texts of each batch
 
 
 def _mask_batch(lm: LM, batch: Batch, texts_ids: Sequence[int], mask_prob: float,
@@ -134,15 +147,16 @@ def _prepare(lm: LM, texts: Sequence[str], objective: str, labels, batch_size: i
             raise InputError(f"objective='classifier' needs one label per text: got "
                              f"{'no labels' if labels is None else len(labels)} for {len(texts)} texts")
         labels = _label_ids(lm, list(labels))
-    out = []
+    out, index = [], []
     for idx, batch in iter_batches(lm, texts, batch_size=batch_size, max_length=max_length,
                                    progress=False):
+        index.append(list(idx))
         if objective == "mlm":
             out.append(_mask_batch(lm, batch, idx, mask_prob, seed))
         else:
             y = torch.as_tensor(np.asarray([labels[i] for i in idx]), device=lm.device)
             out.append((batch.inputs, y))
-    return _Prepared(batches=out, objective=objective)
+    return _Prepared(batches=out, objective=objective, index=index)
 
 
 def _label_ids(lm: LM, labels: list) -> list:
@@ -157,61 +171,86 @@ def _label_ids(lm: LM, labels: list) -> list:
     return [names[str(v)] for v in labels]
 
 
-def _batch_loss(lm: LM, inputs: dict, targets: torch.Tensor, objective: str
-                ) -> tuple[torch.Tensor, int]:
-    """(summed loss over the batch's targets, number of targets)."""
+def _text_losses(lm: LM, inputs: dict, targets: torch.Tensor, objective: str
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per text of the batch: (summed loss over its targets (B,), number of targets (B,))."""
     logits = lm.model(**inputs, return_dict=True).logits
     if logits.dtype in (torch.float16, torch.bfloat16):                 # losses in fp32 at least
         logits = logits.float()
     if objective == "mlm":
         keep = targets != -100                                     # (B, T)
-        loss = F.cross_entropy(logits[keep], targets[keep], reduction="sum")
-        return loss, int(keep.sum())
+        per_token = F.cross_entropy(logits[keep], targets[keep], reduction="none")  # (K,)
+        rows = keep.nonzero()[:, 0]                                # (K,) the text of each target
+        sums = torch.zeros(len(keep), dtype=per_token.dtype, device=per_token.device)
+        return sums.index_add(0, rows, per_token), keep.sum(1)
     if logits.shape[-1] == 1:                                      # regression head
-        loss = F.mse_loss(logits.squeeze(-1), targets.to(logits.dtype), reduction="sum")
+        loss = F.mse_loss(logits.squeeze(-1), targets.to(logits.dtype), reduction="none")
     else:
-        loss = F.cross_entropy(logits, targets.long(), reduction="sum")
-    return loss, len(targets)
+        loss = F.cross_entropy(logits, targets.long(), reduction="none")
+    return loss, torch.ones(len(loss), dtype=torch.long, device=loss.device)
+
+
+def _losses(lm: LM, prep: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's (summed loss, number of targets), in the order of the texts: (N,), (N,)."""
+    n_texts = sum(len(idx) for idx in prep.index)
+    sums, counts = np.zeros(n_texts), np.zeros(n_texts, dtype=np.int64)
+    with torch.inference_mode():
+        for idx, (inputs, targets) in zip(prep.index, prep.batches):
+            loss, n = _text_losses(lm, inputs, targets, prep.objective)
+            sums[idx], counts[idx] = loss.double().cpu().numpy(), n.cpu().numpy()
+    return sums, counts
 
 
 def _mean_loss(lm: LM, prep: _Prepared) -> float:
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for inputs, targets in prep.batches:
-            loss, n = _batch_loss(lm, inputs, targets, prep.objective)
-            total, count = total + loss.item(), count + n
-    return total / max(count, 1)
+    sums, counts = _losses(lm, prep)
+    return float(sums.sum() / max(counts.sum(), 1))
 
 
 def objective_loss(lm: LM, texts, *, objective: str = "mlm", labels=None, batch_size: int = 16,
-                   mask_prob: float = 0.15, seed: int = 0, max_length: int | None = None) -> float:
-    """Mean loss of `lm` on `texts` (see the module docstring); honours active `ablate` gates."""
+                   mask_prob: float = 0.15, seed: int = 0, max_length: int | None = None,
+                   by_text: bool = False):
+    """Mean loss of `lm` on `texts` (see the module docstring); honours active `ablate` gates.
+
+    The mean is over all masked tokens of the corpus (or all texts, for a classifier);
+    `by_text=True` returns each text's own loss instead, (N,) in the order of `texts` (NaN for a
+    text with nothing to predict).
+    """
     texts = as_text_list(texts)
     prep = _prepare(lm, texts, objective, labels, batch_size, mask_prob, seed, max_length)
-    return _mean_loss(lm, prep)
+    if not by_text:
+        return _mean_loss(lm, prep)
+    sums, counts = _losses(lm, prep)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _gradient_scores(lm: LM, prep: _Prepared, progress: bool) -> np.ndarray:
+    """(L, H): the mean over texts of |dL(x)/dgate| (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    values = torch.ones(lm.num_layers, lm.num_heads, device=lm.device, requires_grad=True)
-    scores = torch.zeros(lm.num_layers, lm.num_heads, dtype=torch.float64, device=lm.device)
+    shape = (lm.num_layers, lm.num_heads)
+    scores = torch.zeros(shape, dtype=torch.float64, device=lm.device)
+    n_texts = 0
     frozen = [p for p in lm.model.parameters() if p.requires_grad]
     for p in frozen:                                 # gradients only for the gates
         p.requires_grad_(False)
     try:
-        with torch.enable_grad(), gates(lm, values):
-            for inputs, targets in tqdm(prep.batches, desc="head gradients", leave=False,
-                                        disable=not progress):
-                loss, n = _batch_loss(lm, inputs, targets, prep.objective)
-                if n == 0:
+        for inputs, targets in tqdm(prep.batches, desc="head gradients", leave=False,
+                                    disable=not progress):
+            values = torch.ones((len(targets),) + shape, device=lm.device,
+                                requires_grad=True)                  # (B, L, H): one copy per text
+            with torch.enable_grad(), gates(lm, values):
+                sums, counts = _text_losses(lm, inputs, targets, prep.objective)
+                has = counts > 0                                      # (B,)
+                if not has.any():
                     continue
-                (grad,) = torch.autograd.grad(loss / n, values)    # (L, H)
-                scores += grad.abs().double()
+                per_text = sums[has] / counts[has]                    # each text's mean loss
+                (grad,) = torch.autograd.grad(per_text.sum(), values)   # (B, L, H)
+            scores += grad[has].abs().double().sum(0)
+            n_texts += int(has.sum())
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    return (scores / max(len(prep.batches), 1)).cpu().numpy()
+    return (scores / max(n_texts, 1)).cpu().numpy()
 
 
 def _loo_scores(lm: LM, prep: _Prepared, progress: bool) -> tuple[np.ndarray, float]:
@@ -228,25 +267,36 @@ def _loo_scores(lm: LM, prep: _Prepared, progress: bool) -> tuple[np.ndarray, fl
 
 def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str = "mlm",
                     labels=None, batch_size: int = 16, mask_prob: float = 0.15, seed: int = 0,
-                    max_length: int | None = None, progress: bool = True) -> pd.DataFrame:
+                    max_length: int | None = None, normalize: str | None = None,
+                    progress: bool = True) -> pd.DataFrame:
     """Importance of every head of `lm` for its loss on `texts`: one row per (layer, head).
 
-    `method="gradient"`: Michel et al. 2019's |dL/dgate| at gates = 1 (one backward pass per
-    batch). `method="loo"`: loss increase when the head alone is gated to 0 (one forward pass per
-    head and batch). `objective="mlm"` uses a fixed-seed masking (`seed`, `mask_prob`);
+    `method="gradient"` (Michel et al. 2019): I_h = (1/N) sum_x |dL(x)/dgate_h| at gates = 1, the
+    mean over the N texts of the absolute gradient of each text's own loss L(x) (mean over its
+    masked tokens; its loss for a classifier). Per text, so it does not depend on `batch_size`
+    (one backward pass per batch). `method="loo"`: the corpus loss (mean over all masked tokens)
+    with the head alone gated to 0 minus that of the intact model (one forward pass per head and
+    batch). `normalize="layer"` divides each layer's scores by their l2 norm over that layer's
+    heads, as Michel et al. do before pruning (default None: raw scores).
+    `objective="mlm"` uses a fixed-seed masking (`seed`, `mask_prob`);
     `objective="classifier"` needs a fine-tuned classifier and `labels` (one per text: class ids,
     or class names as in the classifier's `label2id`).
-    Columns: model, layer, head, score, method, objective; `df.attrs["base_loss"]` for "loo".
+    Columns: model, layer, head, score, method, objective; `df.attrs` holds `normalize`, and
+    `base_loss` for "loo".
     """
     if method not in METHODS:
         raise InputError(f"method={method!r}; use one of {METHODS}")
+    if normalize not in NORMALIZE:
+        raise InputError(f"normalize={normalize!r}; use one of {NORMALIZE}")
     texts = as_text_list(texts)
     prep = _prepare(lm, texts, objective, labels, batch_size, mask_prob, seed, max_length)
-    attrs = {}
+    attrs = {"normalize": normalize}
     if method == "gradient":
         scores = _gradient_scores(lm, prep, progress)
     else:
         scores, attrs["base_loss"] = _loo_scores(lm, prep, progress)
+    if normalize == "layer":
+        scores = scores / np.maximum(np.linalg.norm(scores, axis=1, keepdims=True), 1e-20)
     L, H = scores.shape
     df = pd.DataFrame({S.MODEL: lm.name, S.LAYER: np.repeat(np.arange(L), H),
                        S.HEAD: np.tile(np.arange(H), L), S.SCORE: scores.reshape(-1),

@@ -121,7 +121,7 @@ def importance_bars(df: pd.DataFrame, *, top: int = 20, title: str | None = None
         x=part[S.SCORE], y=[f"L{la} H{h}" for la, h in zip(part[S.LAYER], part[S.HEAD])],
         orientation="h", marker_color=CATEGORICAL[0],
         hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
-    xlabel = {"gradient": "|dL/dgate| (Michel et al. 2019)",
+    xlabel = {"gradient": "mean over texts of |dL(text)/dgate| (Michel et al. 2019)",
               "loo": "loss increase when removed"}.get(method, "importance")
     fig.update_layout(title=title or f"Head importance ({method})", xaxis_title=xlabel,
                       height=max(300, 18 * len(part) + 120))
