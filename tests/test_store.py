@@ -244,16 +244,19 @@ def test_lock_held_by_another_process_names_it_and_frees_when_it_is_killed(tmp_p
     assert not (run.path / ".run.lock.json").exists() and not held.is_locked
 
 
-def test_lock_is_reentrant_on_one_handle_and_exclusive_across_handles(tmp_path):
+def test_lock_is_exclusive_within_one_process_too(tmp_path):
     run = Run.create("finetune", {}, root=tmp_path)
     with run.lock():
-        with run.lock():  # the same handle: re-entrant
-            pass
+        for again in (run, Run.open(run.id, root=tmp_path)):  # same handle or another one
+            with pytest.raises(RunLockedError, match=f"pid {os.getpid()}.*already being written"):
+                again.lock().acquire()
         assert run.lock().is_locked
-        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}.*this process"):
-            Run.open(run.id, root=tmp_path).lock().acquire()
     with Run.open(run.id, root=tmp_path).lock():
         pass
+    held = run.lock().acquire()
+    held.release()
+    held.release()  # a second release is harmless
+    assert not held.is_locked
 
 
 def test_taking_the_lock_cleans_what_a_killed_writer_left(tmp_path):

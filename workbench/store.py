@@ -497,10 +497,12 @@ class Run:
     def lock(self, timeout: float = 0) -> "RunLock":
         """This handle's writer lock: `with run.lock(): ...` (or `.acquire()` / `.release()`).
 
-        Raises RunLockedError naming the holder's pid and host when another process, or another
-        `Run` handle in this one, holds it (waiting up to `timeout` seconds first). Re-entrant on
-        the same handle. The kernel releases it when the holder dies, so a killed run never stays
-        locked. Acquiring it removes the temporary files a killed writer left (`.tmp-step-*`)."""
+        Raises RunLockedError naming the holder's pid and host when anyone holds it already:
+        another process, another `Run` handle, or this handle (it is not re-entrant, so the same
+        run cannot be trained twice in one kernel either); it waits up to `timeout` seconds for
+        another holder first. The kernel releases it when the holder dies, so a killed run never
+        stays locked. Acquiring it removes the temporary files a killed writer left
+        (`.tmp-step-*`)."""
         if self._lock is None:
             self._lock = RunLock(self)
         self._lock.timeout = timeout
@@ -555,20 +557,21 @@ class RunLock:
     def acquire(self) -> "RunLock":
         import filelock
 
+        if self._lock.is_locked:  # one writer at a time, even through the same handle
+            raise RunLockedError(self._refusal())
         try:
             self._lock.acquire(timeout=self.timeout)
         except filelock.Timeout:
             raise RunLockedError(self._refusal()) from None
-        if self._lock.lock_counter == 1:  # first hold: record the holder, clean after the dead
-            atomic_write_json(self._info, {"pid": os.getpid(), "host": socket.gethostname(),
-                                           "since": time.time()})
-            self.run.clean_temporary()
+        atomic_write_json(self._info, {"pid": os.getpid(), "host": socket.gethostname(),
+                                       "since": time.time()})
+        self.run.clean_temporary()  # what a killed writer left; no live writer now
         return self
 
     def release(self) -> None:
-        if self._lock.lock_counter == 1:
+        if self._lock.is_locked:
             self._info.unlink(missing_ok=True)
-        self._lock.release()
+            self._lock.release()
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
@@ -581,7 +584,8 @@ class RunLock:
         pid, host = holder.get("pid", "?"), holder.get("host", "?")
         since = holder.get("since")
         when = f" since {datetime.fromtimestamp(since):%Y-%m-%d %H:%M:%S}" if since else ""
-        mine = " (this process, through another Run handle)" if pid == os.getpid() else ""
+        mine = " (this process: the run is already being written here)" if pid == os.getpid() \
+            else ""
         return (f"run {self.run.id} is in use by pid {pid} on host {host}{when}{mine}: it is being "
                 "trained or resumed there. Wait for it to end or stop it; the lock frees itself "
                 "when that process exits.")
