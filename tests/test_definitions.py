@@ -222,3 +222,34 @@ def test_layer_normalisation(tiny_lm):
     assert norm.attrs["normalize"] == "layer" and raw.attrs["normalize"] is None
     with pytest.raises(InputError, match="normalize="):
         wb.head_importance(tiny_lm, IMPORTANCE_TEXTS[:3], normalize="global", progress=False)
+
+
+# --------------------------------------------------------------------------- 3. cache and hooks
+
+def test_cached_features_see_ablations_and_hooks(tiny_lm, tmp_path, monkeypatch):
+    """Oracle: the ablated (or hooked) forward without the cache."""
+    import workbench as wb
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    texts = ["The cat sat on the mat.", "Dogs bark, and birds sing in the morning."]
+    intact = wb.features(tiny_lm, texts, pool="mean", progress=False)
+    assert wb.features(tiny_lm, texts, pool="mean", progress=False).cached    # the cache works
+    with wb.ablate(tiny_lm, heads=[(0, 0), (0, 1), (1, 2)]):
+        oracle = wb.features(tiny_lm, texts, pool="mean", progress=False, cache=False)
+        got = wb.features(tiny_lm, texts, pool="mean", progress=False)
+        sim = wb.similarity(tiny_lm, texts, pool="mean", progress=False)
+        sim_oracle = wb.similarity(tiny_lm, texts, pool="mean", progress=False, cache=False)
+    assert not got.cached
+    np.testing.assert_array_equal(got.array, oracle.array)
+    assert np.abs(oracle.array[:, -1] - intact.array[:, -1]).max() > 1e-3     # ablation mattered
+    np.testing.assert_array_equal(sim["value"], sim_oracle["value"])
+    layer = tiny_lm.encoder.encoder.layer[0].output
+    handle = layer.register_forward_hook(lambda module, args, out: out * 2.0)
+    try:
+        hooked = wb.features(tiny_lm, texts, pool="mean", progress=False)
+    finally:
+        handle.remove()
+    assert not hooked.cached and np.abs(hooked.array[:, 1] - 2 * intact.array[:, 1]).max() < 1e-5
+    after = wb.features(tiny_lm, texts, pool="mean", progress=False)
+    assert after.cached
+    np.testing.assert_array_equal(after.array, intact.array)                  # nothing overwrote it

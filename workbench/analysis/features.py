@@ -18,7 +18,9 @@ Pools (padding never enters any of them):
 Cache: `$WORKBENCH_CACHE/features` (default `~/.cache/workbench/features`), one
 `<key>.safetensors` (the array) + `<key>.json` (index, layers, pool) per call; the key hashes the
 model's identity (config, tokenizer, a strided sample of every weight tensor), the texts, the
-layers, the pool and the truncation length. No pickles.
+layers, the pool and the truncation length. No pickles. The cache is bypassed (neither read nor
+written) while any forward hook is registered on the model, global hooks included: inside
+`wb.ablate(...)` or under a user's own hooks the features come from the model as it runs now.
 """
 
 from __future__ import annotations
@@ -191,6 +193,21 @@ def model_fingerprint(lm: LM) -> str:
     return h.hexdigest()
 
 
+# hooks that only observe: transformers 5 installs them on first use to collect hidden states
+_OBSERVERS = ("transformers.utils.output_capturing",)
+
+
+def hooked(lm: LM) -> bool:
+    """Whether a forward hook (`wb.ablate`'s gates, or anyone's) could change `lm`'s outputs now."""
+    from torch.nn.modules import module as torch_module
+
+    found = [*torch_module._global_forward_hooks.values(),
+             *torch_module._global_forward_pre_hooks.values()]
+    for m in lm.model.modules():
+        found += [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]
+    return any(getattr(fn, "__module__", None) not in _OBSERVERS for fn in found)
+
+
 def cache_dir() -> Path:
     root = os.environ.get("WORKBENCH_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "workbench"
@@ -241,7 +258,8 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
 
     `texts`: a string, a list of strings, or a list of pre-split word lists (CoNLL style).
     Returns `Features` (`.array` (N, L', D), `.index`, `.to_frame()`); with `cache=True` a repeated
-    call with the same model, texts and settings reads the result from disk instead of running.
+    call with the same model, texts and settings reads the result from disk instead of running,
+    except while hooks are on the model (inside `wb.ablate`, say): then it always runs, uncached.
 
     >>> f = features(lm, ["The cat sat.", "A dog barked."], layers=[0, -1])   # doctest: +SKIP
     >>> f.array.shape                                                        # doctest: +SKIP
@@ -254,7 +272,7 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
     strings, words = _normalise_texts(texts)
     layer_ids = resolve_layers(lm, layers)
     path = None
-    if cache:
+    if cache and not hooked(lm):
         key = _cache_key(lm, strings, words, layer_ids, pool, max_length)
         path = cache_dir() / f"{key}.safetensors"
         hit = _load_cached(path, lm)
