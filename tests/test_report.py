@@ -72,3 +72,24 @@ def test_paper_widths_and_a_misspelt_one():
     with pytest.raises(InputError, match="colum.*use one of"):  # not a bare KeyError
         size_px("colum")
     assert set(WIDTHS_IN) >= {"column", "page"}
+
+
+def test_report_keys_run_files_by_id_and_skips_broken_runs(tiny_lm, tmp_path, run_root, capsys):
+    """Two runs named alike keep their own files; a broken folder does not stop the report."""
+    import workbench as wb
+    from workbench.report import _open_runs, _run_specs
+
+    first = wb.Run.create("pretrain", {}, name="same <img src=x onerror=alert(1)> name")
+    second = wb.Run.create("pretrain", {}, name="same <img src=x onerror=alert(1)> name")
+    (run_root / "not-a-run").mkdir()
+    (run_root / "not-a-run" / "run.json").write_text("[1, 2]")
+    runs = _open_runs(None)
+    assert {r.id for r in runs} == {first.id, second.id}
+    assert "skipped: broken" in capsys.readouterr().out
+    names = [s.name for s in _run_specs(tiny_lm, runs, ["A text."], None)]
+    assert f"run_{first.id}_curves" in names and f"run_{second.id}_curves" in names
+    assert len(set(names)) == len(names)
+    from workbench.report import _sources_text
+    text = _sources_text([{"figure": "f", "caption": "run same <b>name</b>", "files": ["f.svg"],
+                           "source": {"run_name": "same <b>name</b> `x`"}}])
+    assert "<b>" not in text and "&lt;b&gt;" in text and "`x`" not in text

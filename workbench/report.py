@@ -191,6 +191,11 @@ def _open_runs(runs) -> list:
 
     if runs is None:
         table = list_runs()
+        if len(table):  # a broken folder is listed with its reason by wb.runs(), not reported on
+            broken = table[table["status"] == "broken"]
+            for _, row in broken.iterrows():
+                print(f"    run {row['path']} skipped: broken ({row['reason']})", flush=True)
+            table = table[table["status"] != "broken"]
         runs = table["path"].tolist() if len(table) else []
     return [Run.open(r) for r in runs]
 
