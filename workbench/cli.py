@@ -1,6 +1,7 @@
 """Command-line interface: `workbench demo | lab | bench | pretrain | finetune`.
 
-Flags map onto the library's dataclass configs; no analysis logic lives here.
+Flags map onto the library's dataclass configs (one generator, `training.flags`); no analysis
+logic lives here, and nothing here imports torch, so `workbench --help` answers at once.
 """
 
 from __future__ import annotations
@@ -63,24 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     p.set_defaults(func=_cmd_bench)
 
-    for register in _extra_commands():
-        register(sub)
+    # the training commands: flags generated from the config dataclasses (no torch import)
+    from .training import finetune_cli, pretrain_cli
+
+    pretrain_cli.register(sub)
+    finetune_cli.register(sub)
     return parser
-
-
-def _extra_commands():
-    """Subcommands contributed by the training modules (pretrain, finetune) when present."""
-    found = []
-    for module, attr in (("workbench.training.pretrain_cli", "register"),
-                         ("workbench.training.finetune_cli", "register")):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ImportError as err:
-            if err.name and err.name.startswith("workbench.training."):
-                continue
-            raise
-        found.append(getattr(mod, attr))
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,15 +10,19 @@ One checkpoint is a `save_pretrained` folder (so `wb.load` opens it like any mod
 
 Nested containers are encoded losslessly: tuples as {"__tuple__": [...]}, dicts with non-string keys
 (an optimizer's {param_index: state}) as {"__items__": [[key, value], ...]}.
-The folder is written through `RunFolder.writing_checkpoint`, so it appears only when complete.
+The folder is written through the store's `writing_checkpoint`, so it appears only when complete.
+What stays on disk (`prune`): the newest checkpoint whole, older kept ones (the newest
+`keep_last`, the best evaluation) as weights only, nothing else: a fine-tuning run holds one
+optimizer state, never one per checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -116,21 +120,60 @@ def save_training_state(folder: str | Path, step: int, optimizer=None, scheduler
 
 
 def save_checkpoint(run, step: int, model, tokenizer, optimizer, scheduler, state: dict | None = None,
-                    keep_last: int | None = 2, keep_steps=()) -> Path:
-    """Save a complete, resumable checkpoint of `model` at `step` into `run` (a RunFolder or Run).
+                    keep_last: int = 1, keep_steps: Iterable[int | None] = ()) -> Path:
+    """Save a complete, resumable checkpoint of `model` at `step` into `run`, then `prune` the rest.
 
     The folder is `save_pretrained` output (safetensors) + tokenizer + training state; it appears
-    as `checkpoints/step-N` only once complete, and only the newest `keep_last` are kept, plus
-    any at `keep_steps` (a fine-tuning run's best evaluation).
+    as `checkpoints/step-N` only once complete (the store renames a temporary folder into place).
     """
     folder = getattr(run, "folder", run)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves its original
-    with folder.writing_checkpoint(step, keep_last=keep_last, keep_steps=keep_steps) as tmp:
+    with folder.writing_checkpoint(step) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         save_training_state(tmp, step, optimizer, scheduler, state)
+    prune(run, keep_last, keep_steps)
     return folder.path / "checkpoints" / f"step-{step:08d}"
+
+
+def is_resumable(checkpoint: Path) -> bool:
+    return (Path(checkpoint) / STATE_JSON).is_file() and (Path(checkpoint) / STATE_TENSORS).is_file()
+
+
+def prune(run, keep_last: int = 1, keep_steps: Iterable[int | None] = ()) -> None:
+    """Keep the newest checkpoint whole (weights + optimizer state: what a resume needs), the
+    `keep_last - 1` before it and those at `keep_steps` (the best evaluation) as weights only,
+    and delete the others. The JSON half of the training state goes first, so a kill halfway
+    leaves a folder that no resume mistakes for a whole one."""
+    checkpoints = run.checkpoints()  # (step, folder), oldest first
+    if not checkpoints:
+        return
+    keep = {s for s in keep_steps if s is not None}
+    newest = checkpoints[-1][0]
+    recent = {s for s, _ in checkpoints[-max(1, keep_last):]}
+    for step, path in checkpoints:
+        if step == newest:
+            continue
+        if step in recent or step in keep:
+            for name in (STATE_JSON, STATE_TENSORS):
+                (path / name).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def resumable_checkpoint(run) -> Path | None:
+    """The newest checkpoint that holds a whole training state, or None (resume from step 0)."""
+    for _, path in reversed(run.checkpoints()):
+        if is_resumable(path):
+            return path
+    return None
+
+
+def disk_mb(path: str | Path) -> float:
+    """Size of everything under `path` in MB (10^6 bytes)."""
+    total = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    return round(total / 1e6, 2)
 
 
 def load_model_weights(folder: str | Path, model) -> None:

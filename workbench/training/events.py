@@ -123,15 +123,18 @@ class MetricsLogger:
     """Append every "step" and "eval" event's metrics to the run folder's `metrics.jsonl`.
 
     Each row is `{"step", "kind", "time", **metrics}` (non-numeric metrics are dropped), so
-    `RunFolder.metrics()` returns one tidy frame with a `kind` column ("step" or "eval").
+    `Run.metrics()` returns one tidy frame with a `kind` column ("step" or "eval"). `skip`: the
+    (kind, step) rows already in the log (a resumed run's rows at its restored step), not written
+    again.
     """
 
-    def __init__(self, run, kinds: tuple[str, ...] = ("step", "eval")):
-        self.run = getattr(run, "folder", run)  # a Run or a store.RunFolder
+    def __init__(self, run, kinds: tuple[str, ...] = ("step", "eval"), skip=()):
+        self.run = run
         self.kinds = kinds
+        self.skip = set(skip)
 
     def __call__(self, event: Event) -> None:
-        if event.kind not in self.kinds:
+        if event.kind not in self.kinds or (event.kind, event.step) in self.skip:
             return
         row = {"step": event.step, "kind": event.kind, "time": event.time}
         for k, v in event.metrics.items():

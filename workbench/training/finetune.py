@@ -1,109 +1,53 @@
 """Fine-tuning an encoder for sequence classification or regression: `finetune(lm, data, config=...)`.
 
-One loop you can read top to bottom (`_Trainer.fit`): read and check the table (`tables`), build a
-classifier on the encoder's weights, then for each optimiser step run `grad_accumulation`
-micro-batches that are grouped by length and padded only to their own longest row, under bf16
-autocast on a GPU with sdpa attention. Every event (step, eval, checkpoint, end) goes to the
-callbacks (`events`); the run folder's metrics log is one of them. Checkpoints (`checkpoint`) hold
-the model, tokenizer, optimizer, scheduler, RNG states and the position in the epoch, so
-`finetune(..., resume=run)` after a SIGKILL continues at the same step with the same optimizer
-state and the same batch order. A `StopFlag` stops gracefully: finish the step, save, mark the run
-"stopped".
+This file holds only what is particular to fine-tuning: the data (read and check the table,
+`tables`; batches grouped by length and padded only to their own longest row), the model (a
+classifier head on the encoder's weights, sdpa attention), the loss (the model's own) and the
+evaluation (loss and task metrics on the validation split; the best evaluation's weights are
+kept, and early stopping reads them). Processes, device, precision, optimizer (`engine`), the
+schedule (`schedule`), the run lifecycle, checkpoints and the resume rule (`spine`) are the spine
+both loops share: `finetune(..., resume=run)` after a SIGKILL continues at the same step with the
+same optimizer state and batch order; a run killed before its first checkpoint starts over.
 
-Several GPUs: launch the same script with `accelerate launch --num_processes N script.py` (or
-`torchrun --nproc_per_node N`); each process then takes every N-th batch and accelerate's DDP
-averages the gradients. Only the main process writes the run folder.
+Several GPUs: `accelerate launch --num_processes N -m workbench finetune ...` (or torchrun);
+each process takes every N-th batch and DDP averages the gradients. Only rank 0 writes the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from ..config import ConfigBase, require
-from ..device import describe_machine, resolve_device
+from ..device import describe_machine
 from ..errors import InputError
 from ..models import LM, load
-from .checkpoint import load_training_state, save_checkpoint
-from .events import Callback, Event, MetricsLogger, ProgressBar, StopFlag, emit
-from .metrics import CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, task_metrics
+from .checkpoint import load_training_state, resumable_checkpoint
+from .configs import FineTuneConfig
+from .engine import Engine, clip_gradients, make_optimizer
+from .events import Callback, StopFlag
+from .metrics import HIGHER_IS_BETTER, task_metrics
 from .run import Run
-from .tables import (LABEL, TASKS, TaskData, check_max_length, load_task_data, tokenize)
+from .schedule import make_scheduler
+from .spine import RunHold, Spine, open_for_resume, resume_config
+from .tables import LABEL, TaskData, check_max_length, load_task_data, tokenize
 
 KIND = "finetune"
-PRECISIONS = ("auto", "fp32", "bf16")
-_EVAL_METRICS = {"eval_loss"} | {f"eval_{m}" for m in CLASSIFICATION_METRICS + REGRESSION_METRICS}
 # config fields that may differ when a run is resumed (they do not change what is computed)
-_RESUME_FREE = {"eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "device"}
+_RESUME_FREE = ("eval_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
+                "log_every", "device")
 
 
-@dataclass(frozen=True)
-class FineTuneConfig(ConfigBase):
-    """How to fine-tune. Defaults follow the RoBERTa paper's GLUE recipe where it gives one."""
-
-    # data
-    text_column: str = "text"              # column with the (first) sentence
-    pair_column: str | None = None         # column with the second sentence of a pair, if any
-    label_column: str = "label"
-    task: str = "auto"                     # "auto", "classification" or "regression"
-    validation_split: float = 0.1          # fraction held out when only one table is given
-    max_length: int = 128                  # tokens per example (pair included), at most the model's
-    # optimisation
-    learning_rate: float = 2e-5
-    batch_size: int = 32                   # examples per micro-batch (per process)
-    grad_accumulation: int = 1             # micro-batches per optimiser step
-    epochs: int = 3
-    max_steps: int | None = None           # optimiser steps; overrides epochs when set
-    warmup_ratio: float = 0.06             # linear warm-up over this fraction of the steps ...
-    warmup_steps: int = 0                  # ... or over this many steps when > 0
-    weight_decay: float = 0.1              # AdamW, not applied to biases and LayerNorm weights
-    max_grad_norm: float = 1.0             # gradient clipping (0 = off)
-    seed: int = 0
-    precision: str = "auto"                # "auto" (bf16 on a GPU that has it, else fp32), "fp32", "bf16"
-    device: str = "auto"
-    # bookkeeping
-    eval_every: int = 0                    # optimiser steps between evaluations (0 = each epoch)
-    checkpoint_every: int = 0              # steps between checkpoints (0 = at each evaluation)
-    keep_checkpoints: int = 2              # newest checkpoints kept on disk
-    early_stopping_patience: int = 0       # evaluations without improvement before stopping (0 = off)
-    early_stopping_metric: str = "eval_loss"
-    log_every: int = 10                    # steps between train-loss events
-
-    def validate(self) -> None:
-        require(self.task in TASKS, f"task={self.task!r}; use one of {list(TASKS)}")
-        require(0.0 < self.validation_split < 1.0,
-                f"validation_split={self.validation_split}; use a fraction in (0, 1)")
-        require(2 <= self.max_length <= 100_000, f"max_length={self.max_length}; use 2..model max")
-        require(0.0 < self.learning_rate < 1.0,
-                f"learning_rate={self.learning_rate}; use a positive value such as 2e-5")
-        require(self.batch_size >= 1, f"batch_size={self.batch_size}; use 1 or more")
-        require(self.grad_accumulation >= 1,
-                f"grad_accumulation={self.grad_accumulation}; use 1 or more")
-        require(self.epochs >= 1 or self.max_steps is not None,
-                f"epochs={self.epochs}; use 1 or more, or set max_steps")
-        require(self.max_steps is None or self.max_steps >= 1,
-                f"max_steps={self.max_steps}; use None (train for `epochs`) or 1 or more")
-        require(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio={self.warmup_ratio}; use [0, 1)")
-        require(self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps}; use 0 or more")
-        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay}; use 0 or more")
-        require(self.max_grad_norm >= 0, f"max_grad_norm={self.max_grad_norm}; use 0 (off) or more")
-        require(self.precision in PRECISIONS,
-                f"precision={self.precision!r}; use one of {list(PRECISIONS)}")
-        for name in ("eval_every", "checkpoint_every", "early_stopping_patience"):
-            require(getattr(self, name) >= 0, f"{name}={getattr(self, name)}; use 0 (off) or more")
-        require(self.keep_checkpoints >= 1, f"keep_checkpoints={self.keep_checkpoints}; use 1+")
-        require(self.log_every >= 1, f"log_every={self.log_every}; use 1 or more")
-        require(self.early_stopping_metric in _EVAL_METRICS,
-                f"early_stopping_metric={self.early_stopping_metric!r}; use one of "
-                f"{sorted(_EVAL_METRICS)}")
+def default_learning_rate(model_config) -> float:
+    """The peak learning rate `learning_rate=0` stands for: 2e-5 for models of hidden size 768 or
+    more (roberta-base; the RoBERTa paper's GLUE runs used 1e-5..3e-5), 1e-4 for smaller ones (the
+    embedded 6x384 demo model barely moves at 2e-5; notebook 06 measured 1e-4 best, 1e-3 unstable)."""
+    return 2e-5 if getattr(model_config, "hidden_size", 768) >= 768 else 1e-4
 
 
 # ----------------------------------------------------------------------------- batching
@@ -192,85 +136,15 @@ def _build_classifier(lm: LM, data: TaskData, seed: int) -> torch.nn.Module:
     return model
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _linear_schedule(optimizer, warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-class _Engine:
-    """One process, or several through accelerate (when launched with `accelerate launch`/torchrun)."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.accelerator = None
-        if self.world > 1:
-            from accelerate import Accelerator
-
-            # precision is handled by our own autocast, so accelerate never has to change it
-            cpu = device == "cpu" or not torch.cuda.is_available()  # gloo on CPU, nccl on GPUs
-            self.accelerator = Accelerator(mixed_precision="no", cpu=cpu)
-            self.device = self.accelerator.device
-            self.rank = self.accelerator.process_index
-        else:
-            self.device = resolve_device(device)
-            self.rank = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def prepare(self, model, optimizer):
-        if self.accelerator is None:
-            return model.to(self.device), optimizer
-        return self.accelerator.prepare(model, optimizer)
-
-    def unwrap(self, model):
-        return model if self.accelerator is None else self.accelerator.unwrap_model(model)
-
-    def no_sync(self, model, sync: bool):
-        if self.accelerator is None or sync:
-            return contextlib.nullcontext()
-        return self.accelerator.no_sync(model)
-
-    def backward(self, loss):
-        if self.accelerator is None:
-            loss.backward()
-        else:
-            self.accelerator.backward(loss)
-
-    def barrier(self) -> None:
-        if self.accelerator is not None:
-            self.accelerator.wait_for_everyone()
-
-    def shard(self, batches: list[list[int]]) -> list[list[int]]:
-        """This process's batches: every world-th one, the same count on every process."""
-        usable = len(batches) - len(batches) % self.world if len(batches) >= self.world else 0
-        return batches[self.rank:usable:self.world] if self.world > 1 else batches
-
-
 # ----------------------------------------------------------------------------- the loop
 
 class _Trainer:
-    def __init__(self, model, tokenizer, data: TaskData, config: FineTuneConfig, run: Run | None,
-                 engine: _Engine, callbacks: list[Callback], stop: StopFlag | None):
-        self.cfg, self.data, self.run, self.engine = config, data, run, engine
-        self.tokenizer, self.callbacks, self.stop = tokenizer, callbacks, stop
-        self.device = engine.device
-        self.dtype = _autocast_dtype(config.precision, self.device)
+    """The fine-tuning loop: model, optimizer, schedule and the position in the epochs."""
+
+    def __init__(self, model, tokenizer, data: TaskData, config: FineTuneConfig, engine: Engine,
+                 learning_rate: float):
+        self.cfg, self.data, self.engine, self.tokenizer = config, data, engine, tokenizer
+        self.device, self.learning_rate = engine.device, learning_rate
         self.train_ids = tokenize(tokenizer, data.train, config.max_length)
         self.val_ids = tokenize(tokenizer, data.validation, config.max_length)
         self.train_labels = data.train[LABEL].to_numpy()
@@ -284,18 +158,15 @@ class _Trainer:
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
         warmup = config.warmup_steps or int(round(config.warmup_ratio * self.total_steps))
         model.to(self.device)  # before the optimizer: fused AdamW wants its params on the GPU
-        optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay),
-                                      lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6,
-                                      fused=engine.device.type == "cuda")  # one kernel per step
-        self.scheduler = _linear_schedule(optimizer, warmup, self.total_steps)
-        self.raw_model, self.raw_optimizer = model, optimizer
+        self.raw_optimizer = make_optimizer(model, lr=learning_rate, weight_decay=config.weight_decay)
+        self.scheduler = make_scheduler(self.raw_optimizer, warmup, self.total_steps)
+        self.raw_model = model
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.pad_multiple = pad_multiple(self.device)
         self.state = {"epoch": 0, "group": 0, "best": None, "best_step": None, "bad_evals": 0,
-                      "examples": 0, "fingerprint": data.fingerprint()}
-        self.step = 0
+                      "examples": 0, "train_s": 0.0, "fingerprint": data.fingerprint()}
+        self.step, self.last_eval = 0, None
 
-    # ---- resume -------------------------------------------------------------------------------
     def restore(self, checkpoint) -> None:
         """Load weights, optimizer, scheduler, RNG states and the position in the data."""
         state = load_training_state(checkpoint, self.raw_model, self.raw_optimizer, self.scheduler)
@@ -305,21 +176,6 @@ class _Trainer:
                              "same table and columns to resume, or start a new run")
         self.step = int(state.pop("step"))
         self.state.update(state)
-
-    # ---- events -------------------------------------------------------------------------------
-    def _emit(self, kind: str, **metrics) -> None:
-        if self.engine.is_main:
-            emit(self.callbacks, Event(kind, self.step, self.total_steps, metrics,
-                                       run_id=self.run.id if self.run else None))
-
-    def _save(self) -> None:
-        if self.engine.is_main and self.run is not None:
-            path = save_checkpoint(self.run, self.step, self.engine.unwrap(self.model),
-                                   self.tokenizer, self.raw_optimizer, self.scheduler,
-                                   dict(self.state), keep_last=self.cfg.keep_checkpoints,
-                                   keep_steps=[self.state.get("best_step")])
-            self._emit("checkpoint", path=str(path))
-        self.engine.barrier()
 
     # ---- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -336,7 +192,7 @@ class _Trainer:
             rows = order[start:start + size]
             batch = collate(self.val_ids, self.val_labels, rows, self.pad_id, self.device,
                             self.pad_multiple, self.cfg.max_length)
-            with self._autocast():
+            with self.engine.autocast():
                 out = model(**batch)
             loss_sum += float(out.loss) * len(rows)
             logits = out.logits.float()  # (B, num_labels)
@@ -360,110 +216,110 @@ class _Trainer:
             return True
         return False
 
-    def _autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
     # ---- training -----------------------------------------------------------------------------
-    def fit(self) -> str:
+    def _groups(self, epoch: int) -> list[list[list[int]]]:
+        """This process's batches of `epoch`, `grad_accumulation` to an optimiser step."""
+        cfg = self.cfg
+        mine = self.engine.shard(length_grouped_batches(self.lengths, cfg.batch_size, cfg.seed + epoch))
+        return [mine[i:i + cfg.grad_accumulation] for i in range(0, len(mine), cfg.grad_accumulation)]
+
+    def _train_step(self, group: list[list[int]]) -> tuple[torch.Tensor, int]:
+        """One optimiser step over `group`'s micro-batches; (summed loss on the device, examples)."""
+        total, examples = torch.zeros((), device=self.device), 0
+        for k, rows in enumerate(group):
+            batch = collate(self.train_ids, self.train_labels, rows, self.pad_id, self.device,
+                            self.pad_multiple, self.cfg.max_length)
+            with self.engine.no_sync(self.model, sync=k == len(group) - 1), self.engine.autocast():
+                loss = self.model(**batch).loss / len(group)
+            self.engine.backward(loss)
+            total += loss.detach().float()
+            examples += len(rows)
+        clip_gradients(self.model, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.state["group"] += 1
+        self.state["examples"] += examples * self.engine.world
+        return total, examples
+
+    def _evaluate_now(self, spine: Spine, eval_every: int) -> str | None:
+        """Evaluate if due; returns 'early_stopped' when patience ran out. Sets `self.improved`."""
+        self.improved = False
+        if self.step % eval_every and self.step != self.total_steps:
+            return None
+        self.last_eval = self.evaluate()
+        spine.emit("eval", self.step, **self.last_eval)
+        self.improved = self._improved(self.last_eval)
+        self.state["bad_evals"] = 0 if self.improved else self.state["bad_evals"] + 1
+        patience = self.cfg.early_stopping_patience
+        return "early_stopped" if patience and self.state["bad_evals"] >= patience else None
+
+    def fit(self, spine: Spine, stop: StopFlag | None) -> str:
         """Train to the end (or early stop / stop request); return the final run status."""
         cfg, engine = self.cfg, self.engine
         self.model, self.optimizer = engine.prepare(self.raw_model, self.raw_optimizer)
         self.model.train()
-        self._emit("start", resumed_from=self.step, examples=len(self.lengths))
-        status, last_eval = "completed", None
-        # the running loss stays on the device: reading it every step would stall a GPU
-        window_loss = torch.zeros((), device=self.device)
-        window_n, window_examples, window_start = 0, 0, time.perf_counter()
         eval_every = cfg.eval_every or self.steps_per_epoch
         ckpt_every = cfg.checkpoint_every or eval_every
-        while self.step < self.total_steps and status == "completed":
-            epoch = self.state["epoch"]
-            mine = engine.shard(length_grouped_batches(self.lengths, cfg.batch_size, cfg.seed + epoch))
-            groups = [mine[i:i + cfg.grad_accumulation]
-                      for i in range(0, len(mine), cfg.grad_accumulation)]
+        window = [torch.zeros((), device=self.device), 0, 0, time.perf_counter()]  # loss, n, ex, t0
+        while self.step < self.total_steps:
+            epoch, groups = self.state["epoch"], self._groups(self.state["epoch"])
             while self.state["group"] < len(groups) and self.step < self.total_steps:
-                group = groups[self.state["group"]]
-                for k, rows in enumerate(group):
-                    batch = collate(self.train_ids, self.train_labels, rows, self.pad_id,
-                                    self.device, self.pad_multiple, cfg.max_length)
-                    with engine.no_sync(self.model, sync=k == len(group) - 1), self._autocast():
-                        loss = self.model(**batch).loss / len(group)
-                    engine.backward(loss)
-                    window_loss += loss.detach().float()
-                    window_examples += len(rows)
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                window_n += 1
-                self.state["group"] += 1
-                self.state["examples"] += sum(len(r) for r in group) * engine.world
+                t0 = time.perf_counter()
+                loss, examples = self._train_step(groups[self.state["group"]])
+                self.state["train_s"] += time.perf_counter() - t0
+                window = [window[0] + loss, window[1] + 1, window[2] + examples, window[3]]
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                    elapsed = time.perf_counter() - window_start
-                    self._emit("step", loss=float(window_loss) / window_n,
-                               lr=self.scheduler.get_last_lr()[0],
-                               epoch=epoch + self.state["group"] / len(groups),
-                               examples_per_s=window_examples * engine.world / max(elapsed, 1e-9))
-                    window_loss.zero_()
-                    window_n, window_examples = 0, 0
-                    window_start = time.perf_counter()
-                at_eval = self.step % eval_every == 0 or self.step == self.total_steps
-                improved = False
-                if at_eval:
-                    last_eval = self.evaluate()
-                    self._emit("eval", **last_eval)
-                    improved = self._improved(last_eval)
-                    self.state["bad_evals"] = 0 if improved else self.state["bad_evals"] + 1
-                    if cfg.early_stopping_patience and self.state["bad_evals"] >= cfg.early_stopping_patience:
-                        status = "early_stopped"
-                stopping = self.stop is not None and self.stop.requested
-                if stopping and status == "completed":
-                    status = "stopped"
+                    window = self._log(spine, window, epoch + self.state["group"] / len(groups))
+                status = self._evaluate_now(spine, eval_every)
+                stopped = engine.agree([stop is not None and stop.requested])[0]
+                status = status or ("stopped" if stopped else None)
                 # the best evaluation's weights are always saved (and kept): wb.load(run) opens them
-                if (self.step % ckpt_every == 0 or status != "completed"
-                        or self.step == self.total_steps or improved):
-                    self._save()
-                if status != "completed":
-                    break
+                if (status or self.improved or self.step == self.total_steps
+                        or spine.checkpoint_due(self.step, ckpt_every)):
+                    self._save(spine)
+                if status:
+                    return status
             if self.state["group"] >= len(groups):
                 self.state["epoch"] += 1
                 self.state["group"] = 0
-        if status in ("completed", "early_stopped") and last_eval is None:
-            last_eval = self.evaluate()  # e.g. resumed exactly at the end
-            self._emit("eval", **last_eval)
-        self.final_eval = last_eval or {}
-        return status
+        return "completed"
 
+    def _log(self, spine: Spine, window: list, epoch: float) -> list:
+        """Emit the mean train loss of the steps since the last row; return a fresh window."""
+        loss, n, examples, start = window
+        elapsed = time.perf_counter() - start
+        spine.emit("step", self.step, loss=float(loss) / n, lr=self.scheduler.get_last_lr()[0],
+                   epoch=epoch, examples_per_s=examples * self.engine.world / max(elapsed, 1e-9))
+        return [torch.zeros((), device=self.device), 0, 0, time.perf_counter()]
 
-def _autocast_dtype(precision: str, device: torch.device):
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
+    def _save(self, spine: Spine) -> None:
+        spine.save(self.step, self.model, self.tokenizer, self.raw_optimizer, self.scheduler,
+                   self.state, keep_last=self.cfg.keep_checkpoints,
+                   keep_steps=[self.state.get("best_step")])
+
+    def finish(self, spine: Spine, status: str) -> None:
+        """A last evaluation if none was made (resumed at the end), then the summary."""
+        if status in ("completed", "early_stopped") and self.last_eval is None:
+            self.last_eval = self.evaluate()
+            spine.emit("eval", self.step, **self.last_eval)
+        final = self.last_eval or {}
+        summary = {"task": self.data.task, "num_labels": self.data.num_labels,
+                   "epochs": round(self.step / self.steps_per_epoch, 3),
+                   "train_examples": len(self.data.train),
+                   "validation_examples": len(self.data.validation),
+                   "examples_seen": self.state["examples"], "train_s": round(self.state["train_s"], 2),
+                   "learning_rate": self.learning_rate, **final}
+        if self.state["best"] is not None:
+            summary[f"best_{self.cfg.early_stopping_metric}"] = self.state["best"]
+            summary["best_step"] = self.state.get("best_step")
+        spine.finish(status, self.step, summary, final)
 
 
 # ----------------------------------------------------------------------------- entry point
 
-def _check_resume_config(stored: FineTuneConfig, given: FineTuneConfig | None) -> FineTuneConfig:
-    if given is None:
-        return stored
-    a, b = stored.to_dict(), given.to_dict()
-    changed = sorted(k for k in a if a[k] != b[k] and k not in _RESUME_FREE)
-    if changed:
-        raise InputError(f"resume with a different config: {changed} differ from the run's "
-                         f"({ {k: a[k] for k in changed} }); omit config= to reuse the run's, or "
-                         "start a new run")
-    return given
-
-
-def finetune(lm_or_name: LM | str | None, data: Any, *, config: FineTuneConfig | None = None,
+def finetune(lm_or_name: LM | str | None, data: Any = None, *, config: FineTuneConfig | None = None,
              resume: Run | str | os.PathLike | None = None, callbacks: Iterable[Callback] = (),
              stop: StopFlag | None = None, name: str | None = None, root: str | None = None,
              progress: bool = True) -> Run | None:
@@ -471,78 +327,108 @@ def finetune(lm_or_name: LM | str | None, data: Any, *, config: FineTuneConfig |
 
     `data`: a DataFrame, a CSV/TSV/JSONL path, a GLUE-style folder, a `datasets` Dataset or
     DatasetDict, or a hub name such as "glue/sst2"; columns named in `config`. Every check on the
-    data and on `max_length` runs before training. `resume`: a run (or its id/path) to continue
-    from its latest checkpoint; pass the same data. `callbacks` receive every `Event`; `stop`
-    ends the run gracefully. `root`: run store folder (default `$WORKBENCH_RUNS` or ./runs).
+    data and on `max_length` runs before the run folder exists. `resume`: a run (or its id/path)
+    to continue from its newest checkpoint, or from step 0 if it was killed before one; the model
+    and data default to the run's own (a table given by path or name; pass a DataFrame again).
+    `callbacks` receive every `Event`; `stop` ends the run gracefully. `root`: run store folder.
     On extra processes of a multi-GPU launch the function returns None.
 
     >>> run = finetune("demo", "data/sentiment/rotten_tomatoes.tsv",           # doctest: +SKIP
     ...                config=FineTuneConfig(epochs=1))
     >>> run.summary["eval_accuracy"], wb.load(run)                             # doctest: +SKIP
     """
-    run = Run.open(resume, root=root) if resume is not None else None
-    if run is not None:
-        if run.kind != KIND:
-            raise InputError(f"run {run.id} is a {run.kind!r} run; resume it with its own function")
-        config = _check_resume_config(FineTuneConfig.from_dict(run.config), config)
-    config = config or FineTuneConfig()
-    data_obj = load_task_data(data, text_column=config.text_column, pair_column=config.pair_column,
-                              label_column=config.label_column, task=config.task,
-                              validation_split=config.validation_split, seed=config.seed)
-    engine = _Engine(config.device)
-    checkpoint = run.checkpoints()[-1][1] if run is not None and run.checkpoints() else None
-    if checkpoint is not None:
-        lm = load(checkpoint, device="cpu", dtype="fp32", task="classifier")
-        base_name = run.info.get("base_model")
-    else:
-        if lm_or_name is None:
-            raise InputError("pass the model to fine-tune (an LM, a name or a folder)"
-                             + (f"; run {run.id} has no checkpoint to resume from" if run else ""))
-        lm = lm_or_name if isinstance(lm_or_name, LM) else load(lm_or_name, device="cpu",
-                                                                dtype="fp32")
-        base_name = (run.info.get("base_model") if run else None) or lm.path or lm.name
+    run = open_for_resume(resume, KIND, root) if resume is not None else None
+    with RunHold() as held:  # a resumed run is locked before anything is read or written
+        held.take(run)
+        return _finetune(run, held, lm_or_name, data, config, callbacks, stop, name=name,
+                         root=root, progress=progress)
+
+
+def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, name, root,
+              progress):
+    resumed = run is not None
+    if resumed:
+        config = resume_config(FineTuneConfig, run, config, _RESUME_FREE)
+    config = FineTuneConfig() if config is None else config
+    if not isinstance(config, FineTuneConfig):
+        raise InputError(f"config={config!r}; pass a FineTuneConfig")
+    data_obj = load_task_data(_data_source(data, run), text_column=config.text_column,
+                              pair_column=config.pair_column, label_column=config.label_column,
+                              task=config.task, validation_split=config.validation_split,
+                              seed=config.seed)
+    _check_labels(data_obj, config.label_column)
+    engine = Engine(config.device, config.precision)
+    checkpoint = resumable_checkpoint(run) if run is not None else None
+    lm, base_name = _base_model(lm_or_name, run, checkpoint)
     check_max_length(config.max_length, lm.config, lm.tokenizer)
     model = _build_classifier(lm, data_obj, config.seed)
-    tokenizer = lm.tokenizer
-
+    lr = config.learning_rate or default_learning_rate(lm.config)
     # tokenising and planning can still refuse the input: do it before the run folder exists
-    trainer = _Trainer(model, tokenizer, data_obj, config, None, engine, list(callbacks), stop)
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
+    trainer = _Trainer(model, lm.tokenizer, data_obj, config, engine, lr)
     if run is None and engine.is_main:
-        run = Run.create(KIND, config.to_dict(), name=name, base_model=str(base_name), root=root)
-    trainer.run = run
-    if engine.is_main:
-        trainer.callbacks = [MetricsLogger(run)] + trainer.callbacks
-        if progress:
-            trainer.callbacks.append(ProgressBar(desc=f"fine-tuning {run.name}"))
-        run.set_status("running", task=data_obj.task, label_names=data_obj.label_names,
-                       data=data_obj.source, fingerprint=data_obj.fingerprint(), pid=os.getpid(),
-                       total_steps=trainer.total_steps, device=str(engine.device),
-                       precision="bf16" if trainer.dtype == torch.bfloat16 else "fp32",
-                       processes=engine.world, attention=model.config._attn_implementation,
-                       machine=describe_machine())
-    started = time.time()
-    try:
-        status = trainer.fit()
-    except BaseException as err:
-        if engine.is_main:
-            run.set_status("interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
-                           error=f"{type(err).__name__}: {err}"[:500])
-            trainer._emit("error", message=f"{type(err).__name__}: {err}")
-        raise
-    if not engine.is_main:
-        return None
-    summary = {"task": data_obj.task, "num_labels": data_obj.num_labels, "steps": trainer.step,
-               "total_steps": trainer.total_steps,
-               "epochs": round(trainer.step / trainer.steps_per_epoch, 3),
-               "train_examples": len(data_obj.train), "validation_examples": len(data_obj.validation),
-               "examples_seen": trainer.state["examples"], "wall_s": round(time.time() - started, 2),
-               "status": status, **trainer.final_eval}
-    if trainer.state["best"] is not None:
-        summary[f"best_{config.early_stopping_metric}"] = trainer.state["best"]
-        summary["best_step"] = trainer.state.get("best_step")
-    run.write_summary(summary)
-    run.set_status(status)
-    trainer._emit("stopped" if status == "stopped" else "end", **trainer.final_eval)
-    return run
+        run = held.take(Run.create(KIND, config.to_dict(), name=name, base_model=str(base_name),
+                                   root=root))
+    with Spine(run if engine.is_main else None, engine, callbacks, total_steps=trainer.total_steps,
+               checkpoint_minutes=config.checkpoint_minutes,
+               progress=f"fine-tuning {run.name}" if progress and run is not None else None) as spine:
+        if checkpoint is not None:
+            trainer.restore(checkpoint)
+        spine.begin(trainer.step, config, resumed,
+                    task=data_obj.task, label_names=data_obj.label_names, data=data_obj.source,
+                    data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
+                    learning_rate=lr, attention=model.config._attn_implementation,
+                    machine=describe_machine())
+        status = trainer.fit(spine, stop)
+        trainer.finish(spine, status)
+    return run if engine.is_main else None
+
+
+def _data_ref(data: Any, run: Run | None) -> str | None:
+    """What `data` can be read from again on resume: its path or hub name (None for objects)."""
+    if data is None and run is not None:
+        return run.info.get("data_ref")
+    return str(data) if isinstance(data, (str, os.PathLike)) else None
+
+
+def _data_source(data: Any, run: Run | None) -> Any:
+    if data is not None:
+        return data
+    ref = run.info.get("data_ref") if run is not None else None
+    if ref is None:
+        raise InputError("pass the training data (a DataFrame, a CSV/TSV/JSONL path, a folder or "
+                         "a datasets name)" + (f"; run {run.id} was trained on "
+                                               f"{run.info.get('data', 'an object')}: pass it again"
+                                               if run is not None else ""))
+    return ref
+
+
+def _check_labels(data: TaskData, label_column: str) -> None:
+    """Regression targets must be finite numbers (an inf gives NaN metrics in a 'completed' run)."""
+    if data.task != "regression":
+        return
+    for split, frame in (("train", data.train), ("validation", data.validation)):
+        values = frame[LABEL].to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = ", ".join(map(str, list(frame.index[bad][:5])))
+            raise InputError(f"label column {label_column!r} of the {split} split holds "
+                             f"{int(bad.sum())} non-finite value(s) (rows {rows}): regression "
+                             "needs finite numbers; drop or fix those rows")
+
+
+def _base_model(lm_or_name, run: Run | None, checkpoint) -> tuple[LM, str]:
+    """The LM to start from and the base model's name: the checkpoint's classifier when resuming,
+    else `lm_or_name`, else (a run killed before its first checkpoint) the run's base model."""
+    if checkpoint is not None:
+        return load(checkpoint, device="cpu", dtype="fp32", task="classifier"), run.info.get("base_model")
+    if lm_or_name is None and run is not None:
+        lm_or_name = run.info.get("base_model")
+    if lm_or_name is None:
+        raise InputError("pass the model to fine-tune (an LM, a name or a folder)")
+    lm = lm_or_name if isinstance(lm_or_name, LM) else load(lm_or_name, device="cpu", dtype="fp32")
+    base = (run.info.get("base_model") if run is not None else None) or lm.path or lm.name
+    return lm, base
+
+
+__all__ = ["FineTuneConfig", "finetune", "collate", "length_grouped_batches", "pad_multiple",
+           "default_learning_rate", "KIND"]

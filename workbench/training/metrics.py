@@ -16,9 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "mcc")
-REGRESSION_METRICS = ("pearson", "spearman", "mse")
+from .configs import CLASSIFICATION_METRICS, REGRESSION_METRICS
 # metrics where a larger value is better (everything else, e.g. loss and mse, is lower-is-better)
 HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "mcc", "pearson", "spearman"})
 

@@ -1,0 +1,159 @@
+"""The run lifecycle that pretraining and fine-tuning share: one resume rule, one status machine.
+
+    run = open_for_resume(resume, kind, root)   # or Run.create(...) for a new run
+    with RunHold() as hold: hold.take(run)      # run.lock() for the life of the process
+    spine = Spine(run, engine, callbacks, ...)  # TF32 scope, events, checkpoints
+    spine.begin(restored_step, **info)          # truncate metrics, status "running", "start" event
+    ... spine.emit("step", step, loss=...); spine.checkpoint_due(step, every) -> spine.save(...)
+    spine.finish(status, step, summary)         # summary with the shared keys, final status
+
+Resume rule (both loops): a run resumes from its newest whole checkpoint (`resumable_checkpoint`),
+or, when it was killed before its first one, from step 0 with the same id and config. Either way
+the metric rows after the restored step are dropped first and rows already logged at that step
+are not written again, so no step appears twice; taking the run's lock removes a killed
+checkpoint's temporary folder. The lock is held for the whole life of the training process. Only the fields a
+task lists as free (budgets, intervals, the machine) may change on resume.
+
+Statuses: created -> running -> completed | stopped | early_stopped | interrupted (Ctrl-C) |
+failed. Summary keys shared by both loops: steps, total_steps, status, wall_s (this session's wall
+time), train_s (training time over all sessions), precision, processes, disk_mb (the run folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterable
+
+from ..errors import InputError
+from .checkpoint import disk_mb, save_checkpoint
+from .engine import Engine
+from .events import Callback, Event, MetricsLogger, ProgressBar, emit
+from .run import Run
+
+HEARTBEAT_S = 30.0  # run.json's "heartbeat" is rewritten at most this often while running
+
+
+def open_for_resume(resume, kind: str, root) -> Run:
+    """The run to resume, checked to be of `kind`."""
+    run = Run.open(resume, root=root)
+    if run.kind != kind:
+        raise InputError(f"run {run.id} is a {run.kind!r} run; resume it with "
+                         f"wb.{'pretrain' if run.kind == 'pretrain' else 'finetune'}")
+    return run
+
+
+class RunHold(contextlib.ExitStack):
+    """Holds a run's writer lock from `take(run)` until the block ends: for a resumed run from
+    before anything is read, for a new run from its creation (the lock is not re-entrant)."""
+
+    def take(self, run: Run | None) -> Run | None:
+        if run is not None:
+            self.enter_context(run.lock())
+        return run
+
+
+def resume_config(cls, run: Run, requested, free: Iterable[str]):
+    """The run's saved config with the `requested` changes (a config, or a dict of fields), which
+    may touch only the `free` fields (`Spine.begin` writes the result to config.json)."""
+    saved = cls.from_dict({k: v for k, v in run.config.items() if not k.startswith("_")})
+    if requested is None:
+        return saved
+    asked = requested if isinstance(requested, dict) else requested.to_dict()
+    changes = {k: v for k, v in asked.items() if v != getattr(saved, k, None)}
+    refused = sorted(k for k in changes if k not in free)
+    if refused:
+        raise InputError(f"resuming run {run.id} cannot change {refused} (saved: "
+                         f"{ {k: getattr(saved, k, None) for k in refused} }; only {sorted(free)} may "
+                         "change); omit them to reuse the run's config, or start a new run")
+    return saved.replace(**changes) if changes else saved
+
+
+class Spine:
+    """One process's part in a run: lock, events, heartbeat, checkpoints, status and summary.
+
+    On processes other than rank 0 of a multi-process launch `run` is None: events, checkpoints
+    and the summary are rank 0's alone."""
+
+    def __init__(self, run: Run | None, engine: Engine, callbacks: Iterable[Callback], *,
+                 total_steps: int, checkpoint_minutes: float = 0.0, progress: str | None = None):
+        self.run, self.engine, self.total_steps = run, engine, total_steps
+        self.checkpoint_s = checkpoint_minutes * 60
+        self.callbacks = list(callbacks)
+        if run is not None:
+            self.logger = MetricsLogger(run)
+            self.callbacks.insert(0, self.logger)
+            if progress:
+                self.callbacks.append(ProgressBar(desc=progress))
+        self._stack = contextlib.ExitStack()
+        self.started = time.time()
+        self._last_save = self._last_beat = time.monotonic()
+
+    # ---- life ---------------------------------------------------------------------------------
+    def __enter__(self) -> "Spine":
+        self._stack.enter_context(self.engine.tf32())
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        try:
+            if err is not None and self.run is not None:
+                status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+                self.run.set_status(status, error=f"{type(err).__name__}: {err}"[:500])
+            if err is not None:
+                self.emit("error", getattr(self, "step", 0), message=f"{type(err).__name__}: {err}")
+        finally:
+            self._stack.close()
+        return False
+
+    def begin(self, step: int, config, resumed: bool, **info) -> None:
+        """Drop metric rows after `step` (the restored step, 0 when starting over), record the
+        config (a resume may have changed its free fields), mark the run running."""
+        self.step = step
+        if self.run is not None:
+            if resumed:  # rows after `step` go; those at `step` stay and are not written twice
+                self.run.write_config(config.to_dict())
+                self.run.truncate_metrics(step)
+                rows = self.run.metrics()
+                if len(rows):
+                    at = rows[rows["step"] == step]
+                    self.logger.skip = set(zip(at["kind"], at["step"].astype(int)))
+            self.run.set_status("running", total_steps=self.total_steps,
+                                device=str(self.engine.device), precision=self.engine.precision,
+                                processes=self.engine.world, heartbeat=time.time(), **info)
+        self.emit("start", step, resumed_from=step)
+
+    def finish(self, status: str, step: int, summary: dict, final: dict) -> None:
+        """Write the summary (shared keys + `summary`), the final status, the last event."""
+        if self.run is not None:
+            self.run.write_summary({
+                "steps": step, "total_steps": self.total_steps, "status": status,
+                "wall_s": round(time.time() - self.started, 2), "precision": self.engine.precision,
+                "processes": self.engine.world, **summary, "disk_mb": disk_mb(self.run.path)})
+            self.run.set_status(status)
+        self.emit("stopped" if status == "stopped" else "end", step, **final)
+
+    # ---- during the run -------------------------------------------------------------------------
+    def emit(self, kind: str, step: int, **metrics) -> None:
+        self.step = step
+        if self.run is None:
+            return
+        emit(self.callbacks, Event(kind, step, self.total_steps, metrics, run_id=self.run.id))
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_S and kind != "error":
+            self._last_beat = now
+            self.run.set_status("running", heartbeat=time.time())
+
+    def checkpoint_due(self, step: int, every: int) -> bool:
+        """Every `every` steps, or when `checkpoint_minutes` have passed since the last save."""
+        late = self.checkpoint_s > 0 and time.monotonic() - self._last_save >= self.checkpoint_s
+        return step % every == 0 or late
+
+    def save(self, step: int, model, tokenizer, optimizer, scheduler, state: dict,
+             keep_last: int = 1, keep_steps=()) -> None:
+        """A whole checkpoint at `step` (rank 0 only; the others go on to the next all-reduce)."""
+        self._last_save = time.monotonic()
+        if self.run is None:
+            return
+        path = save_checkpoint(self.run, step, self.engine.unwrap(model), tokenizer, optimizer,
+                               scheduler, dict(state), keep_last=keep_last, keep_steps=keep_steps)
+        self.emit("checkpoint", step, path=str(path))
