@@ -312,6 +312,19 @@ def test_qk_view_click_selects_that_token_for_every_token(tiny_lm, drop, merge):
         assert w.canvas.selected == [p] and expected in html.unescape(w.selection.value)
 
 
+def test_head_explorer_open_views_follow_the_clicked_head(tiny_lm):
+    """Issue 17.4: once the attention views are open, clicking another head shows that head."""
+    texts = ["The cat sat on the mat.", "A dog barked at the mailman.", "Birds sing at dawn."]
+    h = wb.widgets.HeadExplorer(tiny_lm, texts, examples=2)
+    h.select(0, 0)
+    views = h.open_views()
+    assert (views.layer.value, views.head.value) == (0, 0)
+    h.select(1, 3)
+    assert h.explorer is views and (views.layer.value, views.head.value) == (1, 3)
+    assert views.text.value.splitlines() == [texts[i] for i in h.ranked]
+    assert views.frame()["layer"].unique().tolist() == [1]
+
+
 def test_explorer_rerun_and_export(explorer, tmp_path):
     explorer.text.value = "Only one text now."
     explorer.run_button.click()

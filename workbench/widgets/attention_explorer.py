@@ -22,8 +22,9 @@ from .. import figures
 from ..analysis.attention import ALL, AttentionCapture, attention_qk, capture_attention
 from ..analysis.attention_modes import FLOW_MAX_TOKENS, MODES
 from ..errors import InputError, WorkbenchError
-from ..models import LM
+from ..models import LM, as_lm_dict
 from ..plots.attention import attention_heatmap
+from .common import check_choice, check_options
 from ..views.attention import head_payload, model_payload, qk_payload, static_js
 
 VIEWS = [("heatmap", "heatmap"), ("head view", "head"), ("model view", "model"),
@@ -57,7 +58,15 @@ def _parse(text: str) -> list[str | tuple[str, str]]:
 class AttentionExplorer(widgets.VBox):
     """Explore attention of `lm` on one or more texts (one per line; `A || B` for a pair)."""
 
-    def __init__(self, lm: LM, texts=None, *, view: str = "heatmap", mode: str = "weights"):
+    def __init__(self, lm: LM, texts=None, *, view: str = "heatmap", mode: str = "weights",
+                 **options):
+        check_options("AttentionExplorer", options, ["texts", "view", "mode"])
+        as_lm_dict(lm)  # InputError naming `lm` for anything but a loaded model
+        check_choice("view", view, [v for _, v in VIEWS], "AttentionExplorer")
+        check_choice("mode", mode, list(MODES), "AttentionExplorer")
+        if texts is not None and not isinstance(texts, (str, tuple, list)):
+            raise InputError(f"AttentionExplorer(texts={texts!r}): pass a text, a list of texts "
+                             "or (a, b) pairs")
         self.lm = lm
         self.captures: list[AttentionCapture] = []
         self.forward_count = 0          # model runs so far (option changes must not add any)

@@ -15,9 +15,9 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..analysis.attribution import METHODS, attribute
-from ..errors import WorkbenchError
+from ..errors import InputError, WorkbenchError
 from ..plots.representations import attribution_strip
-from .common import placeholder
+from .common import check_choice, placeholder
 from .probe_lab import replace_figure
 
 
@@ -33,6 +33,10 @@ class AttributionView(widgets.VBox):
 
     def __init__(self, lm, text: str, target=None, *, methods=METHODS, level: str = "word",
                  n_steps: int = 50):
+        if not isinstance(text, str):
+            raise InputError(f"AttributionView(text={text!r}): pass the text to explain")
+        check_choice("level", level, ["token", "word"], "AttributionView")
+        check_choice("n_steps", n_steps, range(2, 301), "AttributionView (2..300)")
         self.lm = lm
         self.result = None
         self.text = widgets.Textarea(value=text, description="text",

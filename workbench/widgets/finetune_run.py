@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import InputError
-from ..models import load
+from ..models import LM, load
 from ..plots.labels import plot_text
 from ..plots.training import compare_runs
 from ..store import runs as list_runs
@@ -46,6 +46,12 @@ class FineTuneRun(widgets.VBox):
 
     def __init__(self, model: Any = "demo", data: Any = None, *,
                  config: FineTuneConfig | None = None, root: str | None = None):
+        if config is not None and not isinstance(config, FineTuneConfig):
+            raise InputError(f"FineTuneRun(config={config!r}): pass a FineTuneConfig, e.g. "
+                             "wb.FineTuneConfig(epochs=1)")
+        if not isinstance(model, (str, Path, LM)):
+            raise InputError(f"FineTuneRun(model={model!r}): pass a model name, a folder or an "
+                             "LM from wb.load(...)")
         cfg = config or FineTuneConfig()
         self.lm = model if not isinstance(model, (str, Path)) else None
         self.data = data

@@ -23,7 +23,8 @@ from ..models import LM
 from ..plots.attention import attention_heatmap
 from ..plots.heads import LABELS, head_heatmap
 from ..plots.labels import plot_text
-from .attention_explorer import AttentionExplorer
+from .attention_explorer import AttentionExplorer, _parse
+from .common import check_choice
 
 
 class HeadExplorer(widgets.VBox):
@@ -31,6 +32,7 @@ class HeadExplorer(widgets.VBox):
 
     def __init__(self, lm: LM, texts, *, statistic: str = S.ATTN_BOS, examples: int = 3,
                  max_texts: int = 200, batch_size: int = 32, stats=None):
+        check_choice("statistic", statistic, STATS, "HeadExplorer")
         self.lm = lm
         self.texts = as_text_list(texts)
         self.max_texts = max_texts
@@ -116,13 +118,21 @@ class HeadExplorer(widgets.VBox):
         self.status.value = (f"<b>layer {layer}, head {head}</b>: {html.escape(LABELS.get(stat, stat))}"
                              f" = {overall:.3f} over the corpus; strongest texts shown below.")
         self.open_button.disabled = False
+        if self.explorer is not None:  # the open attention views follow the clicked head
+            self.open_views()
 
     def open_views(self) -> AttentionExplorer | None:
         """The selected head on its strongest texts in an `AttentionExplorer` (head view)."""
         if self.selected is None:
             return None
         layer, head = self.selected
-        self.explorer = AttentionExplorer(self.lm, [self.texts[i] for i in self.ranked], view="head")
-        self.explorer.layer.value, self.explorer.head.value = layer, head
+        texts = [self.texts[i] for i in self.ranked]
+        if self.explorer is None:
+            self.explorer = AttentionExplorer(self.lm, texts, view="head")
+        elif _parse(self.explorer.text.value) != texts:
+            self.explorer.text.value = "\n".join(texts)
+            self.explorer.run()
+        with self.explorer.hold_trait_notifications():
+            self.explorer.layer.value, self.explorer.head.value = layer, head
         self.explorer_box.children = [self.explorer]
         return self.explorer

@@ -30,7 +30,7 @@ from ..views.client_export import ClientExport, export_figure
 from ..models import as_lm_dict
 from ..plots.probing import candidate_bars, topk_bars
 from .attribution_panel import ExplainPanel
-from .common import error_html, placeholder
+from .common import check_choice, check_options, error_html, placeholder
 from .probe_lab import replace_figure
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -40,8 +40,11 @@ class MaskProbe(widgets.VBox):
     """Fill-mask explorer for one model or several side by side, with candidate scoring."""
 
     def __init__(self, lm_or_dict, text: str = "The capital of France is <mask>.", *,
-                 top_k: int = 5, candidates: str = "", method: str = "chain"):
+                 top_k: int = 5, candidates: str = "", method: str = "chain", **options):
+        check_options("MaskProbe", options, ["text", "top_k", "candidates", "method"])
         self.lms = as_lm_dict(lm_or_dict)
+        check_choice("top_k", top_k, range(1, 21), "MaskProbe")
+        check_choice("method", method, list(METHODS), "MaskProbe")
         for lm in self.lms.values():
             lm.require_mlm_head("MaskProbe")
         self.predictions = None      # last wb.fill_mask frame

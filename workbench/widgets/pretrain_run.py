@@ -15,6 +15,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..errors import InputError
 from ..training.pretrain import PRESETS, PretrainConfig, pretrain
 from ..training.run import Run
 from .common import error_html
@@ -34,6 +35,9 @@ class PretrainRun(widgets.VBox):
 
     def __init__(self, corpus: Any = None, *, config: PretrainConfig | None = None,
                  root: str | Path | None = None, cache_dir: str | Path | None = None):
+        if config is not None and not isinstance(config, PretrainConfig):
+            raise InputError(f"PretrainRun(config={config!r}): pass a PretrainConfig, e.g. "
+                             "wb.PretrainConfig.from_preset('tiny')")
         self._corpus = corpus
         self._base = config or PretrainConfig.from_preset("tiny")
         self.root, self.cache_dir = root, cache_dir

@@ -14,8 +14,9 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..analysis.linear_probe import TASKS, linear_probe
-from ..errors import WorkbenchError
+from ..errors import InputError, WorkbenchError
 from ..plots.representations import probe_curve
+from .common import check_choice, check_options
 
 
 def replace_figure(target: go.FigureWidget, fig: go.Figure) -> None:
@@ -30,9 +31,12 @@ class ProbeLab(widgets.VBox):
     """Probe `lm` (or {name: LM}) on `data` layer by layer; `.result` holds the last frame."""
 
     def __init__(self, lm, data, *, task: str = "sentence", layers="all", text_col: str = "text",
-                 label_col: str = "label", run: bool = False):
-        if task not in TASKS:
-            raise WorkbenchError(f"task={task!r}; use one of {TASKS}")
+                 label_col: str = "label", run: bool = False, **options):
+        check_options("ProbeLab", options, ["task", "layers", "text_col", "label_col", "run"])
+        check_choice("task", task, TASKS, "ProbeLab")
+        if data is None:
+            raise InputError("ProbeLab(data=None): pass a DataFrame (or a table path) with "
+                             f"{text_col!r} and {label_col!r} columns")
         self.lm, self.data, self.task, self.layers = lm, data, task, layers
         self.text_col, self.label_col = text_col, label_col
         self.result = None

@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..errors import InputError
 from ..plots.labels import plot_text
 from ..plots.training import training_curves
 from ..training.events import Event, StopFlag
@@ -43,6 +44,10 @@ class RunMonitor:
                  metrics: Sequence[str] | None = None, redraw_s: float = 0.5,
                  show_keys: Sequence[str] = ("loss", "eval_loss", "eval_accuracy"),
                  open_run: Callable[[str], Any] | None = None):
+        if stop is not None and not isinstance(stop, StopFlag):
+            raise InputError(f"RunMonitor(stop={stop!r}): pass a StopFlag (or nothing)")
+        if not isinstance(redraw_s, (int, float)) or redraw_s < 0:
+            raise InputError(f"RunMonitor(redraw_s={redraw_s!r}): pass seconds >= 0")
         self.stop = stop or StopFlag()
         self.metrics_shown = list(metrics) if metrics is not None else None
         self.redraw_s = redraw_s
