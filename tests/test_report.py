@@ -87,7 +87,8 @@ def test_report_keys_run_files_by_id_and_skips_broken_runs(tiny_lm, tmp_path, ru
     assert {r.id for r in runs} == {first.id, second.id}
     assert "skipped: broken" in capsys.readouterr().out
     names = [s.name for s in _run_specs(tiny_lm, runs, ["A text."], None)]
-    assert f"run_{first.id}_curves" in names and f"run_{second.id}_curves" in names
+    assert [n for n in names if n.endswith("_curves")] == [
+        f"run_{r.id.replace('-', '_')}_curves" for r in runs]
     assert len(set(names)) == len(names)
     from workbench.report import _sources_text
     text = _sources_text([{"figure": "f", "caption": "run same <b>name</b>", "files": ["f.svg"],
