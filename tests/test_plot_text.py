@@ -50,12 +50,31 @@ def test_figures_from_real_frames_carry_no_raw_tags(tiny_lm):
     att = wb.attention(tiny_lm, "the cat sat", layers=[0], heads=[0])
     fig = attention_heatmap(att)
     assert not _raw_tags(fig)
-    assert any("&lt;s&gt;" in str(y) for y in fig.data[0].y)  # the special token is shown
+    assert "&lt;s&gt;" in fig.layout.yaxis.ticktext  # the special token is shown
 
     text = f"the {tiny_lm.mask_token} sat {USER}"
     assert not _raw_tags(topk_bars(wb.fill_mask(tiny_lm, text, top_k=3)))
     assert not _raw_tags(candidate_bars(wb.score_candidates(tiny_lm, text, ["cat", USER])))
     assert not _raw_tags(logit_lens_heatmap(wb.logit_lens(tiny_lm, text, top_k=3)))
+
+
+def test_attention_heatmap_labels_fit_at_10_and_128_tokens():
+    """Issue 17.5: long tokens are cut to TICK_CHARS with the full token in the hover, margins
+    grow to fit the labels (automargin), at most MAX_TICKS labels per axis, title at the top left
+    (away from the plotly toolbar at the top right)."""
+    from workbench.plots.attention import MAX_TICKS, TICK_CHARS
+
+    long = "extraordinarilylongtokenname"
+    for n in (10, 128):
+        tokens = [long if i % 3 == 0 else f"t{i}" for i in range(n)]
+        rows = [{"text_id": 0, "layer": 0, "head": 0, "query": q, "key": k, "query_token": tokens[q],
+                 "key_token": tokens[k], "weight": 1.0 / n} for q in range(n) for k in range(n)]
+        fig = attention_heatmap(pd.DataFrame(rows))
+        for axis in (fig.layout.xaxis, fig.layout.yaxis):
+            assert axis.automargin and len(axis.ticktext) <= MAX_TICKS
+            assert all(len(t) <= TICK_CHARS for t in axis.ticktext)
+            assert len(axis.tickvals) == (n if n <= MAX_TICKS else -(-n // 2))
+        assert long in fig.data[0].customdata[0][0] and fig.layout.title.xanchor == "left"
 
 
 def test_figures_from_user_labels_carry_no_raw_tags():

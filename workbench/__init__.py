@@ -70,6 +70,7 @@ _API = {
     "head_roles": "workbench.analysis.head_roles",
     "compare_models": "workbench.analysis.compare_models",
     "ModelDiff": "workbench.analysis.compare_models",
+    "qk_atlas": "workbench.analysis.qk_atlas",
     # --- representations (issue 9) ---
     "features": "workbench.analysis.features",
     "Features": "workbench.analysis.features",

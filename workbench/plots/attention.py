@@ -16,6 +16,10 @@ from ..figures import SEQUENTIAL, apply_theme
 from .labels import plot_text
 
 
+TICK_CHARS = 12   # longest tick label; longer tokens are cut with '…' (full text on hover)
+MAX_TICKS = 64    # labelled ticks per axis at most (128 tokens: every 2nd is labelled)
+
+
 def _label(index: int, what: str) -> str:
     return f"all {what}s" if index == -1 else f"{what} {index}"
 
@@ -46,16 +50,38 @@ def attention_heatmap(df: pd.DataFrame, *, text_id: int | None = None, layer: in
     z = (sub.pivot_table(index=S.QUERY, columns=S.KEY, values=S.WEIGHT, aggfunc="first",
                          observed=True)
          .reindex(index=q_order[S.QUERY].to_numpy(), columns=k_order[S.KEY].to_numpy()))
-    y = [f"{plot_text(t)} ·{i}" if i >= 0 else plot_text(t)
-         for t, i in zip(q_order[S.QUERY_TOKEN].astype(str), q_order[S.QUERY])]
-    x = [f"{plot_text(t)} ·{i}" for t, i in zip(k_order[S.KEY_TOKEN].astype(str), k_order[S.KEY])]
+    q_text = q_order[S.QUERY_TOKEN].astype(str).tolist()
+    k_text = k_order[S.KEY_TOKEN].astype(str).tolist()
+    zv = z.to_numpy(dtype=float)
+    # numeric axes: repeated tokens stay apart, tick text is abbreviated, the hover has it all
+    hover = np.array([[f"{plot_text(q)} · {plot_text(k)}" for k in k_text] for q in q_text],
+                     dtype=object).reshape(zv.shape)
     fig = go.Figure(go.Heatmap(
-        z=z.to_numpy(dtype=float), x=x, y=y, colorscale=SEQUENTIAL, zmin=0,
-        zmax=zmax if zmax is not None else float(np.nanmax(z.to_numpy(dtype=float))),
+        z=zv, x=list(range(len(k_text))), y=list(range(len(q_text))), customdata=hover,
+        colorscale=SEQUENTIAL, zmin=0,
+        zmax=zmax if zmax is not None else float(np.nanmax(zv)),
         colorbar=dict(title=dict(text=S.WEIGHT, side="right"), thickness=10),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
+        hovertemplate="query · key: %{customdata}<br>weight %{z:.4f}<extra></extra>"))
     default = f"{_label(int(g[S.LAYER]), 'layer')}, {_label(int(g[S.HEAD]), 'head')}"
-    fig.update_layout(title=dict(text=title or default),
-                      xaxis=dict(title="key", tickangle=-60, showgrid=False),
-                      yaxis=dict(title="query", autorange="reversed", showgrid=False))
+    fig.update_layout(title=dict(text=title or default, x=0, xanchor="left", y=0.99,
+                                 yanchor="top", yref="container"),
+                      margin=dict(t=64),
+                      xaxis=dict(title="key", showgrid=False, automargin=True,
+                                 **_ticks(k_text, angle=-60)),
+                      yaxis=dict(title="query", autorange="reversed", showgrid=False,
+                                 automargin=True, **_ticks(q_text)))
     return apply_theme(fig)
+
+
+def tick_label(token: str, limit: int = TICK_CHARS) -> str:
+    """A token for a tick: escaped, and cut to `limit` characters with '…' (the hover has it all)."""
+    return plot_text(token if len(token) <= limit else token[:limit - 1] + "…")
+
+
+def _ticks(tokens: list[str], angle: int = 0) -> dict:
+    """Tick positions and abbreviated labels; past MAX_TICKS tokens, every k-th one is labelled."""
+    step = max(1, -(-len(tokens) // MAX_TICKS))
+    vals = list(range(0, len(tokens), step))
+    size = 11 if len(tokens) <= 40 else 8
+    return dict(tickmode="array", tickvals=vals, ticktext=[tick_label(tokens[i]) for i in vals],
+                tickangle=angle, tickfont=dict(size=size))

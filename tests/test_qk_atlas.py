@@ -1,0 +1,141 @@
+"""qk_atlas: captured vectors and the AttentionViz alignment reproduce the model's own attention;
+the joint projection, labels, figures and widget behave as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import workbench as wb
+from workbench import schema as S
+from workbench.analysis.qk_atlas import align_qk, position_bucket, qk_vectors
+
+TEXTS = ["The cat sat on the mat.", "A dog barked at the old mailman, twice!",
+         "Colourless green ideas sleep furiously.", "It rained."]
+
+
+@pytest.fixture(scope="module")
+def vectors(tiny_lm):
+    return qk_vectors(tiny_lm, TEXTS, batch_size=3)          # padded batches, sorted by length
+
+
+def _softmax_rows(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    s = q @ k.T / np.sqrt(q.shape[1])
+    s = s - s.max(1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(1, keepdims=True)
+
+
+def test_vectors_come_back_in_text_order_without_padding(tiny_lm, vectors):
+    lengths = [len(tiny_lm.tokens(t)) for t in TEXTS]
+    assert vectors.queries.shape == (tiny_lm.num_layers, tiny_lm.num_heads, sum(lengths),
+                                     tiny_lm.config.hidden_size // tiny_lm.num_heads)
+    assert vectors.tokens[S.TEXT_ID].tolist() == [i for i, n in enumerate(lengths) for _ in range(n)]
+    one = wb.attention_qk(tiny_lm, TEXTS[1])                   # one text alone, no padding
+    rows = (vectors.tokens[S.TEXT_ID] == 1).to_numpy()
+    np.testing.assert_allclose(vectors.queries[:, :, rows], one["queries"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(vectors.keys[:, :, rows], one["keys"].numpy(), atol=1e-5)
+
+
+def test_alignment_keeps_the_models_attention(tiny_lm, vectors):
+    """softmax(q' k'^T / sqrt d) per sentence equals the eager attention of the model itself."""
+    for layer in range(tiny_lm.num_layers):
+        for head in range(tiny_lm.num_heads):
+            q, k, a = align_qk(vectors.queries[layer, head], vectors.keys[layer, head])
+            np.testing.assert_allclose(q.mean(0), k.mean(0), atol=1e-9)   # one centroid
+            before = np.linalg.norm(vectors.keys[layer, head], axis=1).mean() / a
+            assert np.linalg.norm(q, axis=1).mean() == pytest.approx(before, rel=1e-6)
+            for text_id, text in enumerate(TEXTS):
+                rows = (vectors.tokens[S.TEXT_ID] == text_id).to_numpy()
+                weights, _ = wb.attention_tensor(tiny_lm, text, layers=[layer], heads=[head])
+                np.testing.assert_allclose(_softmax_rows(q[rows], k[rows]),
+                                           weights[0, 0].numpy(), atol=1e-5)
+
+
+def test_alignment_by_hand():
+    q = np.array([[1.0, 0.0], [3.0, 0.0]])            # mean norm 2
+    k = np.array([[0.0, 8.0], [0.0, 10.0]])           # mean norm 9 -> a = sqrt(9/2)
+    q2, k2, a = align_qk(q, k)
+    assert a == pytest.approx(np.sqrt(4.5))
+    np.testing.assert_allclose(q2, q * a)
+    np.testing.assert_allclose(k2.mean(0), q2.mean(0), atol=1e-12)
+    # dot products change only by a constant per query row
+    diff = q2 @ k2.T - q @ k.T
+    np.testing.assert_allclose(diff - diff[:, :1], 0.0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def atlas(tiny_lm):
+    return wb.qk_atlas(tiny_lm, TEXTS, labels=[S.TOKEN_TYPE, S.POSITION_BUCKET])
+
+
+def test_atlas_frame_and_projection(tiny_lm, atlas, vectors):
+    n = len(vectors.tokens)
+    assert len(atlas) == tiny_lm.num_layers * tiny_lm.num_heads * 2 * n
+    for col in (S.LAYER, S.HEAD, S.KIND, S.TEXT_ID, S.POSITION, S.TOKEN, S.X, S.Y,
+                S.TOKEN_TYPE, S.POSITION_BUCKET):
+        assert col in atlas.columns and col in S.COLUMNS
+    # oracle: the first two principal components of the joint, aligned cloud, by numpy's SVD
+    q, k, _ = align_qk(vectors.queries[1, 2], vectors.keys[1, 2])
+    x = np.concatenate([q, k])
+    x = x - x.mean(0)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    ref = x @ vt[:2].T                                             # (2N, 2), sign arbitrary
+    part = atlas[(atlas[S.LAYER] == 1) & (atlas[S.HEAD] == 2)]
+    got = part[[S.X, S.Y]].to_numpy()
+    for c in range(2):
+        assert abs(np.corrcoef(got[:, c], ref[:, c])[0, 1]) == pytest.approx(1.0, abs=1e-4)
+    assert part[S.KIND].tolist() == ["query"] * n + ["key"] * n
+    kept = atlas.attrs["heads"][tiny_lm.num_heads + 2]["variance_kept"]
+    assert kept == pytest.approx(float((s[:2] ** 2).sum() / (s ** 2).sum()), rel=1e-4)
+
+
+def test_labels(atlas, tiny_lm):
+    first = atlas[(atlas[S.LAYER] == 0) & (atlas[S.HEAD] == 0) & (atlas[S.TEXT_ID] == 1)
+                  & (atlas[S.KIND] == "query")]
+    assert first[S.TOKEN_TYPE].iloc[0] == "special" and first[S.TOKEN_TYPE].iloc[-1] == "special"
+    view = tiny_lm.tokens(TEXTS[1])
+    punct = [p for p, t in enumerate(view.tokens) if t in (",", "!")]
+    assert set(first.set_index(S.POSITION).loc[punct, S.TOKEN_TYPE]) == {"punct"}
+    assert [position_bucket(p) for p in (0, 1, 3, 4, 7, 8, 15, 16, 100)] == \
+        ["0", "1-3", "1-3", "4-7", "4-7", "8-15", "8-15", "16-31", "64-127"]
+
+
+def test_pos_labels_with_spacy(tiny_lm):
+    pytest.importorskip("spacy")
+    from workbench.errors import MissingDependencyError
+
+    try:
+        df = wb.qk_atlas(tiny_lm, TEXTS[:2], layers=[0], heads=[0], labels=[S.POS])
+    except MissingDependencyError as err:
+        pytest.skip(str(err))
+    q = df[(df[S.KIND] == "query") & (df[S.TEXT_ID] == 0)]
+    offsets = tiny_lm.tokenizer(TEXTS[0], return_offsets_mapping=True)["offset_mapping"]
+    text = TEXTS[0]                                        # "The cat sat on the mat."
+
+    def tags_within(word):
+        a = text.index(word)
+        return {tag for (s, e), tag in zip(offsets, q[S.POS]) if e > s and a <= s < a + len(word)}
+
+    assert q[S.POS].iloc[0] == "special" and q[S.POS].iloc[-1] == "special"
+    assert tags_within("cat") == {"NOUN"} and tags_within("sat") == {"VERB"}
+    assert tags_within(".") == {"PUNCT"}
+
+
+def test_tsne_on_selected_heads(tiny_lm):
+    df = wb.qk_atlas(tiny_lm, TEXTS, layers=[1], heads=[0, 3], method="tsne")
+    assert sorted(df[S.HEAD].unique()) == [0, 3] and np.isfinite(df[[S.X, S.Y]]).all().all()
+
+
+def test_bad_inputs(tiny_lm):
+    with pytest.raises(wb.InputError, match="method"):
+        wb.qk_atlas(tiny_lm, TEXTS, method="mds")
+    with pytest.raises(wb.InputError, match="labels"):
+        wb.qk_atlas(tiny_lm, TEXTS, labels=["colour"])
+    with pytest.raises(wb.InputError, match="heads"):
+        wb.qk_atlas(tiny_lm, TEXTS, heads=[7])
+    with pytest.raises(wb.InputError, match="layers"):
+        wb.qk_atlas(tiny_lm, TEXTS, layers=[5])
+    with pytest.raises(wb.InputError):
+        wb.qk_atlas(tiny_lm, [])
