@@ -205,7 +205,7 @@ class AttentionExplorer(widgets.VBox):
             fw.data = []
             fw.add_trace(fig.data[0])
             fw.layout = fig.layout
-            fw.layout.height = max(320, 18 * len(fig.data[0].y) + 160)
+            fw.layout.height = max(360, 18 * min(len(fig.data[0].y), 64) + 200)
 
     def _refresh_view(self) -> None:
         kind = self.view.value
