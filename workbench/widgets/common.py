@@ -3,20 +3,15 @@
 - `check_choice` / `check_options`: a constructor given an unknown option (a misspelt keyword or a
   value outside the choices) raises `InputError` naming it and listing the valid ones, instead of
   a `TraitError` from a control three calls down.
-- `shown_errors(status)`: wraps a callback so an exception inside it becomes a message in the
-  widget's status line (a callback's traceback would otherwise land in the log, or in the cell).
-- `busy(status, what)`: a context manager that shows a spinner and "what …" while work runs, then
-  "what: done in 2.3 s"; `placeholder(text)`: an empty figure that says "computing…" (or why it is
-  empty) instead of bare axes.
+- `error_html(err)`: the red message a status line shows for an error;
+- `SPINNER`: the busy mark; `placeholder(text)`: an empty figure that says "computing…" (or why it
+  is empty) instead of bare axes.
 """
 
 from __future__ import annotations
 
-import functools
 import html
-import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import plotly.graph_objects as go
 
@@ -52,38 +47,6 @@ def error_html(err: BaseException) -> str:
 
     text = str(err) if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
     return f'<span style="color:#b00020"><b>error:</b> {html.escape(text)}</span>'
-
-
-def shown_errors(status_of: Callable[[Any], Any]):
-    """Decorate a widget method: an exception inside it is written to `status_of(self).value`."""
-    def wrap(method):
-        @functools.wraps(method)
-        def inner(self, *args, **kwargs):
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as err:  # noqa: BLE001 - a callback error is shown, not raised
-                status_of(self).value = error_html(err)
-                self.last_error = err
-                return None
-        return inner
-    return wrap
-
-
-@contextmanager
-def busy(status, what: str, *, buttons: Iterable[Any] = ()):
-    """Spinner + "what …" in `status` (an HTML widget) while the block runs; buttons disabled."""
-    buttons = [b for b in buttons if not b.disabled]
-    t0 = time.monotonic()
-    status.value = f"{SPINNER}{html.escape(what)} …"
-    for b in buttons:
-        b.disabled = True
-    try:
-        yield
-    finally:
-        for b in buttons:
-            b.disabled = False
-    if status.value.startswith(SPINNER):  # the block did not write its own message
-        status.value = html.escape(f"{what}: done in {time.monotonic() - t0:.1f} s")
 
 
 def placeholder(text: str = "computing…", height: int | None = None) -> go.Figure:
