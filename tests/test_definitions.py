@@ -253,3 +253,66 @@ def test_cached_features_see_ablations_and_hooks(tiny_lm, tmp_path, monkeypatch)
     after = wb.features(tiny_lm, texts, pool="mean", progress=False)
     assert after.cached
     np.testing.assert_array_equal(after.array, intact.array)                  # nothing overwrote it
+
+
+# --------------------------------------------------------------------------- 4. head statistics
+
+STATS_TEXTS = ["The cat sat on the mat.",
+               "Dogs bark, and birds sing; in the morning (mostly) they sing loudly!",
+               "A very long sentence, with commas, goes on for a while before it finally ends.",
+               "Yes."]
+
+
+def _clark_by_hand(lm, texts):
+    """Clark et al.'s averaging, by hand on eager attention tensors: for each text the mean over
+    its tokens (queries), then the mean over texts; punctuation is "." and "," only."""
+    out = {k: np.zeros((lm.num_layers, lm.num_heads)) for k in ("punct", "eos", "entropy", "top")}
+    uniform = 0.0
+    with lm.eager_attention(), torch.no_grad():
+        for text in texts:
+            enc = lm.tokenizer(text, return_tensors="pt")
+            tokens = lm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+            punct = np.array([t.lstrip("Ġ") in (".", ",") for t in tokens], dtype=float)
+            eos = np.array([t == lm.tokenizer.eos_token for t in tokens], dtype=float)
+            n = len(tokens)
+            uniform += np.log(n) / len(texts)
+            for layer, a in enumerate(lm.model(**enc, output_attentions=True).attentions):
+                a = a[0].double().numpy()                                   # (H, n, n)
+                out["punct"][layer] += (a @ punct).mean(-1) / len(texts)
+                out["eos"][layer] += (a @ eos).mean(-1) / len(texts)
+                out["entropy"][layer] += -(a * np.log(a)).sum(-1).mean(-1) / len(texts)
+                out["top"][layer] += punct[a.argmax(-1)].mean(-1) / len(texts)
+    return out, uniform
+
+
+def test_head_stats_average_per_text_as_clark_et_al(tiny_lm):
+    from workbench import schema as S
+
+    import workbench as wb
+
+    df = wb.head_stats(tiny_lm, STATS_TEXTS, batch_size=3, progress=False)
+    want, uniform = _clark_by_hand(tiny_lm, STATS_TEXTS)
+    shape = (tiny_lm.num_layers, tiny_lm.num_heads)
+    got = {k: df.sort_values([S.LAYER, S.HEAD])[c].to_numpy().reshape(shape)
+           for k, c in (("punct", S.ATTN_PUNCT), ("eos", S.ATTN_EOS), ("entropy", S.ENTROPY),
+                        ("top", S.TOP_PUNCT))}
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert df.attrs["average"] == "text" and df.attrs["punctuation"] == "clark"
+    assert df.attrs["uniform_entropy"] == pytest.approx(uniform)
+    # the token-pooled alternative is another number on texts of different lengths
+    pooled = wb.head_stats(tiny_lm, STATS_TEXTS, average="token", progress=False)
+    assert not np.allclose(pooled[S.ENTROPY], df[S.ENTROPY], rtol=1e-3)
+    # "unicode" punctuation also counts ; ( ) ! -- more mass than "." and "," alone
+    wide = wb.head_stats(tiny_lm, STATS_TEXTS, punctuation="unicode", progress=False)
+    assert (wide[S.ATTN_PUNCT].to_numpy() > df[S.ATTN_PUNCT].to_numpy()).all()
+
+
+def test_head_stats_definitions_are_checked(tiny_lm):
+    import workbench as wb
+    from workbench.errors import InputError
+
+    with pytest.raises(InputError, match="average='query'"):
+        wb.head_stats(tiny_lm, STATS_TEXTS, average="query", progress=False)
+    with pytest.raises(InputError, match="punctuation='ascii'"):
+        wb.head_stats(tiny_lm, STATS_TEXTS, punctuation="ascii", progress=False)

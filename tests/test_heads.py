@@ -54,7 +54,7 @@ def _planted(lengths, T):
 def test_planted_previous_token_and_bos_heads_are_found():
     lengths = [5, 9, 3]
     atts, masks = _planted(lengths, T=9)
-    df = attention_stats(atts, masks).set_index(S.HEAD)
+    df = attention_stats(atts, masks, average="token").set_index(S.HEAD)
     total = sum(lengths)
     prev_share = sum(n - 1 for n in lengths) / total
     assert df.loc[0, S.ATTN_PREV] == pytest.approx(prev_share)
@@ -125,7 +125,7 @@ def test_key_masks_find_bos_eos_and_punctuation(tiny_lm):
 def test_head_stats_matches_a_plain_transformers_loop(tiny_lm):
     """Independent oracle: eager transformers attentions reduced by explicit numpy loops."""
     texts = SENTENCES[:3]
-    df = wb.head_stats(tiny_lm, texts, progress=False).set_index([S.LAYER, S.HEAD])
+    df = wb.head_stats(tiny_lm, texts, average="token", progress=False).set_index([S.LAYER, S.HEAD])
     sums = np.zeros((tiny_lm.num_layers, tiny_lm.num_heads, 3))
     count = 0
     with tiny_lm.eager_attention(), torch.no_grad():
@@ -174,7 +174,8 @@ def test_head_clusters_map_every_head(tiny_lm):
     assert np.isfinite(df[[S.X, S.Y]].to_numpy()).all()
     assert set(df[S.PATTERN]) <= {"diagonal", "vertical", "block", "heterogeneous"}
     # the same pass gives the same statistics as head_stats
-    stats = wb.head_stats(tiny_lm, SENTENCES, progress=False)
+    stats = wb.head_stats(tiny_lm, SENTENCES, average="token", punctuation="unicode",
+                          progress=False)
     np.testing.assert_allclose(df[S.ENTROPY], stats[S.ENTROPY], rtol=1e-5)
 
 

@@ -81,7 +81,8 @@ def _model_specs(lm, texts: list[str]) -> list[FigureSpec]:
     for stat, label in ((S.ATTN_BOS, "attention to <s>"), (S.ATTN_PREV, "attention to the "
                         "previous token"), (S.ENTROPY, "attention entropy (nats)")):
         specs.append(FigureSpec(
-            f"heads_{stat}", f"Mean {label} of every head (layer × head) over the corpus.",
+            f"heads_{stat}", f"Mean {label} of every head (layer × head): the mean over each "
+            "text's tokens, then over the texts (Clark et al. 2019).",
             lambda stat=stat: head_heatmap(stats(), stat),
             {**base, **corpus, "call": "wb.head_stats(lm, texts)"}))
     specs += [

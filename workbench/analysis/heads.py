@@ -1,10 +1,14 @@
 """Head statistics at corpus scale: `head_stats(lm, texts)` -> one row per (layer, head).
 
-The statistics are those of Clark et al. 2019 ("What Does BERT Look At?"), each a mean over every
-non-padding query token of the corpus (special tokens included as queries):
+The statistics are those of Clark et al. 2019 ("What Does BERT Look At?"). Each is first a
+per-query number; `head_stats` averages it, by default as the paper does (`average="text"`): the
+mean over the query tokens of each text (special tokens included as queries, padding never), then
+the mean of those per-text means over the texts, so every text weighs the same. `average="token"`
+pools every query token of the corpus instead (long texts weigh more).
 
 - `attn_bos`, `attn_eos`, `attn_punct`: attention mass on `<s>`/[CLS], on `</s>`/[SEP], on
-  punctuation tokens (every character a Unicode punctuation mark);
+  punctuation tokens: with `punctuation="clark"` (default, as in the paper) the tokens "." and ","
+  only; with `punctuation="unicode"` every token made only of Unicode punctuation marks;
 - `attn_self`, `attn_prev`, `attn_next`: attention on the query itself, the token before, after;
 - `distance`: attention-weighted mean |query - key| in tokens;
 - `entropy`: entropy of the query's attention row in nats (uniform over n keys gives log n);
@@ -54,12 +58,27 @@ class KeyMasks:
         return KeyMasks(*(m.to(device) for m in (self.valid, self.bos, self.eos, self.punct)))
 
 
+AVERAGES = ("text", "token")
+PUNCTUATION = ("clark", "unicode")
+CLARK_PUNCTUATION = (".", ",")
+
+
 def is_punctuation(token: str) -> bool:
     return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
 
 
-def key_masks(lm: LM, batch: Batch) -> KeyMasks:
-    """Build the masks of a batch from its input ids and readable tokens."""
+def _check_definition(average: str, punctuation: str | None = None) -> None:
+    if average not in AVERAGES:
+        raise InputError(f"average={average!r}; use 'text' (mean per text, then over texts, as "
+                         "Clark et al. 2019) or 'token' (mean over every query token)")
+    if punctuation is not None and punctuation not in PUNCTUATION:
+        raise InputError(f"punctuation={punctuation!r}; use 'clark' ('.' and ',' only, as Clark "
+                         "et al. 2019) or 'unicode' (tokens made only of punctuation marks)")
+
+
+def key_masks(lm: LM, batch: Batch, punctuation: str = "unicode") -> KeyMasks:
+    """Build the masks of a batch from its input ids and readable tokens (`punctuation`: see the
+    module docstring)."""
     ids = batch.inputs["input_ids"].cpu()                        # (B, T)
     valid = batch.inputs["attention_mask"].cpu().bool()
     tok = lm.tokenizer
@@ -70,7 +89,10 @@ def key_masks(lm: LM, batch: Batch) -> KeyMasks:
     punct = torch.zeros_like(valid)
     for row, view in enumerate(batch.views):
         for pos, (text, special) in enumerate(zip(view.tokens, view.special)):
-            if not special and is_punctuation(text):
+            if special:
+                continue
+            if (text.strip() in CLARK_PUNCTUATION if punctuation == "clark"
+                    else is_punctuation(text)):
                 punct[row, pos] = True
     return KeyMasks(valid=valid, bos=bos, eos=eos, punct=punct)
 
@@ -111,8 +133,10 @@ class HeadStatsAccumulator:
         acc_dtype = torch.float32 if device.type == "mps" else torch.float64
         self.sums = torch.zeros(num_layers, num_heads, len(STATS), dtype=acc_dtype,
                                 device=device)                    # (L, H, F)
+        self.text_means = torch.zeros_like(self.sums)             # (L, H, F) sum of per-text means
         self.queries = torch.zeros((), dtype=acc_dtype, device=device)
         self.uniform = [0.0, 0.0]    # summed distance and entropy uniform attention would give
+        self.uniform_text = [0.0, 0.0]   # the same, summed per-text means
         self.texts = 0
         self.per_text = None if num_texts is None else torch.zeros(
             num_texts, num_layers, num_heads, len(STATS), dtype=torch.float64)  # (N, L, H, F)
@@ -130,11 +154,16 @@ class HeadStatsAccumulator:
         """Add one batch's `head_sums`, stacked over layers: (B, L, H, F)."""
         self.sums += per_layer.sum(0).to(self.sums.dtype)
         counts = masks.valid.sum(1)                               # (B,)
+        per_text = per_layer.to(self.sums.dtype) / counts.clamp(min=1).to(
+            device=per_layer.device, dtype=self.sums.dtype)[:, None, None, None]  # (B, L, H, F)
+        self.text_means += per_text[counts > 0].sum(0)
         self.queries += counts.sum().to(self.queries.dtype)
         self.texts += len(counts)
         for n in counts.tolist():   # uniform over n keys: sum_q mean_k |q-k| = (n^2-1)/3
             self.uniform[0] += (n * n - 1) / 3
             self.uniform[1] += n * float(np.log(max(n, 1)))
+            self.uniform_text[0] += (n * n - 1) / 3 / max(n, 1)
+            self.uniform_text[1] += float(np.log(max(n, 1)))
         if self.per_text is not None:
             if text_ids is None:
                 raise ValueError("text_ids are needed when accumulating per text")
@@ -142,10 +171,14 @@ class HeadStatsAccumulator:
             self.per_text[idx] = per_layer.double().cpu()
             self.per_text_queries[idx] = counts.double().cpu()
 
-    def frame(self, model: str = "") -> pd.DataFrame:
-        """One row per (layer, head) (or per (text_id, layer, head) when kept per text)."""
+    def frame(self, model: str = "", average: str = "token") -> pd.DataFrame:
+        """One row per (layer, head) (or per (text_id, layer, head) when kept per text); `average`
+        "token" pools every query of the corpus, "text" averages the per-text means."""
+        _check_definition(average)
+        by_text = average == "text"
         if self.per_text is None:
-            means = (self.sums / self.queries.clamp(min=1)).cpu().numpy()  # (L, H, F)
+            means = (self.text_means / max(self.texts, 1) if by_text
+                     else self.sums / self.queries.clamp(min=1)).cpu().numpy()  # (L, H, F)
             L, H, _ = means.shape
             df = pd.DataFrame(means.reshape(L * H, -1), columns=list(STATS))
             df.insert(0, S.HEAD, np.tile(np.arange(H), L))
@@ -159,18 +192,20 @@ class HeadStatsAccumulator:
             df.insert(0, S.TEXT_ID, np.repeat(np.arange(N), L * H))
         df.insert(0, S.MODEL, model)
         queries = int(self.queries.item())
-        df.attrs.update(texts=int(self.texts), queries=queries,
-                        uniform_distance=self.uniform[0] / max(queries, 1),
-                        uniform_entropy=self.uniform[1] / max(queries, 1))
+        uniform, over = ((self.uniform_text, self.texts) if by_text else (self.uniform, queries))
+        df.attrs.update(texts=int(self.texts), queries=queries, average=average,
+                        uniform_distance=uniform[0] / max(over, 1),
+                        uniform_entropy=uniform[1] / max(over, 1))
         return df
 
 
-def attention_stats(attentions: Sequence[torch.Tensor], masks: KeyMasks,
-                    model: str = "") -> pd.DataFrame:
-    """`head_stats` for given maps: one (B, H, T, T) tensor per layer and their `KeyMasks`."""
+def attention_stats(attentions: Sequence[torch.Tensor], masks: KeyMasks, model: str = "",
+                    average: str = "text") -> pd.DataFrame:
+    """`head_stats` for given maps: one (B, H, T, T) tensor per layer and their `KeyMasks`; each
+    row of the batch is one text."""
     acc = HeadStatsAccumulator(len(attentions), attentions[0].shape[1], attentions[0].device)
     acc.update(attentions, masks)
-    return acc.frame(model)
+    return acc.frame(model, average)
 
 
 def layer_sums(lm: LM, batch: Batch, masks: KeyMasks) -> torch.Tensor:
@@ -224,17 +259,24 @@ def iter_batches(lm: LM, texts: Sequence[str], *, batch_size: int = 32,
 
 
 def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None,
-               by_text: bool = False, progress: bool = True) -> pd.DataFrame:
+               by_text: bool = False, average: str = "text", punctuation: str = "clark",
+               progress: bool = True) -> pd.DataFrame:
     """Attention statistics of every head of `lm` (or a dict {name: LM}) over a corpus.
 
     Returns one row per (model, layer, head) with the columns of `STATS` (see the module
     docstring); `by_text=True` gives one row per (model, text_id, layer, head) instead.
-    `df.attrs` holds the numbers of texts and of queries averaged over, and the distance and
-    entropy uniform attention would have on the same texts (references for those columns). Padding never counts:
-    a text alone or in a padded batch gives the same numbers.
+    Definitions (Clark et al. 2019 by default): `average="text"` takes each statistic's mean over
+    the query tokens of each text, then the mean over texts; `average="token"` the mean over every
+    query token of the corpus. `punctuation="clark"` counts only "." and "," as punctuation
+    (`attn_punct`, `top_punct`); `"unicode"` every token made only of punctuation marks.
+    `df.attrs` holds the numbers of texts and of queries, `average`, `punctuation`, and the
+    distance and entropy uniform attention would have on the same texts, averaged the same way
+    (references for those columns). Padding never counts: a text alone or in a padded batch gives
+    the same numbers.
 
     >>> wb.head_stats(lm, sentences).sort_values("attn_prev").tail(3)   # doctest: +SKIP
     """
+    _check_definition(average, punctuation)
     texts = as_text_list(texts)
     frames = []
     for name, one in as_lm_dict(lm).items():
@@ -242,9 +284,9 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
                                    num_texts=len(texts) if by_text else None)
         for idx, batch in iter_batches(one, texts, batch_size=batch_size, max_length=max_length,
                                        progress=progress, desc=f"head stats {name}"):
-            masks = key_masks(one, batch).to(one.device)
+            masks = key_masks(one, batch, punctuation).to(one.device)
             acc.add(layer_sums(one, batch, masks), masks, idx)
-        frames.append(acc.frame(name))
+        frames.append(acc.frame(name, average))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    df.attrs.update(frames[0].attrs)
+    df.attrs.update(frames[0].attrs, punctuation=punctuation)
     return df
