@@ -83,3 +83,18 @@ def test_model_without_mlm_head_skips_what_needs_it(tiny_lm, tiny_encoder_dir):
     assert diff.predictions is None and diff.pll is None
     assert "MLM head" in diff.skipped["predictions"] and "importance" in diff.skipped
     assert S.IMPORTANCE_A not in diff.heads and S.CKA in diff.layers
+
+
+def test_overview_figure(tiny_model_dir):
+    from workbench.plots.compare_models import diff_overview
+
+    a, b = wb.load(tiny_model_dir, device="cpu"), wb.load(tiny_model_dir, device="cpu")
+    with torch.no_grad():
+        b.encoder.encoder.layer[1].attention.self.query.weight.mul_(3.0)
+    diff = wb.compare_models(a, b, TEXTS, importance=False, roles=False, progress=False)
+    fig = diff_overview(diff)
+    bars = fig.data[0]
+    np.testing.assert_allclose(bars.y, diff.layers[S.JS_DISTANCE])
+    assert "top-1 agreement" in fig.layout.title.text
+    with pytest.raises(wb.InputError):
+        diff_overview(diff.heads)

@@ -189,3 +189,14 @@ def test_bad_inputs(tiny_lm):
         classify_heads(pd.DataFrame({S.LAYER: [0], S.HEAD: [0], S.ENTROPY: [1.0]}),
                        pd.DataFrame({S.LAYER: [0], S.HEAD: [0], S.ROLE: ["self"],
                                      S.SCORE: [1.0], S.WEIGHT: [1.0]}))
+
+
+def test_role_grid_figure(demo_roles):
+    from workbench.plots.head_roles import role_grid
+
+    fig = role_grid(demo_roles)
+    cells = fig.data[0]
+    assert cells.text[2][4].startswith("prev") and cells.text[1][3].startswith("next")
+    assert "runner-up" in cells.hovertext[2][4]
+    legend = {t.name for t in fig.data[1:]}
+    assert {"previous token", "next token"} <= legend

@@ -139,3 +139,22 @@ def test_bad_inputs(tiny_lm):
         wb.qk_atlas(tiny_lm, TEXTS, layers=[5])
     with pytest.raises(wb.InputError):
         wb.qk_atlas(tiny_lm, [])
+
+
+def test_grid_and_detail_figures(tiny_lm, atlas):
+    from workbench.plots.qk_atlas import atlas_grid, head_detail
+
+    fig = atlas_grid(atlas, max_points=20)
+    heads = [t for t in fig.data if t.meta is not None]
+    assert len(heads) == tiny_lm.num_layers * tiny_lm.num_heads
+    assert all(len(t.x) == 20 for t in heads)                     # 10 tokens x (query, key)
+    assert {tuple(t.meta) for t in heads} == {(la, h) for la in range(2) for h in range(4)}
+    frame = wb.attention(tiny_lm, [TEXTS[1]], layers=[1], heads=[2])
+    row = frame[frame[S.QUERY] == 3]
+    fig = head_detail(atlas, 1, 2, query=(1, 3), weights=row, min_weight=0.1)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == int((row[S.WEIGHT] >= 0.1).sum())
+    hover = [t for t in fig.data if t.customdata is not None]
+    assert sum(len(t.x) for t in hover) == len(atlas[(atlas[S.LAYER] == 1) & (atlas[S.HEAD] == 2)])
+    with pytest.raises(wb.InputError, match="pos"):
+        atlas_grid(atlas, color=S.POS)

@@ -1,0 +1,72 @@
+"""One page for a model diff (`wb.compare_models`): where did the second model change?
+
+`diff_overview(diff)` takes the `ModelDiff` (or any object with its `heads`, `layers`,
+`predictions` and `pll` frames) and draws four panels sharing the layer axis, so a change
+concentrated in the last layers (Kovaleva et al. 2019, fine-tuning) reads at a glance:
+(a) attention change per layer: mean Jensen-Shannon distance with every head as a dot;
+(b) representation similarity of the same layer in both models (linear CKA, 1 = unchanged);
+(c) the layer x head heatmap of JS distance; (d) mean |head-importance change| and the number of
+heads whose role changed. Top-1 agreement and PLL change go in the title. Layer 3: no torch.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .. import schema as S
+from ..errors import InputError
+from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
+from .labels import plot_text
+
+
+def _title(diff) -> str:
+    parts = [f"{diff.model_a} → {diff.model_b}"]
+    if getattr(diff, "predictions", None) is not None:
+        parts.append(f"top-1 agreement {diff.predictions[S.AGREE].mean():.2f}")
+    if getattr(diff, "pll", None) is not None:
+        parts.append(f"mean PLL change {diff.pll[S.LOGPROB_CHANGE].mean():+.2f} nats")
+    return plot_text(" · ".join(parts))
+
+
+def diff_overview(diff, *, title: str | None = None) -> go.Figure:
+    """Four panels over layers: attention JS, CKA, per-head JS heatmap, importance/role changes."""
+    heads, layers = getattr(diff, "heads", None), getattr(diff, "layers", None)
+    if heads is None or layers is None or S.JS_DISTANCE not in heads:
+        raise InputError("diff_overview takes the result of wb.compare_models")
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16,
+                        subplot_titles=("(a) attention change (JS distance)",
+                                        "(b) same-layer CKA (1 = unchanged)",
+                                        "(c) JS distance per head",
+                                        "(d) importance and role changes"),
+                        specs=[[{}, {}], [{}, {"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=layers[S.LAYER], y=layers[S.JS_DISTANCE], name="mean over heads",
+                         marker_color=CATEGORICAL[0], opacity=0.6), row=1, col=1)
+    fig.add_trace(go.Scatter(x=heads[S.LAYER], y=heads[S.JS_DISTANCE], mode="markers",
+                             name="one head", marker=dict(color="#333", size=4),
+                             text=[f"L{a} H{b}" for a, b in zip(heads[S.LAYER], heads[S.HEAD])],
+                             hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=1)
+    if S.CKA in layers:
+        fig.add_trace(go.Scatter(x=layers[S.LAYER], y=layers[S.CKA], mode="lines+markers",
+                                 name="CKA", marker_color=CATEGORICAL[2]), row=1, col=2)
+        fig.update_yaxes(range=[min(0.0, float(layers[S.CKA].min())), 1.02], row=1, col=2)
+    grid = heads.pivot_table(index=S.LAYER, columns=S.HEAD, values=S.JS_DISTANCE)
+    fig.add_trace(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index),
+                             colorscale=SEQUENTIAL, colorbar=dict(len=0.4, y=0.2, x=0.45),
+                             hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>"),
+                  row=2, col=1)
+    fig.update_yaxes(autorange="reversed", row=2, col=1)
+    if S.IMPORTANCE_CHANGE in layers:
+        fig.add_trace(go.Bar(x=layers[S.LAYER], y=layers[S.IMPORTANCE_CHANGE],
+                             name="mean |importance change|", marker_color=CATEGORICAL[1]),
+                      row=2, col=2)
+    if S.ROLE_CHANGED in layers:
+        fig.add_trace(go.Scatter(x=layers[S.LAYER], y=layers[S.ROLE_CHANGED], mode="lines+markers",
+                                 name="heads with a new role", marker_color=CATEGORICAL[3]),
+                      row=2, col=2, secondary_y=True)
+    for r, c in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        fig.update_xaxes(title_text=S.LAYER, dtick=1, row=r, col=c)
+    fig.update_xaxes(title_text=S.HEAD, row=2, col=1)
+    fig.update_layout(title=title or _title(diff), height=640, width=900,
+                      legend=dict(orientation="h", y=-0.12))
+    return apply_theme(fig)

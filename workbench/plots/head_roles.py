@@ -1,0 +1,87 @@
+"""The head atlas: a layers x heads grid coloured by each head's role (`wb.head_roles`).
+
+Each cell is coloured by the role's family (previous token, next token, self, fixed offset, <s>,
+</s>, punctuation, dependency, broad, mixed) and labelled with a short name and its score; hover
+adds the runner-up and Kovaleva et al.'s pattern class. Layer 3: no torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .. import schema as S
+from ..errors import InputError
+from ..figures import CATEGORICAL, apply_theme
+from .labels import plot_text
+
+# role family -> (colour, short cell label); families follow analysis.head_roles.ROLES
+FAMILIES = {
+    "previous token": (CATEGORICAL[0], "prev"), "next token": (CATEGORICAL[4], "next"),
+    "self": (CATEGORICAL[2], "self"), "offset": (CATEGORICAL[6], "off"),
+    "<s>": (CATEGORICAL[1], "<s>"), "</s>": (CATEGORICAL[5], "</s>"),
+    "punctuation": (CATEGORICAL[3], "punct"), "dep": ("#66A61E", "dep"),
+    "broad": ("#BBBBBB", "broad"), "mixed": ("#F2F2F2", "mixed"),
+}
+
+
+def _family(role: str) -> str:
+    if role.startswith("offset "):
+        return "offset"
+    return "dep" if role.startswith("dep:") else role
+
+
+def _short(role: str) -> str:
+    fam = _family(role)
+    if fam == "offset":
+        return role.split(" ", 1)[1]
+    if fam == "dep":
+        return role.split(":", 1)[1].strip()
+    return FAMILIES.get(fam, ("", role))[1]
+
+
+def role_grid(df: pd.DataFrame, *, title: str | None = None, show_scores: bool = True
+              ) -> go.Figure:
+    """Layers x heads, each cell coloured by role family, labelled with role and score."""
+    missing = [c for c in (S.LAYER, S.HEAD, S.ROLE, S.SCORE) if c not in df.columns]
+    if missing:
+        raise InputError(f"role_grid needs columns {missing}: pass the frame wb.head_roles returned")
+    fams = [f for f in FAMILIES if f in set(map(_family, df[S.ROLE]))]
+    code = {f: i for i, f in enumerate(fams)}
+    grid = df.pivot_table(index=S.LAYER, columns=S.HEAD, values=S.ROLE, aggfunc="first")
+    z = np.vectorize(lambda r: code[_family(r)] if isinstance(r, str) else np.nan,
+                     otypes=[float])(grid.values)
+    cells = df.set_index([S.LAYER, S.HEAD])
+
+    def text(la, h, hover):
+        r = cells.loc[(la, h)]
+        score = "" if pd.isna(r[S.SCORE]) else f" {r[S.SCORE]:.2f}"
+        if not hover:
+            return plot_text(_short(r[S.ROLE])) + (f"<br>{score.strip()}" if show_scores else "")
+        runner = r.get(S.RUNNER_UP)
+        extra = f"<br>runner-up: {plot_text(runner)} {r.get(S.RUNNER_UP_SCORE, np.nan):.2f}" \
+            if isinstance(runner, str) else ""
+        pattern = f"<br>pattern: {r[S.PATTERN]}" if S.PATTERN in r else ""
+        return f"layer {la}, head {h}<br>{plot_text(r[S.ROLE])}{score}{extra}{pattern}"
+
+    labels = [[text(la, h, False) for h in grid.columns] for la in grid.index]
+    hovers = [[text(la, h, True) for h in grid.columns] for la in grid.index]
+    n = max(len(fams), 1)
+    scale = [[v, FAMILIES[f][0]] for i, f in enumerate(fams)
+             for v in (i / n, (i + 1) / n)] or [[0, "#fff"], [1, "#fff"]]
+    fig = go.Figure(go.Heatmap(z=z, x=list(grid.columns), y=list(grid.index), zmin=0, zmax=n,
+                               colorscale=scale, showscale=False, text=labels,
+                               texttemplate="%{text}", textfont=dict(size=9), hovertext=hovers,
+                               hovertemplate="%{hovertext}<extra></extra>", xgap=2, ygap=2))
+    for f in fams:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=plot_text(f),
+                                 marker=dict(symbol="square", size=10, color=FAMILIES[f][0],
+                                             line=dict(color="#888", width=0.5))))
+    model = df[S.MODEL].iloc[0] if S.MODEL in df.columns and len(df) else ""
+    fig.update_layout(title=title or plot_text(f"Head roles of {model}"),
+                      xaxis=dict(title=S.HEAD, dtick=1, showgrid=False),
+                      yaxis=dict(title=S.LAYER, dtick=1, autorange="reversed", showgrid=False),
+                      height=140 + 40 * len(grid.index), width=160 + 62 * len(grid.columns),
+                      legend=dict(orientation="v", x=1.02, y=1))
+    return apply_theme(fig)
