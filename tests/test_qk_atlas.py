@@ -158,3 +158,32 @@ def test_grid_and_detail_figures(tiny_lm, atlas):
     assert sum(len(t.x) for t in hover) == len(atlas[(atlas[S.LAYER] == 1) & (atlas[S.HEAD] == 2)])
     with pytest.raises(wb.InputError, match="pos"):
         atlas_grid(atlas, color=S.POS)
+
+
+def test_widget_selects_head_and_query_on_traits(tiny_lm, atlas):
+    from workbench.widgets import QKAtlas
+
+    w = QKAtlas(tiny_lm, TEXTS, atlas=atlas, max_points=20)
+    assert w.selected_head is None and len(w.detail.data) == 0
+    grid_trace = next(t for t in w.grid.data if t.meta is not None and tuple(t.meta) == (1, 2))
+
+    class Points:            # what plotly hands a click callback
+        point_inds = [0]
+
+    w._on_grid_click(grid_trace, Points())
+    assert w.selected_head == (1, 2) and w.selected_query is None
+    queries = [t for t in w.detail.data if t.customdata is not None]
+    assert sum(len(t.x) for t in queries) == len(atlas[(atlas[S.LAYER] == 1) & (atlas[S.HEAD] == 2)])
+    w.select_query(1, 3)
+    assert w.selected_query == (1, 3)
+    row = w.attention_row()
+    ref, _ = wb.attention_tensor(tiny_lm, TEXTS[1], layers=[1], heads=[2])
+    np.testing.assert_allclose(row.sort_values(S.KEY)[S.WEIGHT], ref[0, 0, 3].numpy(), atol=1e-6)
+    assert any(t.mode == "lines" for t in w.detail.data)
+    assert w.explorer is not None and (w.explorer.layer.value, w.explorer.head.value) == (1, 2)
+    w.color.value = S.TOKEN_TYPE                                  # recolours, keeps the selection
+    assert w.selected_query == (1, 3)
+    w.select_head(1, 0)
+    assert w.selected_head == (1, 0) and w.selected_query is None
+    w.select_query(9, 0)
+    assert "no token" in w.status.value and w.selected_query is None

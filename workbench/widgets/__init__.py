@@ -24,6 +24,8 @@ _WIDGETS: dict[str, str] = {
     "ProbeLab": "probe_lab",
     "AttributionView": "attribution_panel",
     "attribution_view": "attribution_panel",  # module named apart: a submodule import would shadow the function
+    # --- beyond the peers (issue 19) ---
+    "QKAtlas": "qk_atlas",
 }
 
 __all__ = sorted(_WIDGETS)
