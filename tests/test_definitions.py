@@ -316,3 +316,54 @@ def test_head_stats_definitions_are_checked(tiny_lm):
         wb.head_stats(tiny_lm, STATS_TEXTS, average="query", progress=False)
     with pytest.raises(InputError, match="punctuation='ascii'"):
         wb.head_stats(tiny_lm, STATS_TEXTS, punctuation="ascii", progress=False)
+
+
+# --------------------------------------------------------------------------- 5. norm-based attention
+
+def _norms_by_hand(model_dir, text):
+    """||alpha_ij f_h(x_j)|| per head, with f_h(x) = (x W_V^h + b_V^h) W_O^h, from transformers'
+    eager forward: (L, H, T, T)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
+    enc = AutoTokenizer.from_pretrained(model_dir)(text, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**enc, output_attentions=True, output_hidden_states=True)
+    n_heads = model.config.num_attention_heads
+    d = model.config.hidden_size // n_heads
+    per_layer = []
+    for layer, block in enumerate(model.encoder.layer):
+        x = out.hidden_states[layer][0]                                     # (T, hidden)
+        sa = block.attention.self
+        v = (x @ sa.value.weight.T + sa.value.bias).view(-1, n_heads, d)    # (T, H, d)
+        wo = block.attention.output.dense.weight.view(-1, n_heads, d)       # (hidden, H, d)
+        f = torch.stack([v[:, h] @ wo[:, h].T for h in range(n_heads)])     # (H, T, hidden)
+        alpha = out.attentions[layer][0]                                    # (H, T, T)
+        per_layer.append((alpha[..., None] * f[:, None]).norm(dim=-1).detach())
+    return torch.stack(per_layer)
+
+
+def test_norm_attention_drops_specials_without_renormalising(tiny_lm, tiny_model_dir):
+    import workbench as wb
+
+    text = "The pizzeria was closed, unfortunately."
+    want = _norms_by_hand(tiny_model_dir, text)[:, :, 1:-1, 1:-1]           # <s> and </s> out
+    got, kept = wb.attention_tensor(tiny_lm, text, mode="norm", drop_special=True)
+    assert "<s>" not in kept and "</s>" not in kept
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert (got.sum(-1) - 1).abs().max() > 1e-2                  # not turned into a distribution
+    df = wb.attention(tiny_lm, [text], mode="norm", drop_special=True)
+    assert len(df) == want.numel()
+    np.testing.assert_allclose(df.sort_values(["layer", "head", "query", "key"])["weight"],
+                               want.reshape(-1).detach().numpy(), atol=1e-5, rtol=1e-4)
+
+
+def test_norm_attention_refuses_merged_subwords(tiny_lm):
+    import workbench as wb
+    from workbench.errors import InputError
+
+    with pytest.raises(InputError, match="merge_subwords=True.*sum_j alpha_ij f"):
+        wb.attention(tiny_lm, ["The pizzeria was closed."], mode="norm", merge_subwords=True)
+    with pytest.raises(InputError, match="merge_subwords"):
+        wb.attention_tensor(tiny_lm, "The pizzeria was closed.", mode="norm",
+                            merge_subwords=True, aggregate="heads")

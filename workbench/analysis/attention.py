@@ -9,9 +9,11 @@ One pipeline serves every table, figure, view and widget:
 2. `AttentionCapture.transform(...)`: the mode (weights | rollout | flow | norm, see
    `attention_modes`) and the shared options, applied in this order:
    - `drop_special=True`: remove <s>, </s>, ... as queries and keys and renormalise every row
-     over the remaining keys so it sums to 1 again;
+     over the remaining keys so it sums to 1 again (mode="norm": no renormalisation, norms are
+     not a distribution; the remaining ||alpha_ij f(x_j)|| are kept as they are);
    - `merge_subwords=True`: merge tokens into words: SUM over the keys of a word (a row still sums
-     to 1) and MEAN over the queries of a word;
+     to 1) and MEAN over the queries of a word. Refused for mode="norm" (InputError): a word's
+     norm is ||sum_j alpha_ij f(x_j)|| over its pieces, which the sum of their norms is not;
    - `select=[...]`: keep only these query rows (unit indices or token/word strings);
      `aggregate` containing "queries" reduces them to one row (query = -1);
    - `aggregate` containing "heads" / "layers": reduce over them (`reduce` = mean | sum | max);
@@ -36,7 +38,8 @@ import pandas as pd
 import torch
 
 from .. import schema as S
-from ..capture import encode, forward
+from ..capture import as_one_text, check_text_container, encode, forward
+from ..config import check_positive_int
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..tokens import TokenView, plain_token
@@ -94,6 +97,12 @@ class AttentionCapture:
         else:  # norm
             if self.value_norms is None:
                 raise InputError("mode='norm' needs value norms: capture with norms=True")
+            if merge_subwords:
+                raise InputError(
+                    "mode='norm' with merge_subwords=True: a word's norm is ||sum_j alpha_ij "
+                    "f(x_j)|| over its pieces, not the sum of their norms, and is not computed "
+                    "here; use merge_subwords=False (one row and column per token) or "
+                    "mode='weights'")
             if "heads" in agg:
                 g = self.value_gram[layer_ids][:, :, head_ids][:, :, :, head_ids]
                 x = modes.norm_layer(w[layer_ids], g)[:, None]          # (L', 1, T, T)
@@ -101,7 +110,7 @@ class AttentionCapture:
             else:
                 x = modes.norm_weights(w[layer_ids], self.value_norms[layer_ids][:, head_ids])
         units = _units(self.view, drop_special, merge_subwords)
-        x = _apply_units(x, units, drop_special)                         # (L', H', U, U)
+        x = _apply_units(x, units, drop_special and mode != "norm")      # (L', H', U, U)
         query_ids = list(range(len(units.labels)))
         if select is not None:
             query_ids = _resolve_select(select, units.labels)
@@ -290,6 +299,7 @@ def _frame(x: np.ndarray, u: Units, model: str, text_id: int) -> pd.DataFrame:
 def _as_inputs(texts, pairs) -> list[tuple[str, str | None]]:
     if isinstance(texts, (str, tuple)):
         texts = [texts]
+    check_text_container(texts, "texts")
     texts = list(texts)
     if not texts:
         raise InputError("texts is empty: pass a string, a list of strings or (a, b) pairs")
@@ -318,6 +328,7 @@ def capture_attention(lm: LM, texts, pairs: Sequence[str] | None = None, *, norm
     of similar length; every capture is cut to its own tokens (no padding rows or columns).
     Inputs longer than the model's limit are truncated (check `capture.view`).
     """
+    batch_size = check_positive_int("batch_size", batch_size)
     items = _as_inputs(texts, pairs)
     tok = lm.tokenizer(
         [a for a, _ in items], truncation=True)["input_ids"] if all(
@@ -422,6 +433,7 @@ def attention_qk(lm: LM, text, *, pair: str | None = None,
     as CPU float32 tensors, captured with forward hooks on the stock model's projections, so
     softmax(q k^T / sqrt(d)) reproduces `weights` (RoBERTa-style scaled dot-product attention).
     """
+    text, pair = as_one_text(text), None if pair is None else as_one_text(pair, "pair")
     batch = encode(lm, [text], [pair] if pair is not None else None, max_length=max_length)
     with modes.qk_capture(lm) as store:
         res = forward(lm, batch, attentions=True)

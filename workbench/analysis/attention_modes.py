@@ -12,6 +12,9 @@ Everything here is a pure function of captured tensors, so a cached forward pass
   f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h is the value vector pushed through head h's slice of the output
   projection; `norm_layer(weights, gram)` is the whole-layer ||sum_h alpha^h_ij f_h(x_j)||, computed
   exactly from the per-key Gram matrix <f_h(x_j), f_g(x_j)>.
+  These are sizes, not a distribution: dropping tokens never renormalises them, and a word's
+  norm would be ||sum_j alpha_ij f(x_j)|| over its pieces, not a sum of norms, so
+  `AttentionCapture.transform` refuses `merge_subwords` with mode="norm".
 - `value_capture(lm)`: forward hooks on the stock model's value projections (via
   `capture.attention_modules`) that yield the norms and Gram matrices; no forked model code.
 
@@ -164,5 +167,6 @@ MODES = {
     "weights": "raw softmax attention weights per head",
     "rollout": "attention rollout (Abnar & Zuidema 2020), heads averaged, residual 0.5",
     "flow": f"attention flow (Abnar & Zuidema 2020), heads averaged, <= {FLOW_MAX_TOKENS} tokens",
-    "norm": "norm-based attention ||alpha f(x)|| (Kobayashi et al. 2020)",
+    "norm": "norm-based attention ||alpha f(x)|| (Kobayashi et al. 2020): not a distribution, "
+            "so never renormalised; per token only (merge_subwords is refused)",
 }
