@@ -272,6 +272,12 @@ def test_the_best_evaluation_is_kept_and_opened_by_load(tiny_model_dir, run_root
     run = finetune(tiny_model_dir, data, config=cfg, progress=False)
     assert run.summary["best_step"] == 1 == run.best_step
     assert [s for s, _ in run.checkpoints()] == [1, 6]
+    # one optimizer state on disk: the newest checkpoint's; the best one is weights only
+    assert not (run.checkpoint(1) / "training_state.json").exists()
+    assert (run.checkpoint(6) / "training_state.json").exists()
+    from workbench.training.checkpoint import disk_mb
+
+    assert run.summary["disk_mb"] == pytest.approx(disk_mb(run.path), abs=0.05)
     assert Path(wb.load(run, device="cpu").path) == run.checkpoint(1)
     assert Path(wb.load(run.path, device="cpu").path) == run.checkpoint(1)
     assert Path(run.load("latest", device="cpu").path) == run.checkpoint(6)
@@ -329,3 +335,65 @@ def test_two_processes_match_one_with_gradient_accumulation(tiny_model_dir, tmp_
     wa, wb_ = _weights(two), _weights(one)
     for k in wa:
         torch.testing.assert_close(wa[k], wb_[k], atol=1e-5, rtol=1e-4)
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_a_kill_before_any_checkpoint_restarts(
+        tiny_model_dir, run_root):
+    """KeyboardInterrupt in a callback -> "interrupted" (as in pretraining); with no checkpoint
+    yet, resuming starts over at step 0 in the same run, with the killed attempt's rows gone."""
+    data = separable(64)
+    cfg = FineTuneConfig(max_steps=6, eval_every=3, checkpoint_every=100, **FAST)
+
+    def ctrl_c(event):
+        if event.kind == "step" and event.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tiny_model_dir, data, config=cfg, callbacks=[ctrl_c], progress=False)
+    (run,) = [wb.Run.open(p) for p in run_root.iterdir() if not p.name.startswith(".")]
+    assert run.info["status"] == "interrupted" and run.checkpoints() == []
+    assert run.metrics("step")["step"].tolist() == [1, 2]
+    resumed = finetune(None, data, resume=run.id, progress=False)  # the run's own base model
+    whole = finetune(tiny_model_dir, data, config=cfg, progress=False)
+    assert resumed.id == run.id and resumed.status == "completed"
+    assert resumed.metrics("step")["step"].tolist() == list(range(1, 7))
+    _assert_same_tensors(_weights(resumed), _weights(whole))
+
+
+def test_a_wall_clock_interval_also_checkpoints(tiny_model_dir, run_root):
+    cfg = FineTuneConfig(max_steps=3, eval_every=100, checkpoint_every=100, keep_checkpoints=5,
+                         checkpoint_minutes=1e-9, **FAST)  # due after every step
+    run = finetune(tiny_model_dir, separable(64), config=cfg, progress=False)
+    assert [s for s, _ in run.checkpoints()] == [1, 2, 3]
+    assert FineTuneConfig().checkpoint_minutes == 10.0  # the default: every 10 minutes
+
+
+@pytest.mark.parametrize("field, value", [
+    ("eval_every", -1), ("checkpoint_every", -2), ("log_every", 0), ("max_grad_norm", -1.0),
+    ("weight_decay", -0.1), ("warmup_steps", -1), ("batch_size", "8"), ("learning_rate", -1e-4),
+    ("learning_rate", float("inf")), ("checkpoint_minutes", -1.0), ("epochs", 1.5),
+])
+def test_every_bad_field_is_refused_at_construction(field, value):
+    with pytest.raises(wb.InputError, match=field):
+        FineTuneConfig(**{field: value})
+
+
+def test_non_finite_regression_labels_are_refused_before_the_run_exists(tiny_model_dir, run_root):
+    rows = pd.DataFrame({"text": [f"the film {w}" for w in FILL] * 4,
+                         "score": [0.5] * 47 + [float("inf")]})
+    with pytest.raises(wb.InputError, match="non-finite"):
+        finetune(tiny_model_dir, rows, config=FineTuneConfig(label_column="score", **FAST),
+                 progress=False)
+    assert not run_root.exists() or not [p for p in run_root.iterdir() if not p.name.startswith(".")]
+
+
+def test_the_default_learning_rate_follows_the_model_size(tiny_model_dir, run_root):
+    from transformers import RobertaConfig
+
+    from workbench.training.finetune import default_learning_rate
+
+    assert default_learning_rate(RobertaConfig(hidden_size=768)) == 2e-5  # roberta-base
+    assert default_learning_rate(RobertaConfig(hidden_size=384)) == 1e-4  # the demo model
+    cfg = FineTuneConfig(**{**FAST, "learning_rate": 0.0}, max_steps=1)
+    run = finetune(tiny_model_dir, separable(64), config=cfg, progress=False)
+    assert run.summary["learning_rate"] == run.info["learning_rate"] == 1e-4

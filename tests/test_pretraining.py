@@ -194,8 +194,9 @@ def test_resume_continues_the_same_loss_curve(small_corpus, cache, tmp_path):
     assert resumed == interrupted and resumed.status == "completed"
 
     a = straight.metrics("step").set_index("step")["loss"]
-    b = resumed.metrics("step").drop_duplicates("step", keep="last").set_index("step")["loss"]
-    assert list(b.index) == list(range(1, 17))
+    b = resumed.metrics("step").set_index("step")["loss"]
+    assert list(b.index) == list(range(1, 17))  # no step twice
+    assert resumed.metrics("eval")["step"].tolist() == straight.metrics("eval")["step"].tolist()
     np.testing.assert_allclose(b.loc[9:16].to_numpy(), a.loc[9:16].to_numpy(), rtol=0, atol=1e-6)
     assert resumed.summary["eval_loss"] == pytest.approx(straight.summary["eval_loss"], abs=1e-6)
 
@@ -231,6 +232,125 @@ def test_config_validation_names_the_problem():
         PretrainConfig(masking="sometimes")
     with pytest.raises(InputError, match="preset"):
         PretrainConfig.from_preset("huge")
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("eval_every", 0, "eval_every=0"), ("checkpoint_every", 0, "checkpoint_every=0"),
+    ("log_every", 0, "log_every=0"), ("num_heads", 0, "num_heads=0"),
+    ("eval_sequences", 0, "eval_sequences=0"), ("max_grad_norm", -1.0, "max_grad_norm=-1.0"),
+    ("weight_decay", -0.1, "weight_decay=-0.1"), ("warmup_steps", -5, "warmup_steps=-5"),
+    ("batch_size", "8", "batch_size='8' is a str"), ("lr", float("nan"), "finite"),
+    ("max_steps", 2.5, "max_steps=2.5"), ("whole_word", "yes", "whole_word='yes'"),
+    ("checkpoint_minutes", -1.0, "checkpoint_minutes=-1.0"), ("heldout", 0.0, "heldout=0.0"),
+])
+def test_every_bad_field_is_refused_at_construction(field, value, words, tmp_path):
+    """Each was accepted before and failed mid-run (ZeroDivisionError) or silently misbehaved
+    (max_grad_norm=0 zeroed every gradient): now an InputError naming it, before any folder."""
+    from workbench.errors import InputError
+
+    with pytest.raises(InputError, match=words.replace("(", r"\(").replace("[", r"\[")):
+        PretrainConfig(**{field: value})
+    assert PretrainConfig(max_grad_norm=0).max_grad_norm == 0  # 0 means off, as in fine-tuning
+    assert PretrainConfig(max_grad_norm=None).max_grad_norm is None
+
+
+def test_gradient_clipping_off_leaves_gradients_alone():
+    from workbench.training.engine import clip_gradients
+
+    layer = torch.nn.Linear(3, 2)
+    layer(torch.ones(4, 3)).sum().backward()
+    before = layer.weight.grad.clone()
+    for off in (0, 0.0, None):
+        assert clip_gradients(layer, off) is None
+        assert torch.equal(layer.weight.grad, before)
+    assert float(clip_gradients(layer, 1e-3)) > 1e-3 and layer.weight.grad.norm() < before.norm()
+
+
+def test_the_schedule_is_transformers_linear_warmup_at_every_step():
+    from transformers import get_linear_schedule_with_warmup
+
+    from workbench.training.schedule import make_scheduler
+
+    for warmup, total in ((10, 50), (0, 7), (1, 1), (30, 30)):
+        ours_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        ours, ref = make_scheduler(ours_opt, warmup, total), \
+            get_linear_schedule_with_warmup(ref_opt, warmup, total)
+        for _ in range(total + 3):
+            assert ours.get_last_lr() == ref.get_last_lr()
+            ours_opt.step(), ref_opt.step(), ours.step(), ref.step()
+
+
+def test_tf32_flags_are_on_during_a_run_and_restored_after(small_corpus, cache, tmp_path):
+    seen = []
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        pretrain(small_corpus, config=_tiny(max_steps=2, eval_every=2, precision="auto"),
+                 root=tmp_path / "runs", cache_dir=cache,
+                 callbacks=[lambda e: seen.append(torch.backends.cuda.matmul.allow_tf32)])
+        assert seen and all(seen)  # "auto" allows TF32 inside the run (it acts on CUDA only)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        seen.clear()
+        pretrain(small_corpus, config=_tiny(max_steps=2, eval_every=2, precision="fp32"),
+                 root=tmp_path / "runs", cache_dir=cache,
+                 callbacks=[lambda e: seen.append(torch.backends.cuda.matmul.allow_tf32)])
+        assert seen and not any(seen)  # fp32 asked for: exact fp32 matmuls
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(small_corpus, cache, tmp_path):
+    root = tmp_path / "runs"
+
+    def ctrl_c(event):
+        if event.kind == "step" and event.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(small_corpus, config=_tiny(max_steps=6, eval_every=3, checkpoint_every=100),
+                 root=root, cache_dir=cache, callbacks=[ctrl_c])
+    (folder,) = [p for p in root.iterdir() if not p.name.startswith(".")]
+    run = Run.open(folder)
+    assert run.info["status"] == "interrupted" and run.checkpoints() == []
+    resumed = pretrain(resume=run.id, root=root, cache_dir=cache)  # before any checkpoint: step 0
+    assert resumed.status == "completed" and resumed.summary["steps"] == 6
+    assert resumed.metrics("step")["step"].tolist() == list(range(1, 7))
+    assert resumed.metrics("eval")["step"].tolist() == [0, 3, 6]
+
+
+def test_headline_accuracy_counts_mask_positions_only_against_a_full_forward(small_corpus,
+                                                                             cache, tmp_path):
+    """Oracle: transformers' own MLM forward (its logits at every position, not our gather) on
+    the held-out sequences under the same fixed evaluation mask, scored by hand."""
+    from workbench.training.corpus import PackedCorpus
+
+    config = _tiny(max_steps=30, eval_every=30, lr=3e-3)
+    run = pretrain(small_corpus, config=config, root=tmp_path / "runs", cache_dir=cache)
+    lm = run.load(device="cpu")
+    packed = PackedCorpus.load(run.info["packed_corpus"])
+    ids = torch.from_numpy(packed.heldout[:config.eval_sequences].astype(np.int64))  # (N, T)
+    masker = Masker(TokenTables.from_tokenizer(lm.tokenizer), mode=config.masking,
+                    probability=config.mask_probability,
+                    rates=(config.mask_token_rate, config.random_token_rate), seed=config.seed)
+    inputs, labels = masker.evaluation(ids, torch.arange(len(ids)), config.eval_seed)
+    lm.model.eval()
+    with torch.no_grad():
+        logits = lm.model(input_ids=inputs, attention_mask=ids != packed.pad_id).logits  # (N, T, V)
+    selected = labels != IGNORE_INDEX
+    shown = selected & (inputs == lm.tokenizer.mask_token_id)
+    hit = logits.argmax(-1) == labels
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0),
+                                            reduction="none")
+    s = run.summary
+    assert s["eval_tokens"] == int(shown.sum()) < s["eval_selected_tokens"] == int(selected.sum())
+    assert s["eval_accuracy"] == int(hit[shown].sum()) / int(shown.sum())
+    assert s["eval_selected_accuracy"] == int(hit[selected].sum()) / int(selected.sum())
+    assert s["eval_loss"] == pytest.approx(float(nll[shown].mean()), rel=1e-4)
+    assert s["eval_selected_loss"] == pytest.approx(float(nll[selected].mean()), rel=1e-4)
+    shared = {"steps", "total_steps", "status", "wall_s", "train_s", "precision", "processes",
+              "disk_mb"}
+    assert shared <= set(s) and "machine" in run.info
 
 
 def test_pretrain_run_widget_builds_config_from_controls_and_trains_live(small_corpus, cache, tmp_path):
