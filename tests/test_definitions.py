@@ -367,3 +367,68 @@ def test_norm_attention_refuses_merged_subwords(tiny_lm):
     with pytest.raises(InputError, match="merge_subwords"):
         wb.attention_tensor(tiny_lm, "The pizzeria was closed.", mode="norm",
                             merge_subwords=True, aggregate="heads")
+
+
+# --------------------------------------------------------------------------- 6. candidate scores
+
+def _chain_loop(lm, sentence, positions):
+    """A plain chain rule: log P of the tokens at `positions`, left to right, later ones masked,
+    every other token (a prefix touching the mask included) left as it is."""
+    ids = torch.tensor(lm.tokenizer(sentence)["input_ids"])
+    total = 0.0
+    for k, p in enumerate(positions):
+        x = ids.clone()
+        x[positions[k:]] = lm.tokenizer.mask_token_id
+        with torch.no_grad():
+            logits = lm.model(input_ids=x[None]).logits[0, p]
+        total += float(torch.log_softmax(logits.double(), -1)[ids[p]])
+    return total
+
+
+def test_chain_scores_report_lengths_and_warn_when_they_mix(tiny_lm):
+    import warnings
+
+    import workbench as wb
+
+    text = "I ate a <mask> for lunch."
+    cands = ["pizza", "salad", "soup", "sandwich"]
+    with pytest.warns(UserWarning, match="different numbers of tokens"):
+        df = wb.score_candidates(tiny_lm, text, cands, method="chain")
+    assert df["n_tokens"].nunique() > 1 and df["mixed_lengths"].all()
+    assert (df["n_scored"] == df["n_tokens"]).all()
+    for row in df.itertuples():
+        enc = tiny_lm.tokenizer(row.filled, return_offsets_mapping=True)
+        start = row.filled.index(row.candidate)
+        pos = [i for i, (a, b) in enumerate(enc["offset_mapping"])
+               if b > a and a < start + len(row.candidate) and b > start]
+        assert row.n_tokens == len(pos)
+        assert row.logprob == pytest.approx(_chain_loop(tiny_lm, row.filled, pos), abs=1e-4)
+        assert row.mean_logprob == pytest.approx(row.logprob / len(pos))
+    per_token = df.sort_values("mean_logprob", ascending=False)["candidate"].tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # normalised: no warning
+        norm = wb.score_candidates(tiny_lm, text, cands, method="chain", rank_by="mean_logprob")
+        one_length = df.groupby("n_tokens")["candidate"].apply(list).iloc[0]
+        same = wb.score_candidates(tiny_lm, text, one_length, method="chain")
+    assert norm.sort_values("rank")["candidate"].tolist() == per_token
+    assert not same["mixed_lengths"].any()
+
+
+def test_a_prefix_touching_the_mask_is_context(tiny_lm):
+    import workbench as wb
+    from workbench.errors import InputError
+
+    df = wb.score_candidates(tiny_lm, "It is un<mask> to rain.", ["likely"], method="chain")
+    filled = "It is unlikely to rain."
+    tokens = tiny_lm.tokenizer.convert_ids_to_tokens(tiny_lm.tokenizer(filled)["input_ids"])
+    un = tokens.index("Ġun")                                  # the prefix is a token of its own
+    pos = list(range(un + 1, un + 1 + df.n_tokens[0]))
+    assert "".join(tokens[p] for p in pos) == "likely"        # exactly the pieces after the prefix
+    assert df.logprob[0] == pytest.approx(_chain_loop(tiny_lm, filled, pos), abs=1e-4)
+    # 'true' after 'un' is tokenised 'Ġu nt rue': a token crosses the prefix, so chain refuses
+    with pytest.raises(InputError, match="cannot be separated"):
+        wb.score_candidates(tiny_lm, "It is un<mask> to rain.", ["true"], method="chain")
+    whole = wb.score_candidates(tiny_lm, "It is <mask> to rain.", ["untrue"], method="chain")
+    assert whole.filled[0] == "It is untrue to rain."
+    with pytest.raises(InputError, match="rank_by="):
+        wb.score_candidates(tiny_lm, "It is <mask>.", ["x"], rank_by="mean")

@@ -10,6 +10,11 @@ How a candidate is scored (no first-piece shortcut, ever):
    `Ġp iz za` in a small vocabulary), exactly as the word would appear in running text, while
    "un<mask>" + "likely" gives "unlikely". BERT's WordPiece has no such rule; the same code works.
    The candidate's tokens are the tokens whose characters overlap the filler (`pieces` column).
+   A prefix or suffix touching the mask ("un<mask>", "<mask>s") is context: it stays in the
+   text, unmasked, and the candidate's tokens must lie inside the filler's characters. When the
+   tokenizer fuses them into one token (RoBERTa encodes " unlikely" as the single token
+   `Ġunlikely`), the candidate's probability cannot be separated from the prefix's, and
+   method="chain" refuses it with an InputError (pass the whole word: "<mask>" + "unlikely").
 2. `method` decides the number:
    - "pll" (default): pseudo-log-likelihood of the filled sentence (Salazar et al. 2020); every
      token, candidate or context, masked one at a time. `logprob` is the sentence total,
@@ -22,11 +27,17 @@ How a candidate is scored (no first-piece shortcut, ever):
      joint log-probability of the filling. For one single-token candidate it equals fill-mask's.
 3. Several masks: pass one tuple per candidate, one string per mask,
    e.g. `[("New", "York"), ("Los", "Angeles")]`; they are scored jointly by the chosen method.
+4. Lengths. `logprob` is a sum of `n_scored` log-probabilities (the candidate's tokens for
+   "chain", every token of the filled sentence for the PLL methods), so candidates of different
+   token counts are not on one scale: `mean_logprob` = logprob / n_scored is the per-token
+   (length-normalised) score, `rank_by="mean_logprob"` ranks by it, and when the default ranking
+   by the total mixes counts, a warning says so and `mixed_lengths` is True on those rows.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Sequence
 
 import pandas as pd
@@ -45,6 +56,10 @@ CANDIDATE = "candidate"        # column: the filler as given (several masks join
 FILLED = "filled"              # column: the text with the filler in place of the mask(s)
 SPAN_LOGPROB = "span_logprob"  # column: log-prob at the candidate's own tokens
 PIECES = "pieces"              # column: readable tokens of the candidate in context
+N_SCORED = "n_scored"          # column: number of log-prob terms summed into `logprob`
+MEAN_LOGPROB = "mean_logprob"  # column: logprob / n_scored, the per-token score
+MIXED_LENGTHS = "mixed_lengths"  # column: this ranking compares different n_scored
+RANK_BY = (S.LOGPROB, MEAN_LOGPROB)
 
 
 def _as_fillers(candidate, n_masks: int) -> tuple[str, ...]:
@@ -85,6 +100,20 @@ def _span_positions(encoding, spans) -> list[int]:
     return out
 
 
+def _check_inside(encoding, positions: list[int], spans, sentence: str, candidate: str) -> None:
+    """Refuse a candidate token that also covers characters outside the filler (a prefix or
+    suffix fused with it): its probability is not the candidate's alone."""
+    for p in positions:
+        a, b = encoding.offsets[p]
+        if not any(s <= a and b <= e for s, e in spans):
+            raise InputError(
+                f"candidate {candidate!r}: in {sentence!r} the token {sentence[a:b]!r} covers "
+                "both the candidate and the text touching the mask, so the candidate's "
+                "probability cannot be separated from the context's; put the whole word in "
+                "the candidate (e.g. '<mask>' + 'unlikely' rather than 'un<mask>' + 'likely') "
+                "or use method='pll'")
+
+
 def _score_one(lm: LM, texts: list[str], candidates: list, method: str,
                max_tokens: int | None) -> pd.DataFrame:
     meta, filled = [], []
@@ -101,6 +130,7 @@ def _score_one(lm: LM, texts: list[str], candidates: list, method: str,
     for i, (e, (_, _, spans)) in enumerate(zip(enc.encodings, meta)):
         span = _span_positions(e, spans)
         if method == "chain":
+            _check_inside(e, span, spans, filled[i], meta[i][1])
             new = [Item(i, p, span[k:]) for k, p in enumerate(span)]
         else:
             new = pll_items(i, scored_positions(e), e.word_ids, method)
@@ -120,24 +150,48 @@ def _score_one(lm: LM, texts: list[str], candidates: list, method: str,
             S.TEXT_ID: t_id, S.TEXT: texts[t_id], CANDIDATE: cand, FILLED: sent, METHOD: method,
             S.LOGPROB: float(sum(values[k] for k in ks)),
             SPAN_LOGPROB: float(sum(values[k] for k in ks if in_span[k])),
-            N_TOKENS: len(span), PIECES: [view.tokens[p] for p in span],
+            N_TOKENS: len(span), PIECES: [view.tokens[p] for p in span], N_SCORED: len(ks),
         })
     df = pd.DataFrame(rows)
-    df[S.RANK] = df.groupby(S.TEXT_ID)[S.LOGPROB].rank(ascending=False, method="min").astype(int)
+    df[MEAN_LOGPROB] = df[S.LOGPROB] / df[N_SCORED].clip(lower=1)
+    df[MIXED_LENGTHS] = df.groupby(S.TEXT_ID)[N_SCORED].transform("nunique") > 1
+    return df
+
+
+def _rank(df: pd.DataFrame, rank_by: str) -> pd.DataFrame:
+    """Rank within (model, text), 1 = best; warn when a ranking by totals mixes lengths."""
+    df[S.RANK] = df.groupby([S.MODEL, S.TEXT_ID])[rank_by].rank(
+        ascending=False, method="min").astype(int)
+    if rank_by == S.LOGPROB and df[MIXED_LENGTHS].any():
+        mixed = df[df[MIXED_LENGTHS]]
+        counts = dict(zip(mixed[CANDIDATE], mixed[N_SCORED]))
+        warnings.warn(
+            f"score_candidates ranks candidates by a total log-probability over different "
+            f"numbers of tokens ({dict(list(counts.items())[:6])} log-prob terms): a longer "
+            "candidate adds more negative terms. Compare the per-token 'mean_logprob' (or pass "
+            "rank_by='mean_logprob'), or use candidates of one token count; the rows are "
+            "flagged in 'mixed_lengths'", UserWarning, stacklevel=3)
     return df
 
 
 def score_candidates(lm_or_dict, text: str | Sequence[str], candidates: Sequence, *,
-                     method: str = "pll", max_tokens: int | None = None) -> pd.DataFrame:
+                     method: str = "pll", rank_by: str = "logprob",
+                     max_tokens: int | None = None) -> pd.DataFrame:
     """Score each candidate filler of the mask(s) in `text`; one row per (model, text, candidate).
 
-    Columns: model, text_id, text, candidate, filled, method, logprob (the score candidates are
-    ranked by; see the module docstring for each method), span_logprob, n_tokens (tokens of the
-    filler in context), pieces (those tokens, readable), rank (1 = best within model and text).
+    Columns: model, text_id, text, candidate, filled, method, logprob (a total; see the module
+    docstring for each method), span_logprob, n_tokens (tokens of the filler in context), pieces
+    (those tokens, readable), n_scored (log-prob terms in logprob), mean_logprob (logprob /
+    n_scored), mixed_lengths (the ranking of this text compares different n_scored), rank (1 =
+    best within model and text, by `rank_by`: "logprob" or the per-token "mean_logprob"). Ranking
+    totals over different token counts warns (see the module docstring, point 4).
 
     >>> wb.score_candidates(lm, "I ate a <mask>.", ["pizza", "sandwich"], method="chain")  # doctest: +SKIP
     """
     check_method(method, METHODS)
+    if rank_by not in RANK_BY:
+        raise InputError(f"rank_by={rank_by!r}; use 'logprob' (the total) or 'mean_logprob' "
+                         "(per token, comparable across candidate lengths)")
     texts = as_text_list(text, "text")
     for i, t in enumerate(texts):
         if not MASK_SPELLINGS.search(t):
@@ -154,7 +208,7 @@ def score_candidates(lm_or_dict, text: str | Sequence[str], candidates: Sequence
         df = _score_one(lm, texts, candidates, method, max_tokens)
         df.insert(0, S.MODEL, name)
         frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    return _rank(pd.concat(frames, ignore_index=True), rank_by)
 
 
 def split_candidates(field: str) -> list:
