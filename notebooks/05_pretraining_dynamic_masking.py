@@ -215,3 +215,11 @@ lm = wb.load(MODEL)
 answers = wb.fill_mask(lm, ["The capital of France is <mask>.",
                             "She opened the door and walked into the <mask>."], top_k=5)
 answers.pivot_table(index="rank", columns="text", values="token", aggfunc="first")
+
+# %% [markdown]
+# ## Next
+#
+# The masks compared here all choose 15% of the tokens and replace them 80/10/10 (`<mask>` /
+# random / unchanged). Why those numbers, what the masker actually produces (measured with
+# binomial intervals), and the other objective BERT had and RoBERTa dropped (next-sentence
+# prediction, with the paper's Table 2 of input formats) are in notebook 10 (`10_mlm_and_nsp`).
