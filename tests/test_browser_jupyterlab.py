@@ -330,3 +330,277 @@ def test_widgets_render_and_react_in_jupyterlab(lab, tiny_model_dir):
             browser.close()
     assert not problems, "\n".join(problems)
     assert rendered == names, f"rendered {rendered}, expected {names}"
+
+
+# ------------------------------------------------------------------ issue 17: what is on screen
+# One notebook with the widgets the issue found wrong on screen; the test drives each in the page
+# and reads the answer back from what is drawn (plotly's own data and the SVG's boxes).
+
+SCREENS = {  # cell name -> source; evaluated in order after the setup cell
+    "finetune": ("FT = wb.widgets.FineTuneRun(MODEL_DIR, FT_DATA, config=wb.FineTuneConfig("
+                 "max_steps=4, batch_size=8, learning_rate=3e-3, eval_every=2, log_every=1, "
+                 "device='cpu'))\nFT"),
+    "maskprobe": "wb.widgets.MaskProbe(lm, candidates='cat, dog')",
+    "qk": "wb.widgets.AttentionExplorer(lm, QK_TEXT, view='qk')",
+    "heads": "wb.widgets.HeadExplorer(lm, TEXTS, examples=1)",
+    "ticks10": "wb.widgets.AttentionExplorer(lm, LONG_WORDS)",
+    "ticks128": "wb.widgets.AttentionExplorer(lm, TEXT_128)",
+}
+QK_TEXT = "The pizzeria reopened unexpectedly."
+LONG_WORDS = ("Extraordinarily circumnavigation antidisestablishmentarianism "
+              "incomprehensibilities overcapitalisation.")
+
+
+def _text_of_tokens(lm, n: int) -> str:
+    """A text that the tiny model's tokenizer turns into exactly `n` tokens (specials included)."""
+    words = [w for para in __import__("workbench.testing", fromlist=["x"]).offline_text(20_000)
+             for w in para.split()]
+    text = ""
+    for w in words:
+        longer = f"{text} {w}".strip()
+        if len(lm.tokens(longer).tokens) > n:
+            break
+        text = longer
+    assert len(lm.tokens(text).tokens) >= n - 3, "could not build a long enough text"
+    return text
+
+
+def _screens_notebook(model_dir, text_128: str) -> dict:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import workbench as wb, pandas as pd\n"
+        f"MODEL_DIR = {str(model_dir)!r}\n"
+        "lm = wb.load(MODEL_DIR, device='cpu')\n"
+        "TEXTS = ['The cat sat on the mat.', 'A dog barked at the mailman.', "
+        "'Paris is the capital of France.']\n"
+        "FT_DATA = pd.DataFrame({'text': [f'the film was {w}' for w in "
+        "('excellent', 'dreadful') * 32], 'label': ['pos', 'neg'] * 32})\n"
+        f"QK_TEXT, LONG_WORDS, TEXT_128 = {QK_TEXT!r}, {LONG_WORDS!r}, {text_128!r}"))
+    for name, src in SCREENS.items():
+        nb.cells.append(nbformat.v4.new_code_cell(f"# screen: {name}\n{src}"))
+    return nb
+
+
+def _plotly(output, index: int = 0, expr: str = "gd => gd._fullData.map(t => ({name: t.name, "
+            "type: t.type, x: Array.from(t.x || []), y: Array.from(t.y || [])}))"):
+    """Evaluate `expr` on the index-th plotly graph div of `output` (its live data/layout)."""
+    return output.locator(".js-plotly-plot").nth(index).evaluate(expr)
+
+
+def _wait_for(page, check, what: str, timeout_s: float = 60):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        page.wait_for_timeout(250)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _open(page, url: str, token: str, name: str, n_code: int) -> None:
+    page.goto(f"{url}/lab/tree/{name}?token={token}")
+    page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=90_000)
+    page.get_by_text("| Idle").first.wait_for(timeout=90_000)
+    _run_all(page, n_code=n_code)
+
+
+def _finished_message(output) -> str | None:
+    """FineTuneRun's message line once a run ended ("run NAME: completed")."""
+    return next((t.strip() for t in output.locator(".widget-html").all_inner_texts()
+                 if re.fullmatch(r"run .+: completed", t.strip())), None)
+
+
+def _check_finetune(page, output) -> None:
+    """17.1: a second run shows only its own points and names; the comparison draws both runs."""
+    def run_once(previous: str | None) -> str:
+        _step(output, ("click", "Start"))
+        return _wait_for(page, lambda: (_finished_message(output) or previous) != previous
+                         and _finished_message(output), "the run to complete", 120)
+
+    def loss_steps() -> list:
+        return next((t["x"] for t in _plotly(output) if t["name"] == "loss"), [])
+
+    first = run_once(None)
+    _wait_for(page, lambda: loss_steps() == [1, 2, 3, 4], f"the first run's curve {loss_steps()}")
+    steps = output.locator(".widget-text").filter(
+        has=page.locator("label", has_text="max steps")).locator("input").first
+    steps.fill("2")
+    steps.press("Tab")
+    second = run_once(first)
+    name = second[len("run "):-len(": completed")]
+    _wait_for(page, lambda: loss_steps() == [1, 2],
+              f"the second run's curve alone, not {loss_steps()}", 20)
+    title = _plotly(output, 0, "gd => gd._fullLayout.title.text")
+    assert name in title and first[len("run "):-len(": completed")] not in title, (title, first)
+    status = output.locator(".widget-html").filter(has_text="step 2/2").first.inner_text()
+    assert "completed" in status, status
+    runs = output.locator("select[multiple]").first
+    runs.select_option(runs.locator("option").evaluate_all("os => os.map(o => o.value)"))
+    _wait_for(page, lambda: len(_plotly(output, 1)) == 2, "two runs in the comparison")
+    points = sorted(len(t["x"]) for t in _plotly(output, 1))
+    assert points == [1, 2], f"eval_accuracy points per run in the comparison: {points}"
+
+
+def _check_maskprobe(page, output) -> None:
+    """17.2: after an input error no chart keeps the previous sentence: the top-k chart says why it
+    is empty, the candidate chart is gone, the opened "why this answer?" strip is cleared."""
+    _step(output, ("open", "why this answer?"))
+    _wait_for(page, lambda: output.locator(".js-plotly-plot").count() == 3
+              and all(_plotly(output, i) for i in range(3)),
+              "top-k, candidate and attribution charts")
+    _step(output, ("type", "text", "A sentence without any mask."))
+    _wait_for(page, lambda: output.locator(".js-plotly-plot").count() == 2,
+              "the candidate chart to go after the error")
+    plots = output.locator(".js-plotly-plot")
+    assert plots.count() == 2, "the candidate chart is still shown"  # top-k + attribution
+    for i in range(2):
+        assert _plotly(output, i) == [] or all(not t["x"] for t in _plotly(output, i)), \
+            f"chart {i} still draws the previous sentence"
+        notes = _plotly(output, i, "gd => (gd._fullLayout.annotations || []).map(a => a.text)")
+        assert any("fix the input above" in n for n in notes), notes
+    assert "error" in output.inner_text().lower()
+
+
+def _check_qk(page, output, view) -> None:
+    """17.3: with merge subwords and drop specials on, clicking a token in the query/key view
+    selects that token there and its word in the heatmap and the selection line."""
+    for label in ("drop specials", "merge subwords"):
+        output.locator(".widget-checkbox", has_text=label).locator("input").check()
+    tokens = output.locator(".wb-attn-queries .wb-attn-token")
+    _wait_for(page, lambda: tokens.count() == len(view), "the query/key token list")
+    for p in range(len(view)):
+        if view.special[p]:
+            continue
+        tokens.nth(p).click()
+        word = view.words[view.word_ids[p]]
+        _wait_for(page, lambda: _plotly(output, 0, "gd => gd._fullLayout.yaxis.ticktext")
+                  == [word], f"the heatmap to show query {word!r} (clicked token {p})", 20)
+        picked = [i for i in range(len(view)) if tokens.nth(i).evaluate(
+            "e => getComputedStyle(e).backgroundColor") == "rgb(255, 233, 168)"]
+        assert picked == [p], f"clicked token {p}, the view highlights {picked}"
+        assert f"selected: {word}" in output.inner_text()
+
+
+def _click_head(page, output, layer: int, head: int) -> None:
+    """Click cell (layer, head) of HeadExplorer's heatmap (its first plotly graph)."""
+    x, y = _plotly(output, 0, f"""gd => {{
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p({head}), box.top + ya._offset + ya.l2p({layer})];
+    }}""")
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    _wait_for(page, lambda: f"layer {layer}, head {head}" in output.inner_text(),
+              f"HeadExplorer to show layer {layer}, head {head}", 30)
+
+
+def _check_heads(page, output) -> None:
+    """17.4: the opened attention views follow a newly clicked head."""
+    _click_head(page, output, 0, 1)
+    _step(output, ("click", "open in the attention views"))
+    explorer = output.locator(".widget-vbox").filter(has=page.locator(".widget-toggle-buttons"))
+    _wait_for(page, lambda: explorer.count() > 0, "the embedded attention views")
+    for layer, head in ((1, 3), (0, 2)):
+        _click_head(page, output, layer, head)
+        def shown() -> tuple:
+            picked = tuple(_labelled(output, "dropdown", lab).last.locator("select").evaluate(
+                "s => s.options[s.selectedIndex].text") for lab in ("layer", "head"))
+            title = _plotly(output, output.locator(".js-plotly-plot").count() - 1,
+                            "gd => gd._fullLayout.title.text")
+            return picked, title
+
+        want = ((str(layer), str(head)), f"layer {layer}, head {head}")
+        try:
+            _wait_for(page, lambda: shown() == want, "the attention views to follow", 20)
+        except AssertionError:
+            raise AssertionError(f"clicked {want}, the attention views show {shown()}") from None
+
+
+def _boxes(output, selector: str) -> list[dict]:
+    return output.locator(selector).evaluate_all(
+        "es => es.map(e => { const r = e.getBoundingClientRect(); "
+        "return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom, text: e.textContent}; })")
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["x0"] < b["x1"] - 1 and b["x0"] < a["x1"] - 1 and a["y0"] < b["y1"] - 1 \
+        and b["y0"] < a["y1"] - 1
+
+
+def _check_ticks(page, output, n_labels: int) -> None:
+    """17.5: every tick label of the heatmap lies inside the figure and clear of the axis titles
+    and the colour bar; the title is clear of the plotly toolbar."""
+    plot = output.locator(".js-plotly-plot").first
+    (frame,) = _boxes(plot, ".main-svg >> nth=0")
+    ticks = _boxes(plot, ".xtick text") + _boxes(plot, ".ytick text")
+    assert len(ticks) >= n_labels, f"{len(ticks)} tick labels drawn, expected {n_labels}"
+    titles = _boxes(plot, ".g-xtitle text") + _boxes(plot, ".g-ytitle text")
+    assert len(titles) == 2
+    for t in ticks:
+        assert frame["x0"] - 1 <= t["x0"] and t["x1"] <= frame["x1"] + 1 \
+            and frame["y0"] - 1 <= t["y0"] and t["y1"] <= frame["y1"] + 1, f"clipped: {t}"
+        hits = [a["text"] for a in titles if _overlap(t, a)]
+        assert not hits, f"tick {t['text']!r} overlaps the axis title {hits}"
+    (title,) = _boxes(plot, ".gtitle")
+    modebar = _boxes(plot, ".modebar")
+    assert not any(_overlap(title, m) for m in modebar if m["x1"] > m["x0"]), "title under toolbar"
+    assert all(len(t["text"]) <= 12 for t in ticks), [t["text"] for t in ticks if len(t["text"]) > 12]
+
+
+def test_wrong_on_screen_cases_are_right_in_jupyterlab(lab, tiny_model_dir, tiny_lm):
+    """Issue 17 items 1-5, each driven in the real page: the current run's points only, charts
+    cleared on an input error, the clicked token selected, the clicked head shown, heatmap
+    labels inside the figure at about 10 and 128 tokens."""
+    from playwright.sync_api import sync_playwright
+
+    url, token, root = lab
+    text_128 = _text_of_tokens(tiny_lm, 128)
+    (root / "screens.ipynb").write_text(json.dumps(_screens_notebook(tiny_model_dir, text_128)))
+    qk_view = tiny_lm.tokens(QK_TEXT)
+    n_words = len(tiny_lm.tokens(LONG_WORDS).words) + 2  # with <s> and </s>
+    ARTIFACTS.mkdir(exist_ok=True)
+    checks = {
+        "finetune": _check_finetune,
+        "maskprobe": _check_maskprobe,
+        "qk": lambda page, out: _check_qk(page, out, qk_view),
+        "heads": _check_heads,
+        "ticks10": lambda page, out: (
+            out.locator(".widget-checkbox", has_text="merge subwords").locator("input").check(),
+            _wait_for(page, lambda: len(_plotly(out, 0, "gd => gd._fullLayout.yaxis.ticktext"))
+                      == n_words, "merged words"),
+            _check_ticks(page, out, 2 * n_words)),
+        "ticks128": lambda page, out: _check_ticks(page, out, 128),
+    }
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            ctx.route("**/*", _local_only)
+            page = ctx.new_page()
+            console = []
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(str(e)))
+            t0 = time.time()
+            _open(page, url, token, "screens.ipynb", n_code=len(SCREENS) + 1)
+            print(f"cells ran in {time.time() - t0:.1f} s")
+            cells = page.locator(".jp-Notebook .jp-CodeCell")
+            for i, (name, check) in enumerate(checks.items(), start=1):
+                output = cells.nth(i).locator(".jp-OutputArea")
+                output.scroll_into_view_if_needed()
+                try:
+                    output.locator(".jupyter-widgets").first.wait_for(timeout=30_000)
+                    assert ERROR_TEXT not in output.inner_text()
+                    check(page, output)
+                    assert "Traceback" not in output.inner_text()
+                except Exception as err:  # noqa: BLE001 - collect every case's problem
+                    problems.append(f"{name}: {type(err).__name__}: {str(err)[:800]}")
+                output.screenshot(path=str(ARTIFACTS / f"screen_{name}.png"))
+                print(f"{name} checked at {time.time() - t0:.1f} s")
+        finally:
+            browser.close()
+    assert not problems, "\n".join(problems + ["browser console errors:"] + console[-10:])
