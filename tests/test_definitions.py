@@ -320,34 +320,34 @@ def test_head_stats_definitions_are_checked(tiny_lm):
 
 # --------------------------------------------------------------------------- 5. norm-based attention
 
-def _norms_by_hand(model_dir, text):
-    """||alpha_ij f_h(x_j)|| per head, with f_h(x) = (x W_V^h + b_V^h) W_O^h, from transformers'
-    eager forward: (L, H, T, T)."""
+def _vectors_by_hand(model_dir, text):
+    """alpha (L, H, T, T) and f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h (L, H, T, hidden), from
+    transformers' eager forward."""
     from transformers import AutoModel, AutoTokenizer
 
     model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
     enc = AutoTokenizer.from_pretrained(model_dir)(text, return_tensors="pt")
-    with torch.no_grad():
-        out = model(**enc, output_attentions=True, output_hidden_states=True)
     n_heads = model.config.num_attention_heads
     d = model.config.hidden_size // n_heads
-    per_layer = []
-    for layer, block in enumerate(model.encoder.layer):
-        x = out.hidden_states[layer][0]                                     # (T, hidden)
-        sa = block.attention.self
-        v = (x @ sa.value.weight.T + sa.value.bias).view(-1, n_heads, d)    # (T, H, d)
-        wo = block.attention.output.dense.weight.view(-1, n_heads, d)       # (hidden, H, d)
-        f = torch.stack([v[:, h] @ wo[:, h].T for h in range(n_heads)])     # (H, T, hidden)
-        alpha = out.attentions[layer][0]                                    # (H, T, T)
-        per_layer.append((alpha[..., None] * f[:, None]).norm(dim=-1).detach())
-    return torch.stack(per_layer)
+    alphas, fs = [], []
+    with torch.no_grad():
+        out = model(**enc, output_attentions=True, output_hidden_states=True)
+        for layer, block in enumerate(model.encoder.layer):
+            x = out.hidden_states[layer][0]                                 # (T, hidden)
+            sa = block.attention.self
+            v = (x @ sa.value.weight.T + sa.value.bias).view(-1, n_heads, d)  # (T, H, d)
+            wo = block.attention.output.dense.weight.view(-1, n_heads, d)   # (hidden, H, d)
+            fs.append(torch.stack([v[:, h] @ wo[:, h].T for h in range(n_heads)]))
+            alphas.append(out.attentions[layer][0])                          # (H, T, T)
+    return torch.stack(alphas), torch.stack(fs)
 
 
 def test_norm_attention_drops_specials_without_renormalising(tiny_lm, tiny_model_dir):
     import workbench as wb
 
     text = "The pizzeria was closed, unfortunately."
-    want = _norms_by_hand(tiny_model_dir, text)[:, :, 1:-1, 1:-1]           # <s> and </s> out
+    alpha, f = _vectors_by_hand(tiny_model_dir, text)
+    want = (alpha[..., None] * f[:, :, None]).norm(dim=-1)[:, :, 1:-1, 1:-1]   # no <s>, </s>
     got, kept = wb.attention_tensor(tiny_lm, text, mode="norm", drop_special=True)
     assert "<s>" not in kept and "</s>" not in kept
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
@@ -355,18 +355,51 @@ def test_norm_attention_drops_specials_without_renormalising(tiny_lm, tiny_model
     df = wb.attention(tiny_lm, [text], mode="norm", drop_special=True)
     assert len(df) == want.numel()
     np.testing.assert_allclose(df.sort_values(["layer", "head", "query", "key"])["weight"],
-                               want.reshape(-1).detach().numpy(), atol=1e-5, rtol=1e-4)
+                               want.reshape(-1).numpy(), atol=1e-5, rtol=1e-4)
 
 
-def test_norm_attention_refuses_merged_subwords(tiny_lm):
+@pytest.mark.parametrize("drop_special", [False, True])
+def test_norm_attention_between_words_is_the_norm_of_summed_vectors(tiny_lm, tiny_model_dir,
+                                                                      drop_special):
+    """Oracle: for query word Q and key word W, ||mean_{i in Q} sum_{j in W} alpha_ij f(x_j)||,
+    per head and summed over heads, built from the value vectors and the output projection."""
     import workbench as wb
-    from workbench.errors import InputError
 
-    with pytest.raises(InputError, match="merge_subwords=True.*sum_j alpha_ij f"):
-        wb.attention(tiny_lm, ["The pizzeria was closed."], mode="norm", merge_subwords=True)
-    with pytest.raises(InputError, match="merge_subwords"):
-        wb.attention_tensor(tiny_lm, "The pizzeria was closed.", mode="norm",
-                            merge_subwords=True, aggregate="heads")
+    text = "The pizzeria was closed, unfortunately."
+    alpha, f = _vectors_by_hand(tiny_model_dir, text)                   # (L, H, T, T), (L, H, T, D)
+    cap = wb.analysis.attention.capture_attention(tiny_lm, [text], norms=True)[0]
+    units = cap.unit_positions(drop_special=drop_special, merge_subwords=True)
+    assert any(len(u) > 1 for u in units)                              # real multi-piece words
+    L, H, U = alpha.shape[0], alpha.shape[1], len(units)
+    per_head, whole = torch.zeros(L, H, U, U), torch.zeros(L, 1, U, U)
+    for q, qs in enumerate(units):
+        for k, ks in enumerate(units):
+            vec = sum(alpha[:, :, i, j, None] * f[:, :, j] for i in qs for j in ks) / len(qs)
+            per_head[:, :, q, k] = vec.norm(dim=-1)                    # vec: (L, H, D)
+            whole[:, 0, q, k] = vec.sum(1).norm(dim=-1)
+    got, labels = wb.attention_tensor(tiny_lm, text, mode="norm", merge_subwords=True,
+                                      drop_special=drop_special)
+    layer, _ = wb.attention_tensor(tiny_lm, text, mode="norm", merge_subwords=True,
+                                   drop_special=drop_special, aggregate="heads")
+    assert len(labels) == U
+    torch.testing.assert_close(got, per_head, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(layer, whole, atol=1e-5, rtol=1e-4)
+    # the sum of the pieces' norms is another number (the old, wrong definition)
+    summed = cap.transform(mode="norm", drop_special=drop_special)[0]   # per token
+    multi = [k for k, ks in enumerate(units) if len(ks) > 1]
+    added = _sum_over_keys(summed, units, drop_special, cap)
+    assert not torch.allclose(got[..., multi], added[..., multi], atol=1e-4)
+
+
+def _sum_over_keys(per_token, units, drop_special, cap):
+    """The pieces' norms added up per key word and averaged per query word: (L, H, U, U)."""
+    keep = [i for i, s in enumerate(cap.view.special) if not (drop_special and s)]
+    col = {p: c for c, p in enumerate(keep)}
+    out = torch.zeros(per_token.shape[0], per_token.shape[1], len(units), len(units))
+    for q, qs in enumerate(units):
+        for k, ks in enumerate(units):
+            out[:, :, q, k] = sum(per_token[:, :, col[i], col[j]] for i in qs for j in ks) / len(qs)
+    return out
 
 
 # --------------------------------------------------------------------------- 6. candidate scores

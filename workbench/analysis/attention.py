@@ -12,8 +12,9 @@ One pipeline serves every table, figure, view and widget:
      over the remaining keys so it sums to 1 again (mode="norm": no renormalisation, norms are
      not a distribution; the remaining ||alpha_ij f(x_j)|| are kept as they are);
    - `merge_subwords=True`: merge tokens into words: SUM over the keys of a word (a row still sums
-     to 1) and MEAN over the queries of a word. Refused for mode="norm" (InputError): a word's
-     norm is ||sum_j alpha_ij f(x_j)|| over its pieces, which the sum of their norms is not;
+     to 1) and MEAN over the queries of a word. For mode="norm" a key word gets the norm of its
+     pieces' summed vectors ||sum_{j in W} c_j f(x_j)|| (not the sum of their norms), where a
+     query word's c_j is the mean of its pieces' attention (`attention_modes.merged_norms`);
    - `select=[...]`: keep only these query rows (unit indices or token/word strings);
      `aggregate` containing "queries" reduces them to one row (query = -1);
    - `aggregate` containing "heads" / "layers": reduce over them (`reduce` = mean | sum | max);
@@ -59,6 +60,8 @@ class AttentionCapture:
     weights: torch.Tensor                   # (L, H, T, T) softmax weights, float32
     value_norms: torch.Tensor | None = None  # (L, H, T) ||f_h(x_j)||, for mode="norm"
     value_gram: torch.Tensor | None = None   # (L, T, H, H) <f_h(x_j), f_g(x_j)>
+    pair_index: torch.Tensor | None = None   # (P, 2) token pairs (j, k), j != k, of one word
+    pair_gram: torch.Tensor | None = None    # (L, P, H, H) <f_h(x_j), f_g(x_k)> for those pairs
     model: str = ""
     text_id: int = 0
 
@@ -98,19 +101,18 @@ class AttentionCapture:
             if self.value_norms is None:
                 raise InputError("mode='norm' needs value norms: capture with norms=True")
             if merge_subwords:
-                raise InputError(
-                    "mode='norm' with merge_subwords=True: a word's norm is ||sum_j alpha_ij "
-                    "f(x_j)|| over its pieces, not the sum of their norms, and is not computed "
-                    "here; use merge_subwords=False (one row and column per token) or "
-                    "mode='weights'")
-            if "heads" in agg:
+                x = self._word_norms(w[layer_ids], layer_ids, head_ids, drop_special,
+                                     "heads" in agg)                    # (L', H' or 1, U, U)
+                head_ids = [ALL] if "heads" in agg else head_ids
+            elif "heads" in agg:
                 g = self.value_gram[layer_ids][:, :, head_ids][:, :, :, head_ids]
                 x = modes.norm_layer(w[layer_ids], g)[:, None]          # (L', 1, T, T)
                 head_ids = [ALL]
             else:
                 x = modes.norm_weights(w[layer_ids], self.value_norms[layer_ids][:, head_ids])
         units = _units(self.view, drop_special, merge_subwords)
-        x = _apply_units(x, units, drop_special and mode != "norm")      # (L', H', U, U)
+        if not (mode == "norm" and merge_subwords):
+            x = _apply_units(x, units, drop_special and mode != "norm")  # (L', H', U, U)
         query_ids = list(range(len(units.labels)))
         if select is not None:
             query_ids = _resolve_select(select, units.labels)
@@ -127,6 +129,28 @@ class AttentionCapture:
             layer_ids = [ALL]
         return x, Units(labels=units.labels, segments=units.segments, queries=query_ids,
                         layers=list(layer_ids), heads=list(head_ids), selected=selected)
+
+    def _word_norms(self, w: torch.Tensor, layer_ids, head_ids, drop_special: bool,
+                    whole_layer: bool) -> torch.Tensor:
+        """Norm-based attention between words (see `attention_modes.merged_norms`)."""
+        if self.pair_gram is None:
+            raise InputError("mode='norm' with merge_subwords needs the word pairs' Gram "
+                             "matrices: capture with capture_attention(..., norms=True)")
+        units = _units(self.view, drop_special, True)
+        keep = torch.tensor(units.keep)
+        queries = units.members / units.members.sum(1, keepdim=True)    # (U, T_kept) means
+        contrib = torch.einsum("ut,lhtk->lhuk", queries, w[:, :, keep])  # (L', H', U, T)
+        heads = torch.tensor(head_ids)
+        diag = self.value_gram[layer_ids][:, :, heads][..., heads]      # (L', T, H', H')
+        pairs = {(int(j), int(k)): p for p, (j, k) in enumerate(self.pair_index)}
+        grams = self.pair_gram[layer_ids][:, :, heads][..., heads]     # (L', P, H', H')
+
+        def gram(j: int, k: int) -> torch.Tensor:
+            return diag[:, j] if j == k else grams[:, pairs[(j, k)]]
+
+        groups = [[units.keep[c] for c in row.nonzero().flatten().tolist()]
+                  for row in units.members]
+        return modes.merged_norms(contrib, gram, groups, whole_layer)
 
     def unit_positions(self, *, drop_special: bool = False,
                        merge_subwords: bool = False) -> list[list[int]]:
@@ -350,8 +374,9 @@ def capture_attention(lm: LM, texts, pairs: Sequence[str] | None = None, *, norm
         a_list = [items[j][0] for j in group]
         b_list = [items[j][1] for j in group] if items[group[0]][1] is not None else None
         batch = encode(lm, a_list, b_list, max_length=max_length)
+        pairs = [_word_pairs(v) for v in batch.views]
         if norms:
-            with modes.value_capture(lm) as values:
+            with modes.value_capture(lm, [p.to(lm.device) for p in pairs]) as values:
                 res = forward(lm, batch, attentions=True)
         else:
             res = forward(lm, batch, attentions=True)
@@ -359,12 +384,20 @@ def capture_attention(lm: LM, texts, pairs: Sequence[str] | None = None, *, norm
         for row, j in enumerate(group):
             n = len(batch.views[row])
             w = att[row, :, :, :n, :n].float().cpu().clone()         # (L, H, n, n)
-            vn = vg = None
+            vn = vg = pg = None
             if norms:
                 vn, vg = values.stacked(row, n)
+                pg = values.pairs(row)
             out[j] = AttentionCapture(view=batch.views[row], weights=w, value_norms=vn,
-                                      value_gram=vg, model=lm.name, text_id=j)
+                                      value_gram=vg, pair_index=pairs[row] if norms else None,
+                                      pair_gram=pg, model=lm.name, text_id=j)
     return out  # type: ignore[return-value]
+
+
+def _word_pairs(view: TokenView) -> torch.Tensor:
+    """(P, 2) ordered pairs (j, k), j != k, of token positions inside one word of `view`."""
+    pairs = [(j, k) for span in view.word_spans for j in span for k in span if j != k]
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
 
 
 def attention(lm, texts, *, pairs: Sequence[str] | None = None,

@@ -12,9 +12,12 @@ Everything here is a pure function of captured tensors, so a cached forward pass
   f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h is the value vector pushed through head h's slice of the output
   projection; `norm_layer(weights, gram)` is the whole-layer ||sum_h alpha^h_ij f_h(x_j)||, computed
   exactly from the per-key Gram matrix <f_h(x_j), f_g(x_j)>.
-  These are sizes, not a distribution: dropping tokens never renormalises them, and a word's
-  norm would be ||sum_j alpha_ij f(x_j)|| over its pieces, not a sum of norms, so
-  `AttentionCapture.transform` refuses `merge_subwords` with mode="norm".
+  These are sizes, not a distribution: dropping tokens never renormalises them.
+- `merged_norms(contrib, gram, groups)`: words. A key word W gets ||sum_{j in W} c_j f(x_j)||, the
+  norm of the summed vectors (not the sum of the pieces' norms); a query word Q takes the mean of
+  its pieces' attention, c_j = mean_{i in Q} alpha_ij, i.e. the norm of the word's mean output
+  contribution (the word's vector being the mean of its pieces). Exact from the Gram matrices
+  <f_h(x_j), f_g(x_k)> of token pairs inside one word.
 - `value_capture(lm)`: forward hooks on the stock model's value projections (via
   `capture.attention_modules`) that yield the norms and Gram matrices; no forked model code.
 
@@ -106,12 +109,39 @@ def norm_layer(weights: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def merged_norms(contrib: torch.Tensor, gram, groups: Sequence[Sequence[int]],
+                 whole_layer: bool) -> torch.Tensor:
+    """Norm-based attention to key units: (L, H, Q, T) -> (L, H or 1, Q, U).
+
+    `contrib[l, h, q, j]` is the weight c_qj query unit q gives token j (mean over its pieces);
+    `gram(j, k)` returns <f_h(x_j), f_g(x_k)> (L, H, H) for tokens j, k of one unit; `groups` the
+    token positions of each key unit. Per head: ||sum_{j in W} c^h_qj f_h(x_j)||; `whole_layer`:
+    ||sum_h sum_{j in W} c^h_qj f_h(x_j)||.
+    """
+    out = []
+    for group in groups:
+        sq = 0.0
+        for j in group:
+            for k in group:
+                g = gram(j, k)                                             # (L, H, H)
+                if whole_layer:
+                    sq = sq + torch.einsum("lhq,lgq,lhg->lq", contrib[..., j], contrib[..., k],
+                                           g)[:, None]                     # (L, 1, Q)
+                else:
+                    diag = g.diagonal(dim1=-2, dim2=-1)[..., None]          # (L, H, 1)
+                    sq = sq + contrib[..., j] * contrib[..., k] * diag      # (L, H, Q)
+        out.append(torch.as_tensor(sq).clamp_min(0).sqrt())
+    return torch.stack(out, -1)
+
+
 class ValueCapture:
-    """Filled by `value_capture`: per layer, the norms and Gram matrices of f_h(x_j)."""
+    """Filled by `value_capture`: per layer, the norms and Gram matrices of f_h(x_j), and the
+    Gram matrices <f_h(x_j), f_g(x_k)> of the token pairs asked for (pieces of one word)."""
 
     def __init__(self, n_layers: int):
         self.norms: list[torch.Tensor | None] = [None] * n_layers   # (B, H, T) each
         self.grams: list[torch.Tensor | None] = [None] * n_layers   # (B, T, H, H) each
+        self.pair_grams: list[list[torch.Tensor] | None] = [None] * n_layers  # B x (P, H, H)
 
     def stacked(self, row: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Row `row` of the batch, cut to its `n` real tokens: (L, H, n), (L, n, H, H) on CPU."""
@@ -119,10 +149,16 @@ class ValueCapture:
         grams = torch.stack([x[row, :n] for x in self.grams]).float().cpu()
         return norms, grams
 
+    def pairs(self, row: int) -> torch.Tensor:
+        """Row `row`'s pair Gram matrices: (L, P, H, H) on CPU."""
+        return torch.stack([x[row] for x in self.pair_grams]).float().cpu()
+
 
 @contextlib.contextmanager
-def value_capture(lm: LM) -> Iterator[ValueCapture]:
-    """Hook every layer's value projection; on each forward store ||f_h(x_j)|| and their Gram."""
+def value_capture(lm: LM, pairs: Sequence[torch.Tensor] | None = None) -> Iterator[ValueCapture]:
+    """Hook every layer's value projection; on each forward store ||f_h(x_j)|| and their Gram,
+    and, given `pairs` (one (P, 2) tensor of token positions per batch row), <f_h(x_j), f_g(x_k)>
+    for each pair (j, k)."""
     parts = attention_modules(lm)
     store = ValueCapture(len(parts))
 
@@ -134,6 +170,10 @@ def value_capture(lm: LM) -> Iterator[ValueCapture]:
             f = torch.einsum("bthd,ohd->btho", v, w)                         # (B, T, H, hidden)
             store.norms[p.layer] = f.norm(dim=-1).transpose(1, 2)            # (B, H, T)
             store.grams[p.layer] = torch.einsum("btho,btgo->bthg", f, f)     # (B, T, H, H)
+            if pairs is not None:
+                store.pair_grams[p.layer] = [
+                    torch.einsum("pho,pgo->phg", f[r, idx[:, 0]], f[r, idx[:, 1]])
+                    for r, idx in enumerate(pairs)]                          # B x (P, H, H)
         return hook
 
     with hooks((p.value, make_hook(p), "forward") for p in parts):
@@ -168,5 +208,5 @@ MODES = {
     "rollout": "attention rollout (Abnar & Zuidema 2020), heads averaged, residual 0.5",
     "flow": f"attention flow (Abnar & Zuidema 2020), heads averaged, <= {FLOW_MAX_TOKENS} tokens",
     "norm": "norm-based attention ||alpha f(x)|| (Kobayashi et al. 2020): not a distribution, "
-            "so never renormalised; per token only (merge_subwords is refused)",
+            "so never renormalised; a word is the norm of its pieces' summed vectors",
 }
