@@ -111,7 +111,8 @@ class WordBoundaries:
             alphabet = _byte_alphabet()
             self.kind, self.pre_tokenizer = "byte-level", backend.pre_tokenizer
             self.pieces = [b"" if self.alone[i] else bytes(alphabet[c] for c in t)
-                           for i, t in enumerate(tokens)]
+                           if all(c in alphabet for c in t) else t.encode("utf-8")
+                           for i, t in enumerate(tokens)]          # (V,) each token's bytes
             self.lengths = np.array([len(p) for p in self.pieces])  # (V,) bytes per token
             first = np.array([p[0] if p else 0 for p in self.pieces])
             self.inside_char = (first >= 0x80) & (first < 0xC0)     # (V,) a UTF-8 continuation byte
