@@ -364,10 +364,11 @@ def test_norm_attention_between_words_is_the_norm_of_summed_vectors(tiny_lm, tin
     """Oracle: for query word Q and key word W, ||mean_{i in Q} sum_{j in W} alpha_ij f(x_j)||,
     per head and summed over heads, built from the value vectors and the output projection."""
     import workbench as wb
+    from workbench.analysis.attention import capture_attention
 
     text = "The pizzeria was closed, unfortunately."
     alpha, f = _vectors_by_hand(tiny_model_dir, text)                   # (L, H, T, T), (L, H, T, D)
-    cap = wb.analysis.attention.capture_attention(tiny_lm, [text], norms=True)[0]
+    cap = capture_attention(tiny_lm, [text], norms=True)[0]
     units = cap.unit_positions(drop_special=drop_special, merge_subwords=True)
     assert any(len(u) > 1 for u in units)                              # real multi-piece words
     L, H, U = alpha.shape[0], alpha.shape[1], len(units)
