@@ -34,7 +34,7 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
     heads, layers = getattr(diff, "heads", None), getattr(diff, "layers", None)
     if heads is None or layers is None or S.JS_DISTANCE not in heads:
         raise InputError("diff_overview takes the result of wb.compare_models")
-    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16,
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.18,
                         subplot_titles=("(a) attention change (JS distance)",
                                         "(b) same-layer CKA (1 = unchanged)",
                                         "(c) JS distance per head",
@@ -52,7 +52,8 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
         fig.update_yaxes(range=[min(0.0, float(layers[S.CKA].min())), 1.02], row=1, col=2)
     grid = heads.pivot_table(index=S.LAYER, columns=S.HEAD, values=S.JS_DISTANCE)
     fig.add_trace(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index),
-                             colorscale=SEQUENTIAL, colorbar=dict(len=0.4, y=0.2, x=0.45),
+                             colorscale=SEQUENTIAL,
+                             colorbar=dict(len=0.4, y=0.2, x=0.41, thickness=10),
                              hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>"),
                   row=2, col=1)
     fig.update_yaxes(autorange="reversed", row=2, col=1)
@@ -67,6 +68,8 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
     for r, c in ((1, 1), (1, 2), (2, 1), (2, 2)):
         fig.update_xaxes(title_text=S.LAYER, dtick=1, row=r, col=c)
     fig.update_xaxes(title_text=S.HEAD, row=2, col=1)
-    fig.update_layout(title=title or _title(diff), height=640, width=900,
-                      legend=dict(orientation="h", y=-0.12))
+    fig.update_yaxes(rangemode="tozero", row=2, col=2)
+    fig.update_yaxes(rangemode="tozero", dtick=1, showgrid=False, row=2, col=2, secondary_y=True)
+    fig.update_layout(title=dict(text=title or _title(diff), y=0.98), height=680, width=900,
+                      margin=dict(t=90), legend=dict(orientation="h", y=-0.12))
     return apply_theme(fig)
