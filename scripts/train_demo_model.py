@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         overrides["warmup_steps"] = args.warmup
     config = PretrainConfig.from_preset(
         "demo", seq_len=packed.seq_len, time_budget_s=args.minutes * 60, compile=args.compile,
-        device=args.device, keep_checkpoints=0, **overrides)
+        device=args.device, keep_checkpoints=1, **overrides)
     config = config.replace(checkpoint_every=config.eval_every)
     keep = KeepBest()
     printer = Printer(every=max(1, config.eval_every // 5))
@@ -206,8 +206,8 @@ def main(argv=None) -> int:
         "tokens_per_s": summary.get("tokens_per_s"),
         "mfu": summary.get("mfu"),
         "mfu_peak_flops": "989e12 bf16 dense (H100/H200)" if summary.get("mfu") else None,
-        "compiled": summary.get("compiled"), "bf16": summary.get("bf16"),
-        "train_time_s": summary.get("train_time_s"),
+        "compiled": summary.get("compiled"), "bf16": summary.get("precision") == "bf16",
+        "train_time_s": summary.get("train_s"),  # the record keeps its key names
         "wall_time_s": time.time() - t_start,
         "hardware": describe_machine(),
         "eval_curve": best_eval[["step", "tokens_seen", "eval_loss", "eval_accuracy"]].to_dict("records")
