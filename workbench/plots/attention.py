@@ -12,11 +12,10 @@ import plotly.graph_objects as go
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import SEQUENTIAL, apply_theme
-from .labels import plot_text
+from ..figures import SEQUENTIAL
+from .labels import finish, plot_text, short_label
 
 
-TICK_CHARS = 12   # longest tick label; longer tokens are cut with '…' (full text on hover)
 MAX_TICKS = 64    # labelled ticks per axis at most (128 tokens: every 2nd is labelled)
 
 
@@ -63,19 +62,11 @@ def attention_heatmap(df: pd.DataFrame, *, text_id: int | None = None, layer: in
         colorbar=dict(title=dict(text=S.WEIGHT, side="right"), thickness=10),
         hovertemplate="query · key: %{customdata}<br>weight %{z:.4f}<extra></extra>"))
     default = f"{_label(int(g[S.LAYER]), 'layer')}, {_label(int(g[S.HEAD]), 'head')}"
-    fig.update_layout(title=dict(text=title or default, x=0, xanchor="left", y=0.99,
-                                 yanchor="top", yref="container"),
-                      margin=dict(t=64),
-                      xaxis=dict(title="key", showgrid=False, automargin=True,
-                                 **_ticks(k_text, angle=-60)),
+    fig.update_layout(title=title or default,
+                      xaxis=dict(title="key", showgrid=False, **_ticks(k_text, angle=-60)),
                       yaxis=dict(title="query", autorange="reversed", showgrid=False,
-                                 automargin=True, **_ticks(q_text)))
-    return apply_theme(fig)
-
-
-def tick_label(token: str, limit: int = TICK_CHARS) -> str:
-    """A token for a tick: escaped, and cut to `limit` characters with '…' (the hover has it all)."""
-    return plot_text(token if len(token) <= limit else token[:limit - 1] + "…")
+                                 **_ticks(q_text)))
+    return finish(fig)
 
 
 def _ticks(tokens: list[str], angle: int = 0) -> dict:
@@ -83,5 +74,5 @@ def _ticks(tokens: list[str], angle: int = 0) -> dict:
     step = max(1, -(-len(tokens) // MAX_TICKS))
     vals = list(range(0, len(tokens), step))
     size = 11 if len(tokens) <= 40 else 8
-    return dict(tickmode="array", tickvals=vals, ticktext=[tick_label(tokens[i]) for i in vals],
+    return dict(tickmode="array", tickvals=vals, ticktext=[short_label(tokens[i]) for i in vals],
                 tickangle=angle, tickfont=dict(size=size))

@@ -13,8 +13,8 @@ from plotly.subplots import make_subplots
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
-from .labels import plot_text
+from ..figures import CATEGORICAL, SEQUENTIAL
+from .labels import finish, plot_text, short_name, short_ticks
 
 # readable titles of the statistics (columns not listed are shown as they are named); plain text:
 # `_label` escapes them for plotly, which reads text as HTML ('<s>' would vanish)
@@ -59,21 +59,22 @@ def head_heatmap(df: pd.DataFrame, value: str = S.ATTN_BOS, *, title: str | None
     _require(df, [S.LAYER, S.HEAD, value], "head_heatmap")
     groups = list(df.groupby(S.MODEL, sort=False)) if S.MODEL in df.columns else [("", df)]
     groups = groups or [("", df)]
-    fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[str(m) for m, _ in groups]
+    fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[short_name(m) for m, _ in groups]
                         if len(groups) > 1 else None, shared_yaxes=True, horizontal_spacing=0.04)
     lo = df[value].min() if zmin is None else zmin
     hi = df[value].max() if zmax is None else zmax
-    for i, (_, part) in enumerate(groups, start=1):
+    for i, (model, part) in enumerate(groups, start=1):
         grid = _grid(part, value)
         fig.add_trace(go.Heatmap(
             z=grid.values, x=list(grid.columns), y=list(grid.index), zmin=lo, zmax=hi,
             colorscale=colorscale, showscale=(i == 1), colorbar=dict(title=dict(text="")),
-            hovertemplate="layer %{y}, head %{x}<br>" + _label(value)
+            hovertemplate=(plot_text(model) + "<br>" if len(groups) > 1 else "")
+            + "layer %{y}, head %{x}<br>" + _label(value)
             + ": %{z:.3f}<extra></extra>"), row=1, col=i)
         fig.update_xaxes(title_text=S.HEAD, dtick=1, row=1, col=i)
     fig.update_yaxes(title_text=S.LAYER, dtick=1, autorange="reversed", row=1, col=1)
     fig.update_layout(title=title or _label(value))
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def compare_heatmap(df: pd.DataFrame, value: str = S.JS_DISTANCE, *,
@@ -81,7 +82,8 @@ def compare_heatmap(df: pd.DataFrame, value: str = S.JS_DISTANCE, *,
     """Layer x head heatmap of `compare_attention` (Jensen-Shannon distance or cosine)."""
     _require(df, [S.LAYER, S.HEAD, value], "compare_heatmap")
     if title is None and S.MODEL_A in df.columns and len(df):
-        title = plot_text(f"{LABELS.get(value, value)}: {df[S.MODEL_A].iloc[0]} vs {df[S.MODEL_B].iloc[0]}")
+        title = (f"{_label(value)}: {short_name(df[S.MODEL_A].iloc[0])} vs "
+                 f"{short_name(df[S.MODEL_B].iloc[0])}")
     return head_heatmap(df.drop(columns=[S.MODEL], errors="ignore"), value, title=title)
 
 
@@ -109,7 +111,7 @@ def cluster_map(df: pd.DataFrame, color: str = S.PATTERN, *, title: str | None =
     fig.update_layout(title=title or "Heads by Jensen-Shannon distance (MDS)",
                       xaxis_title="MDS 1", yaxis_title="MDS 2")
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def importance_bars(df: pd.DataFrame, *, top: int = 20, title: str | None = None) -> go.Figure:
@@ -125,7 +127,7 @@ def importance_bars(df: pd.DataFrame, *, top: int = 20, title: str | None = None
               "loo": "loss increase when removed"}.get(method, "importance")
     fig.update_layout(title=title or f"Head importance ({method})", xaxis_title=xlabel,
                       height=max(300, 18 * len(part) + 120))
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def syntax_bars(df: pd.DataFrame, *, top: int = 15, title: str | None = None) -> go.Figure:
@@ -142,6 +144,7 @@ def syntax_bars(df: pd.DataFrame, *, top: int = 15, title: str | None = None) ->
                hovertemplate="%{x}: %{y:.2f} (offset %{customdata})<extra></extra>"),
     ])
     fig.update_layout(barmode="group", title=title or "Dependent -> governor accuracy",
-                      yaxis_title=S.ACCURACY, yaxis_range=[0, 1])
-    return apply_theme(fig)
+                      yaxis_title=S.ACCURACY, yaxis_range=[0, 1],
+                      xaxis=short_ticks(part[S.RELATION]))
+    return finish(fig)
 

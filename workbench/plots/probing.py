@@ -18,16 +18,21 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
-from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
+from ..figures import CATEGORICAL, SEQUENTIAL
 from ..tokens import display_vocab_token
-from .labels import plot_text
+from .labels import NAME_CHARS, TITLE_CHARS, finish, plot_text, short_label, short_name, short_ticks
+
+
+def readable_token(token: str) -> str:
+    """A vocabulary token as the figures show it (`display_vocab_token`), control characters
+    escaped (`\\x0b`), '∅' for the empty token; not yet escaped for plotly."""
+    token = display_vocab_token(str(token)) if str(token) else ""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in token) or "∅"
 
 
 def show_token(token: str) -> str:
-    """Readable label for a figure (`display_vocab_token`), control characters escaped
-    (`\\x0b`), and HTML too (plotly would read `<s>` as a tag)."""
-    token = display_vocab_token(str(token)) if str(token) else ""
-    return plot_text("".join(c if c.isprintable() else repr(c)[1:-1] for c in token) or "∅")
+    """`readable_token`, escaped for plotly (which would read `<s>` as a tag)."""
+    return plot_text(readable_token(token))
 
 
 def _need(df: pd.DataFrame, cols: set[str], what: str) -> None:
@@ -50,40 +55,44 @@ def topk_bars(df: pd.DataFrame, *, text_id: int | None = None, max_masks: int = 
     models = _models(sub)
     fig = make_subplots(rows=len(masks), cols=len(models), shared_xaxes=True,
                         horizontal_spacing=0.12, vertical_spacing=0.08,
-                        subplot_titles=[plot_text(f"{m} · mask {k}") if m else f"mask {k}"
+                        subplot_titles=[short_name(f"{m} · mask {k}") if m else f"mask {k}"
                                         for k in masks for m in models])
     for r, k in enumerate(masks, start=1):
         for c, m in enumerate(models, start=1):
             part = sub[(sub["mask_index"] == k) & ((sub["model"] == m) if m else True)]
             part = part.sort_values("rank", ascending=False)  # best at the top
+            labels = [f"{r}. {readable_token(t)}" for r, t in zip(part["rank"], part["token"])]
             fig.add_trace(go.Bar(
-                x=part["prob"], orientation="h",
-                y=[f"{r}. {show_token(t)}" for r, t in zip(part["rank"], part["token"])],
+                x=part["prob"], orientation="h", y=[plot_text(v) for v in labels],
                 marker_color=CATEGORICAL[(c - 1) % len(CATEGORICAL)], showlegend=False,
                 hovertemplate="%{y}: p=%{x:.4f}<extra></extra>"), row=r, col=c)
+            fig.update_yaxes(row=r, col=c, **short_ticks(labels, limit=16))
     fig.update_xaxes(title_text="probability", row=len(masks))
-    fig.update_layout(title=plot_text(sub["text"].iloc[0]) if "text" in sub else None,
+    fig.update_layout(title=short_label(sub["text"].iloc[0], TITLE_CHARS) if "text" in sub
+                      else None,
                       height=max(250, 40 + 28 * len(masks) * sub["rank"].max()), bargap=0.25,
-                      margin=dict(l=90, t=70))
-    fig.update_yaxes(automargin=True)
-    return apply_theme(fig)
+                      margin=dict(t=70))
+    return finish(fig)
 
 
 def candidate_bars(df: pd.DataFrame, *, value: str = "logprob") -> go.Figure:
     """Candidates' scores (log-prob, higher is better) grouped by model, from `wb.score_candidates`."""
     _need(df, {"candidate", value}, "candidate_bars")
-    fig = go.Figure()
+    fig, labels = go.Figure(), []
     for i, m in enumerate(_models(df)):
         part = df[df["model"] == m] if m else df
-        label = part["candidate"].map(plot_text) + (" (" + part["n_tokens"].astype(str) + " tok)"
-                                                    if "n_tokens" in part else "")
-        fig.add_trace(go.Bar(x=label, y=part[value], name=plot_text(m) if m else value,
-                             marker_color=CATEGORICAL[i % len(CATEGORICAL)]))
+        label = part["candidate"].astype(str) + (" (" + part["n_tokens"].astype(str) + " tok)"
+                                                 if "n_tokens" in part else "")
+        fig.add_trace(go.Bar(x=label.map(plot_text), y=part[value],
+                             name=short_name(m) if m else value,
+                             marker_color=CATEGORICAL[i % len(CATEGORICAL)],
+                             hovertemplate="%{x}: %{y:.4g}<extra>%{fullData.name}</extra>"))
+        labels += list(label)
     method = df["method"].iloc[0] if "method" in df else ""
     fig.update_layout(barmode="group", yaxis_title=f"{value} ({method})".replace(" ()", ""),
-                      xaxis_title="candidate",
-                      title=plot_text(df["text"].iloc[0]) if "text" in df else None)
-    return apply_theme(fig)
+                      xaxis=dict(title="candidate", **short_ticks(labels, limit=20)),
+                      title=short_label(df["text"].iloc[0], TITLE_CHARS) if "text" in df else None)
+    return finish(fig)
 
 
 def logit_lens_heatmap(df: pd.DataFrame, *, model: str | None = None, text_id: int = 0,
@@ -98,16 +107,20 @@ def logit_lens_heatmap(df: pd.DataFrame, *, model: str | None = None, text_id: i
         raise InputError(f"no logit-lens rows for model={model!r}, text_id={text_id}, "
                          f"mask_index={mask_index}")
     z = sub.pivot(index="rank", columns="layer", values="prob")
-    labels = sub.pivot(index="rank", columns="layer", values="token").map(show_token)
+    tokens = sub.pivot(index="rank", columns="layer", values="token")
     fig = go.Figure(go.Heatmap(
         z=z.values, x=[str(c) for c in z.columns], y=[str(r) for r in z.index],
-        text=labels.values, texttemplate="%{text}", colorscale=SEQUENTIAL,
-        colorbar=dict(title="prob"), hovertemplate="layer %{x}, rank %{y}: %{text} "
+        text=tokens.map(lambda t: short_label(readable_token(t), 10)).values,
+        customdata=tokens.map(show_token).values, texttemplate="%{text}", colorscale=SEQUENTIAL,
+        colorbar=dict(title="prob"), hovertemplate="layer %{x}, rank %{y}: %{customdata} "
                                                    "p=%{z:.4f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text="rank")
     fig.update_xaxes(title_text="layer (0 = embeddings)", type="category")
-    fig.update_layout(title=plot_text(f"{model}: {sub['text'].iloc[0]}" if "text" in sub else model))
-    return apply_theme(fig)
+    title = short_name(model)
+    if "text" in sub:
+        title += ": " + short_label(sub["text"].iloc[0], TITLE_CHARS - NAME_CHARS - 2)
+    fig.update_layout(title=title)
+    return finish(fig)
 
 
 def margin_histogram(df: pd.DataFrame, *, bins: int = 30) -> go.Figure:
@@ -117,12 +130,13 @@ def margin_histogram(df: pd.DataFrame, *, bins: int = 30) -> go.Figure:
     for i, m in enumerate(_models(df)):
         part = df[df["model"] == m] if m else df
         fig.add_trace(go.Histogram(x=part["margin"], nbinsx=bins, opacity=0.6,
-                                   name=f"{m} (acc {part['correct'].mean():.2f})".strip(),
+                                   name=f"{short_name(m)} (acc "
+                                        f"{part['correct'].mean():.2f})".strip(),
                                    marker_color=CATEGORICAL[i % len(CATEGORICAL)]))
     fig.add_vline(x=0, line_dash="dash", line_color="#444")
     fig.update_layout(barmode="overlay", xaxis_title="margin: PLL(good) − PLL(bad), nats",
                       yaxis_title="pairs")
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def probe_bars(df: pd.DataFrame, *, metric: str = "p_at_1") -> go.Figure:
@@ -132,9 +146,10 @@ def probe_bars(df: pd.DataFrame, *, metric: str = "p_at_1") -> go.Figure:
     for i, m in enumerate(_models(df)):
         part = df[df["model"] == m] if m else df
         fig.add_trace(go.Bar(x=part["relation"].map(plot_text), y=part[metric],
-                             name=plot_text(m) if m else metric,
+                             name=short_name(m) if m else metric,
                              marker_color=CATEGORICAL[i % len(CATEGORICAL)]))
     k = f" (k={df['k'].iloc[0]})" if metric == "p_at_k" and "k" in df else ""
+    relations = df["relation"]
     fig.update_layout(barmode="group", yaxis_title=metric + k, yaxis_range=[0, 1],
-                      xaxis_title="relation")
-    return apply_theme(fig)
+                      xaxis=dict(title="relation", **short_ticks(relations, limit=20)))
+    return finish(fig)

@@ -18,19 +18,14 @@ import plotly.graph_objects as go
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import CATEGORICAL, DIVERGING, SEQUENTIAL, apply_theme
-from .labels import plot_text
+from ..figures import CATEGORICAL, DIVERGING, SEQUENTIAL
+from .labels import TICK_CHARS, TITLE_CHARS, finish, plot_text, short_label, short_name
 
 _PROBE_STYLE = {  # metric -> (legend name, dash)
     "accuracy": ("probe", "solid"),
     "control_accuracy": ("control task", "dash"),
     "majority": ("majority", "dot"),
 }
-
-
-def _esc(value, limit: int = 80) -> str:
-    s = str(value)
-    return plot_text(s if len(s) <= limit else s[: limit - 1] + "…")
 
 
 def _need(df: pd.DataFrame, cols, what: str) -> None:
@@ -55,16 +50,17 @@ def probe_curve(df: pd.DataFrame, *, title: str | None = None,
             sub = df[(df[S.MODEL] == model) & (df[S.METRIC] == metric)].sort_values(S.LAYER)
             if sub.empty:
                 continue
-            label = name if len(models) == 1 else f"{_esc(model)}: {name}"
+            label = name if len(models) == 1 else f"{short_name(model)}: {name}"
             fig.add_trace(go.Scatter(
                 x=sub[S.LAYER], y=sub[S.VALUE], mode="lines+markers", name=label,
                 line=dict(color=colour if metric != "majority" else "#666", dash=dash),
-                hovertemplate=f"{label}<br>layer %{{x}}<br>%{{y:.3f}}<extra></extra>"))
+                hovertemplate=(f"{plot_text(model)}: {name}" if len(models) > 1 else name)
+                + "<br>layer %{x}<br>%{y:.3f}<extra></extra>"))
     fig.update_layout(title=dict(text=title or "Linear probe accuracy per layer"),
                       xaxis=dict(title="layer (0 = embeddings)", dtick=1),
                       yaxis=dict(title="accuracy (held-out texts)",
                                  range=[min(0.0, float(df[S.VALUE].min()) - 0.05), 1.02]))
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def embedding_scatter(df: pd.DataFrame, *, color: str | None = S.LABEL, max_labels: int = len(CATEGORICAL) - 1,
@@ -80,7 +76,8 @@ def embedding_scatter(df: pd.DataFrame, *, color: str | None = S.LABEL, max_labe
         order = list(top) + (["other"] if (groups == "other").any() else [])
     else:
         groups, order = pd.Series("all", index=df.index), ["all"]
-    hover = [(f"<b>{_esc(n)}</b><br>" if name_col else "") + _esc(t)
+    hover = [(f"<b>{short_label(n, TITLE_CHARS)}</b><br>" if name_col else "")
+             + short_label(t, TITLE_CHARS)
              for n, t in zip(df[name_col] if name_col else df.index, df.get(S.TEXT, df.index))]
     df = df.assign(_hover=hover, _group=groups.to_numpy())
     fig = go.Figure()
@@ -91,12 +88,12 @@ def embedding_scatter(df: pd.DataFrame, *, color: str | None = S.LABEL, max_labe
             if sub.empty:
                 continue
             fig.add_trace(go.Scattergl(
-                x=sub[S.X], y=sub[S.Y], mode="markers", name=_esc(label), legendgroup=label,
+                x=sub[S.X], y=sub[S.Y], mode="markers", name=short_name(label), legendgroup=label,
                 showlegend=bool(layer == layers[0] and colour_by is not None),
                 visible=bool(layer == layers[0]), text=sub["_hover"],
                 marker=dict(size=6, opacity=0.75, color=CATEGORICAL[g % len(CATEGORICAL)]
                             if label != "other" else "#bbb"),
-                hovertemplate="%{text}<extra>" + _esc(label) + "</extra>"))
+                hovertemplate="%{text}<extra>" + short_name(label) + "</extra>"))
             owners.append(layer)
     steps = [dict(method="update", label=str(layer),
                   args=[{"visible": [o == layer for o in owners]},
@@ -107,8 +104,8 @@ def embedding_scatter(df: pd.DataFrame, *, color: str | None = S.LABEL, max_labe
         sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="layer "),
                       pad=dict(t=40))],
         xaxis=dict(title="component 1"), yaxis=dict(title="component 2"),
-        legend=dict(title=dict(text=_esc(colour_by)) if colour_by else None))
-    return apply_theme(fig)
+        legend=dict(title=dict(text=short_name(colour_by)) if colour_by else None))
+    return finish(fig)
 
 
 def cka_heatmap(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
@@ -118,17 +115,19 @@ def cka_heatmap(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     if len(pairs) > 1:
         raise InputError(f"the frame holds {len(pairs)} model pairs; filter it to one")
     z = df.pivot_table(index=S.LAYER_A, columns=S.LAYER_B, values=S.VALUE, aggfunc="first")
-    name_a = _esc(pairs.iloc[0][S.MODEL_A]) if len(pairs) else "model a"
-    name_b = _esc(pairs.iloc[0][S.MODEL_B]) if len(pairs) else "model b"
+    full_a, full_b = (pairs.iloc[0][S.MODEL_A], pairs.iloc[0][S.MODEL_B]) if len(pairs) else (
+        "model a", "model b")
     fig = go.Figure(go.Heatmap(
         z=z.to_numpy(dtype=float), x=[str(c) for c in z.columns], y=[str(i) for i in z.index],
         colorscale=SEQUENTIAL, zmin=0, zmax=1, colorbar=dict(title=dict(text="CKA"), thickness=10),
-        hovertemplate=f"{name_a} layer %{{y}}<br>{name_b} layer %{{x}}<br>CKA %{{z:.3f}}<extra></extra>"))
+        hovertemplate=f"{plot_text(full_a)} layer %{{y}}<br>{plot_text(full_b)} layer %{{x}}"
+                      "<br>CKA %{z:.3f}<extra></extra>"))
     fig.update_layout(title=dict(text=title or "Linear CKA between layers"),
-                      xaxis=dict(title=f"{name_b}: layer", showgrid=False),
-                      yaxis=dict(title=f"{name_a}: layer", showgrid=False, autorange="reversed"),
+                      xaxis=dict(title=f"{short_name(full_b)}: layer", showgrid=False),
+                      yaxis=dict(title=f"{short_name(full_a)}: layer", showgrid=False,
+                                 autorange="reversed"),
                       yaxis_scaleanchor="x")
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def attribution_strip(df: pd.DataFrame, *, text_id: int | None = None,
@@ -145,7 +144,7 @@ def attribution_strip(df: pd.DataFrame, *, text_id: int | None = None,
     methods = list(dict.fromkeys(df[S.METHOD]))
     cols = df.drop_duplicates(S.POSITION).sort_values(S.POSITION)
     positions = cols[S.POSITION].to_list()
-    tokens = [_esc(t, 30) for t in cols[S.TOKEN]]
+    tokens = [plot_text(t) for t in cols[S.TOKEN]]  # whole on hover, cut on the axis
     z, raw = [], []
     for m in methods:
         s = df[df[S.METHOD] == m].set_index(S.POSITION)[S.SCORE].reindex(positions).to_numpy(float)
@@ -154,9 +153,9 @@ def attribution_strip(df: pd.DataFrame, *, text_id: int | None = None,
         raw.append(s)
     label = {"ig": "integrated gradients", "grad_x_input": "gradient × input",
              "rollout": "attention rollout"}
-    target = _esc(df[S.TARGET].iloc[0]) if S.TARGET in df else ""
+    target = short_name(df[S.TARGET].iloc[0]) if S.TARGET in df else ""
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(len(positions))), y=[label.get(m, _esc(m)) for m in methods],
+        z=z, x=list(range(len(positions))), y=[label.get(m, short_name(m)) for m in methods],
         text=[tokens] * len(methods), customdata=raw,
         colorscale=DIVERGING, zmid=0, zmin=-1, zmax=1, xgap=2, ygap=4,
         colorbar=dict(title=dict(text="share of max"), thickness=10),
@@ -165,8 +164,9 @@ def attribution_strip(df: pd.DataFrame, *, text_id: int | None = None,
     note = f" (IG delta {delta.iloc[0]:.2g})" if len(delta) else ""
     fig.update_layout(
         title=dict(text=title or f"What drove the prediction {target}{note}"),
-        xaxis=dict(tickmode="array", tickvals=list(range(len(positions))), ticktext=tokens,
+        xaxis=dict(tickmode="array", tickvals=list(range(len(positions))),
+                   ticktext=[short_label(t, TICK_CHARS) for t in cols[S.TOKEN]],
                    tickangle=-45, showgrid=False, showline=False),
         yaxis=dict(autorange="reversed", showgrid=False, showline=False),
-        height=140 + 45 * len(methods), margin=dict(l=150))
-    return apply_theme(fig)
+        height=140 + 45 * len(methods))
+    return finish(fig)

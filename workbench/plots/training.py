@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
-from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
-from .labels import plot_text
+from ..figures import CATEGORICAL, SEQUENTIAL
+from .labels import finish, plot_text, short_name, short_ticks
 
 # logged numbers that are not quality curves (bookkeeping, speeds, unbounded scales)
 _NOT_CURVES = {"step", "time", "lr", "epoch", "examples_per_s", "tokens_per_s", "eval_perplexity",
@@ -78,7 +78,7 @@ def training_curves(metrics: pd.DataFrame, *, metrics_shown: Sequence[str] | Non
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text="score", row=1, col=2)
     fig.update_layout(title=title, legend=dict(orientation="h", y=-0.25))
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def compare_runs(metrics_by_run: Mapping[str, pd.DataFrame], metric: str = "eval_loss",
@@ -87,12 +87,13 @@ def compare_runs(metrics_by_run: Mapping[str, pd.DataFrame], metric: str = "eval
     fig = go.Figure()
     for i, (name, frame) in enumerate(metrics_by_run.items()):
         part = _series(clean_metrics(frame), metric)
-        fig.add_trace(go.Scatter(x=part["step"], y=part[metric], name=plot_text(name),
-                                 mode="lines+markers",
+        fig.add_trace(go.Scatter(x=part["step"], y=part[metric], name=short_name(name),
+                                 mode="lines+markers", hovertemplate=plot_text(name)
+                                 + "<br>step %{x}: %{y:.4g}<extra></extra>",
                                  line=dict(color=CATEGORICAL[i % len(CATEGORICAL)], width=1.5),
                                  marker=dict(size=5)))
     fig.update_layout(title=title or metric, xaxis_title="step", yaxis_title=metric)
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def confusion_heatmap(matrix: pd.DataFrame, *, normalize: bool = False,
@@ -108,10 +109,12 @@ def confusion_heatmap(matrix: pd.DataFrame, *, normalize: bool = False,
     z = shares if normalize else counts
     text = [[f"{c}<br>({s:.0%})" if normalize else f"{c}" for c, s in zip(rc, rs)]
             for rc, rs in zip(counts, shares)]
-    labels = [plot_text(v) for v in matrix.columns]
-    fig = go.Figure(go.Heatmap(z=z, x=labels, y=[plot_text(v) for v in matrix.index], text=text,
+    fig = go.Figure(go.Heatmap(z=z, x=[plot_text(v) for v in matrix.columns],
+                               y=[plot_text(v) for v in matrix.index], text=text,
                                texttemplate="%{text}", colorscale=SEQUENTIAL,
+                               hovertemplate="true %{y}<br>predicted %{x}: %{z}<extra></extra>",
                                colorbar=dict(title="share" if normalize else "count")))
-    fig.update_layout(title=title or "confusion matrix", xaxis_title="predicted",
-                      yaxis_title="true", yaxis=dict(autorange="reversed", automargin=True))
-    return apply_theme(fig)
+    fig.update_layout(title=title or "confusion matrix",
+                      xaxis=dict(title="predicted", **short_ticks(matrix.columns)),
+                      yaxis=dict(title="true", autorange="reversed", **short_ticks(matrix.index)))
+    return finish(fig)
