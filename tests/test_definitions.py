@@ -107,7 +107,9 @@ def test_wordpiece_words_and_unsupported_tokenizers(tmp_path):
                                   bos_token="<s>", eos_token="</s>")
     tables = TokenTables.from_tokenizer(uni)
     Masker(tables, whole_word=False)                            # token-level masking still works
-    with pytest.raises(ValueError, match="whole-word masking needs .* Unigram"):
+    from workbench.errors import InputError
+
+    with pytest.raises(InputError, match="whole_word=True: whole-word masking needs .* Unigram"):
         Masker(tables, whole_word=True)
 
 

@@ -24,7 +24,7 @@ Words are the tokenizer's own words, the ones `encoding.word_ids()` numbers (`Wo
   (about 1 us per token: 9 ms for a 64 x 128 batch, against 0.6 ms for token-level masking).
 - WordPiece (BERT): a token begins a word unless it carries the continuation prefix (`##`), which
   is exactly how BERT's pre-tokeniser and WordPiece split words.
-Other tokenizers are refused for whole-word masking (a ValueError names the tokenizer). A row that
+Other tokenizers are refused for whole-word masking (an InputError names the tokenizer). A row that
 was cut from a longer text starts a word at its first token; a character cut by the row's edge
 counts as a letter. Sentences packed into one row are joined as `corpus.pack` joins them (a space
 between sentences of a paragraph, none between paragraphs), and their words are read from the
@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..errors import InputError
 
 IGNORE_INDEX = -100
 MASK_MODES = ("dynamic", "static")
@@ -124,9 +126,9 @@ class WordBoundaries:
 
     def check(self) -> None:
         if self.kind is None:
-            raise ValueError(f"whole-word masking needs a byte-level BPE or WordPiece tokenizer "
-                             f"to find word boundaries; this one is {self.name}: use "
-                             "whole_word=False or such a tokenizer")
+            raise InputError(f"whole_word=True: whole-word masking needs a byte-level BPE or "
+                             f"WordPiece tokenizer to find word boundaries; this one is "
+                             f"{self.name}: use whole_word=False or such a tokenizer")
 
     def starts(self, ids: torch.Tensor) -> torch.Tensor:
         self.check()
