@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from .config import check_int, check_positive_int
 from .errors import InputError
 from .models import LM
 from .tokens import TokenView, token_view
@@ -36,23 +37,60 @@ class Batch:
 
 
 def as_text_list(texts: str | Sequence[str], what: str = "texts") -> list[str]:
+    """`texts` as a non-empty list of non-blank strings (one string becomes a list of one).
+
+    Accepts a string, a list/tuple, a pandas Series or any iterable of strings; refuses None,
+    bytes, a dict or a DataFrame (iterating those gives keys or column names, not texts).
+    """
     if isinstance(texts, str):
         texts = [texts]
+    check_text_container(texts, what)
     texts = list(texts)
     if not texts:
         raise InputError(f"{what} is empty: pass at least one string")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise InputError(f"{what}[{i}] is {type(t).__name__}, not a string")
+            raise InputError(f"{what}[{i}]={_short(t)} is a {type(t).__name__}, not a string: "
+                             "pass strings only (drop or convert missing values)")
         if not t.strip():
-            raise InputError(f"{what}[{i}] is empty or whitespace only")
+            raise InputError(f"{what}[{i}]={t!r} is empty or whitespace only: drop it")
     return texts
+
+
+def as_one_text(text, what: str = "text") -> str:
+    """One non-blank string (for functions that analyse a single text)."""
+    if not isinstance(text, str):
+        many = " (this function takes one text; loop over a list)" if isinstance(text, (list, tuple)) else ""
+        raise InputError(f"{what}={_short(text)} is a {type(text).__name__}{many}; pass one string")
+    return as_text_list(text, what)[0]
+
+
+def check_text_container(texts, what: str = "texts") -> None:
+    """Refuse None, bytes, a dict, a DataFrame or a non-iterable where a list of texts belongs."""
+    if texts is None or isinstance(texts, (bytes, bytearray, dict)) or _is_frame(texts) \
+            or not isinstance(texts, Iterable):
+        hint = " (decode it first: data.decode('utf-8'))" if isinstance(texts, (bytes, bytearray)) else ""
+        raise InputError(f"{what}={_short(texts)} is a {type(texts).__name__}{hint}; pass a string "
+                         "or a list of strings")
+
+
+def _is_frame(value) -> bool:
+    return type(value).__name__ == "DataFrame"
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def encode(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None = None,
            max_length: int | None = None) -> Batch:
-    """Tokenise `texts` (optionally paired with `pairs`) into one padded batch on `lm.device`."""
-    limit = max_length or _model_max_length(lm)
+    """Tokenise `texts` (optionally paired with `pairs`) into one padded batch on `lm.device`.
+
+    `max_length` (None: the model's limit) must fit the special tokens and at most the model's
+    position table; longer inputs are truncated (each view's length shows it).
+    """
+    limit = check_max_length(lm, max_length)
     enc = lm.tokenizer(list(texts), list(pairs) if pairs is not None else None,
                        padding=True, truncation=True, max_length=limit,
                        return_tensors="pt", return_offsets_mapping=False)
@@ -74,6 +112,14 @@ def _model_max_length(lm: LM) -> int:
         n -= 2
     tok_max = getattr(lm.tokenizer, "model_max_length", n) or n
     return int(min(n, tok_max))
+
+
+def check_max_length(lm: LM, max_length: int | None) -> int:
+    """`max_length` checked against the model (None: the model's own limit); returns the limit."""
+    limit = _model_max_length(lm)
+    if max_length is None:
+        return limit
+    return check_int("max_length", max_length, minimum=4, maximum=limit)
 
 
 def forward(lm: LM, batch: Batch, *, attentions: bool = False, hidden_states: bool = False,
@@ -101,9 +147,9 @@ def forward(lm: LM, batch: Batch, *, attentions: bool = False, hidden_states: bo
 
 def batches(lengths: Sequence[int], batch_size: int, sort: bool = True) -> Iterator[list[int]]:
     """Yield lists of indices, grouped by length (longest first) so each batch pads little."""
+    batch_size = check_positive_int("batch_size", batch_size)  # checked now, not on first next()
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+    return iter([order[start:start + batch_size] for start in range(0, len(order), batch_size)])
 
 
 def token_lengths(lm: LM, texts: Iterable[str]) -> list[int]:

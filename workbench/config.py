@@ -1,4 +1,6 @@
-"""Helpers for frozen dataclass configs: validation hooks, `to_dict`/`from_dict`, JSON round trip.
+"""Helpers for frozen dataclass configs (validation hooks, `to_dict`/`from_dict`, JSON round trip)
+and the argument checks every public entry point uses (`check_positive_int`, `check_finite`,
+`check_choice`, ...): each raises `InputError` naming the argument, its value and what to pass.
 
 Library code takes configs, never argparse namespaces; the CLI maps its flags onto the same
 dataclasses through `from_dict`.
@@ -8,8 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
+
+import numpy as np
 
 from .errors import InputError
 
@@ -21,6 +28,7 @@ class ConfigBase:
     """Base for configs: subclasses are frozen dataclasses and may define `validate()`."""
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         self.validate()
 
     def validate(self) -> None:  # overridden by subclasses
@@ -31,6 +39,9 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        if not isinstance(data, dict):
+            raise InputError(f"{cls.__name__}.from_dict takes a dict of fields, not "
+                             f"{type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -47,10 +58,125 @@ class ConfigBase:
 
     @classmethod
     def load_json(cls: type[T], path: str | Path) -> T:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json_file(path, what=f"{cls.__name__} file"))
+
+
+def read_json_file(path: str | Path, *, what: str = "JSON file") -> Any:
+    """Parse a JSON file; a missing, unreadable or corrupt file is an `InputError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{what} {path} is not valid UTF-8 JSON ({err}); restore or rewrite "
+                         "it") from None
+
+
+def _check_field_types(config: ConfigBase) -> None:
+    """Refuse a field whose value does not match its annotation (int, float, str, bool, or
+    `X | None`) before `validate()` compares it: `batch_size="8"` must not reach `>=`."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        hint = hints.get(f.name)
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = [a for a in args if a is not type(None)] if args else [hint]
+        if len(base) != 1:
+            continue
+        name, value = f.name, getattr(config, f.name)
+        check = {int: check_int, float: check_finite, bool: check_bool}.get(base[0])
+        if check is not None:
+            check(name, value, allow_none=optional)
+        elif base[0] is str:
+            check_str(name, value, allow_none=optional, allow_empty=True)
 
 
 def require(condition: bool, message: str) -> None:
     """Raise `InputError(message)` unless `condition` holds (for use in `validate`)."""
     if not condition:
         raise InputError(message)
+
+
+# ----------------------------------------------------------------------------- argument checks
+# One home for boundary checks: every message names the argument, shows the value and says what
+# to pass instead. They return the value normalised (a numpy integer becomes an int) so callers
+# can write `batch_size = check_positive_int("batch_size", batch_size)`.
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """An integer within [minimum, maximum] (bools and numeric strings are refused)."""
+    if value is None and allow_none:
+        return None
+    if not _is_int(value):
+        hint = " (a string: drop the quotes)" if isinstance(value, str) else ""
+        raise InputError(f"{name}={value!r} is a {type(value).__name__}{hint}; pass an integer"
+                         + (" or None" if allow_none else ""))
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name}={value} is too small; use {minimum} or more")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{name}={value} is too large; use at most {maximum}")
+    return value
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """An integer >= 1 (e.g. batch_size, top_k, max_length); None passes with `allow_none`."""
+    return check_int(name, value, minimum=1, allow_none=allow_none)
+
+
+def check_finite(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False,
+                 allow_none: bool = False) -> float | None:
+    """A finite real number (no NaN/inf, bool or string) within the given bounds."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}={value!r} is a {type(value).__name__}; pass a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{name}={value} is not a finite number; pass a real value")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise InputError(f"{name}={value:g} is outside {interval}; pass a value in that range")
+    return value
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """One of `allowed` (compared with ==); the message lists them."""
+    allowed = list(allowed)
+    try:
+        ok = value in allowed
+    except TypeError:  # an unhashable or incomparable value
+        ok = False
+    if not ok:
+        raise InputError(f"{name}={value!r} is not one of {allowed}")
+    return value
+
+
+def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """A real bool (a string such as 'False' would be truthy)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}={value!r} is a {type(value).__name__}; pass True or False")
+    return bool(value)
+
+
+def check_str(name: str, value: Any, *, allow_none: bool = False, allow_empty: bool = False) -> str | None:
+    """A string (non-blank unless `allow_empty`)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{name}={value!r} is a {type(value).__name__}; pass a string")
+    if not allow_empty and not value.strip():
+        raise InputError(f"{name}={value!r} is empty; pass a non-blank string")
+    return value

@@ -11,19 +11,29 @@ _DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
 }
+VALID_DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'mps'"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Return a usable device; raise `DeviceError` naming the fix when the request cannot be met."""
     if isinstance(device, torch.device):
         device = str(device)
+    if not isinstance(device, str):
+        raise DeviceError(f"device={device!r} is a {type(device).__name__}; pass a string: "
+                          f"{VALID_DEVICES}")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device={device!r} is not a device the workbench can use; pass one of "
+                          f"{VALID_DEVICES}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(
             f"device={device!r} was requested but torch sees no CUDA GPU "
@@ -42,6 +52,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """`"auto"` gives bf16 on a CUDA device that supports it, else fp32."""
     if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise DeviceError(f"dtype={dtype} is not supported; use 'auto' or one of {sorted(_DTYPES)}")
         return dtype
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -49,8 +61,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return torch.float32
     try:
         return _DTYPES[dtype]
-    except KeyError:
-        raise DeviceError(f"unknown dtype {dtype!r}; use 'auto' or one of {sorted(_DTYPES)}") from None
+    except (KeyError, TypeError):  # TypeError: an unhashable value
+        raise DeviceError(f"dtype={dtype!r} is unknown; use 'auto' or one of {sorted(_DTYPES)}") from None
 
 
 def describe_machine() -> dict:

@@ -9,6 +9,7 @@ attention only inside `lm.eager_attention()`, because transformers 5 returns an 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,16 @@ from typing import Iterator
 import torch
 
 from .device import resolve_device, resolve_dtype
-from .errors import MissingHeadError, ModelNotFoundError
+from .config import check_choice
+from .errors import InputError, MissingHeadError, ModelNotFoundError
 from .store import is_run_folder, resolve_checkpoint
 from .tokens import TokenView, token_view
 
 DEMO_NAME = "demo"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "vocab.json", "added_tokens.json")
 
 
 def demo_model_path() -> Path:
@@ -115,10 +119,63 @@ def _has_weights(folder: Path) -> bool:
     return any((folder / f).exists() for f in _WEIGHT_FILES)
 
 
+def _check_json(path: Path) -> dict:
+    """A JSON object read from `path`, or `ModelNotFoundError` naming the corrupt file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelNotFoundError(
+            f"{path} is corrupt (not valid UTF-8 JSON: {err}); the save was probably interrupted: "
+            "save the model again or pick another checkpoint") from None
+    if not isinstance(data, dict):
+        raise ModelNotFoundError(f"{path} holds a JSON {type(data).__name__}, not an object; "
+                                 "save the model again with save_pretrained")
+    return data
+
+
+def _check_safetensors(path: Path) -> None:
+    """Open the header of a safetensors file (cheap: memory-mapped) so a truncated or corrupt file
+    is refused by name instead of failing deep inside transformers."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError) as err:
+        raise ModelNotFoundError(
+            f"{path} is corrupt or truncated ({err}); the save or download was probably "
+            "interrupted: save the model again, download it again or pick another checkpoint"
+        ) from None
+
+
+def _check_local_files(folder: Path) -> None:
+    """Refuse a local checkpoint whose config, tokenizer files or weights are unreadable."""
+    config = _check_json(folder / "config.json")
+    if "model_type" not in config:
+        raise ModelNotFoundError(f"{folder / 'config.json'} has no 'model_type' key: it was not "
+                                 "written by save_pretrained; save the model again")
+    for name in _TOKENIZER_FILES:
+        if (folder / name).is_file():
+            _check_json(folder / name)
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        _check_safetensors(folder / "model.safetensors")
+    elif index.is_file():
+        shards = sorted(set(_check_json(index).get("weight_map", {}).values()))
+        for shard in shards:
+            if not (folder / shard).is_file():
+                raise ModelNotFoundError(f"{index} lists {shard}, which is missing from {folder}")
+            _check_safetensors(folder / shard)
+
+
 def _resolve_source(name_or_path) -> tuple[str, str | None]:
     """Return (what to pass to from_pretrained, local path or None)."""
     if hasattr(name_or_path, "path") and not isinstance(name_or_path, (str, os.PathLike)):
         name_or_path = name_or_path.path  # a Run or RunFolder
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise InputError(
+            f"name_or_path={name_or_path!r}: pass a hub id such as 'roberta-base', a local folder, "
+            "a workbench run (folder or Run), or 'demo' for the embedded default model")
     if str(name_or_path) == DEMO_NAME:
         path = demo_model_path()
         if not _has_weights(path):
@@ -127,6 +184,7 @@ def _resolve_source(name_or_path) -> tuple[str, str | None]:
                 "(data/demo-model); reinstall from a full clone, or rebuild it with "
                 "`workbench pretrain --preset demo` (see data/README.md)."
             )
+        _check_local_files(path)
         return str(path), str(path)
     path = Path(str(name_or_path)).expanduser()
     if path.exists():
@@ -144,10 +202,19 @@ def _resolve_source(name_or_path) -> tuple[str, str | None]:
                 f"{path} has a config.json but no weights (expected one of {list(_WEIGHT_FILES)}); "
                 "the save may have been interrupted: save the model again or pick another checkpoint"
             )
+        _check_local_files(path)
         return str(path), str(path)
     if str(name_or_path).startswith((".", "/", "~")):
         raise ModelNotFoundError(f"no such folder: {path}")
     return str(name_or_path), None
+
+
+def check_source(name_or_path) -> str:
+    """Check a model argument without loading it (for commands that must refuse a bad model before
+    writing anything): a local folder, run or 'demo' must exist and hold readable config,
+    tokenizer and weight files; a hub id is returned as it is (loading will say if it is missing).
+    Returns what `load` would pass to transformers."""
+    return _resolve_source(name_or_path)[0]
 
 
 def _hub_error(name: str, err: Exception) -> ModelNotFoundError:
@@ -187,11 +254,11 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
     >>> lm.tokens("Hello world").tokens                  # doctest: +SKIP
     ['<s>', 'Hello', 'world', '</s>']
     """
+    from safetensors import SafetensorError
     from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM,
                               AutoModelForSequenceClassification)
 
-    if task not in ("auto", "mlm", "classifier", "encoder"):
-        raise ValueError(f"task={task!r}; use 'auto', 'mlm', 'classifier' or 'encoder'")
+    check_choice("task", task, ("auto", "mlm", "classifier", "encoder"))
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     source, local = _resolve_source(name_or_path)
@@ -205,6 +272,10 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
         if local:
             raise ModelNotFoundError(f"could not read {local}: {err}") from err
         raise _hub_error(source, err) from err
+    except (ValueError, UnicodeDecodeError) as err:  # a corrupt file in the hub cache
+        raise ModelNotFoundError(f"the config or tokenizer files of {source!r} are unreadable or "
+                                 f"unsupported ({type(err).__name__}: {err}); if it is a cached "
+                                 "download, delete it and download it again") from err
 
     archs = config.architectures or []
     if task == "auto":
@@ -242,6 +313,12 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
                 "the workbench supports BERT-family encoders (RoBERTa, XLM-R, BERT, DistilRoBERTa ...)"
             ) from err
         raise
+    except (SafetensorError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "size mismatch" not in str(err):
+            raise
+        raise ModelNotFoundError(
+            f"the weights of {local or source!r} are corrupt or do not match its config.json "
+            f"({type(err).__name__}: {str(err)[:300]}); save or download the model again") from err
     model.to(dev)
     model.eval()
     return LM(model=model, tokenizer=tokenizer, device=dev, name=display, kind=task,
@@ -252,6 +329,13 @@ def as_lm_dict(lm_or_dict) -> dict[str, LM]:
     """Normalise one `LM` or a {name: LM} dict (for functions that compare models)."""
     if isinstance(lm_or_dict, LM):
         return {lm_or_dict.name: lm_or_dict}
-    if isinstance(lm_or_dict, dict) and all(isinstance(v, LM) for v in lm_or_dict.values()):
+    if (isinstance(lm_or_dict, dict) and lm_or_dict
+            and all(isinstance(v, LM) for v in lm_or_dict.values())):
         return dict(lm_or_dict)
-    raise TypeError("expected an LM (from wb.load) or a dict {name: LM}")
+    raise InputError(f"lm={_short(lm_or_dict)} ({type(lm_or_dict).__name__}): pass an LM from "
+                     "wb.load(...) or a non-empty dict {name: LM}")
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

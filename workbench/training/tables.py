@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import check_choice, check_finite, check_int, check_str
 from ..errors import InputError
 
 TEXT, PAIR, LABEL = "text", "text_pair", "label"   # column names of TaskData frames
@@ -77,16 +78,44 @@ def read_table(path: str | Path) -> pd.DataFrame:
                          "(or pass a DataFrame / datasets Dataset)")
     if not path.is_file():
         raise InputError(f"no such file: {path}")
+    try:
+        frame = _parse_table(path, suffix)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): it may be "
+                         "binary or saved in another encoding; re-save it as UTF-8 CSV/TSV/JSONL"
+                         ) from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path} is empty: it needs a header row and at least one data row"
+                         ) from None
+    except ValueError as err:  # pandas' ParserError and read_json's errors are ValueErrors
+        raise InputError(f"{path} could not be parsed as {suffix[1:].upper()} "
+                         f"({str(err).strip()[:200]}); check its format") from None
+    if len(frame) == 0:
+        raise InputError(f"{path} has no data rows (columns: {list(frame.columns)})")
+    return frame
+
+
+def _parse_table(path: Path, suffix: str) -> pd.DataFrame:
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    if b"\x00" in head:  # NUL bytes: binary, or UTF-16/32 text
+        raise UnicodeDecodeError("utf-8", b"\x00", 0, 1, "NUL byte (binary or UTF-16 data)")
     if suffix in (".jsonl", ".json"):
         try:
-            return pd.read_json(path, lines=True)
+            return pd.read_json(path, lines=True, encoding="utf-8")
         except ValueError:
-            return pd.read_json(path)
+            return pd.read_json(path, encoding="utf-8")
     sep = _SUFFIXES[suffix]
     # TSV in the GLUE style carries quotes inside sentences: read them literally
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     return pd.read_csv(path, sep=sep, quoting=quoting, keep_default_na=False, na_values=[""],
-                       encoding="utf-8")
+                       encoding="utf-8", encoding_errors="strict")
+
+
+def _check_columns(text_column, pair_column, label_column) -> None:
+    check_str("text_column", text_column)
+    check_str("pair_column", pair_column, allow_none=True)
+    check_str("label_column", label_column)
 
 
 def _find_split_file(folder: Path, names: Sequence[str]) -> Path | None:
@@ -168,7 +197,7 @@ def read_splits(data: Any, label_column: str = LABEL) -> tuple[dict[str, pd.Data
     if hasattr(data, "to_pandas") or (hasattr(data, "keys") and hasattr(data, "column_names")):
         return _from_datasets(data, label_column), type(data).__name__
     raise InputError(
-        f"cannot read training data of type {type(data).__name__}: pass a DataFrame, a CSV/TSV/"
+        f"data={str(data)[:60]!r} ({type(data).__name__}) cannot be read: pass a DataFrame, a CSV/TSV/"
         "JSONL path, a folder with train/dev files, a datasets Dataset/DatasetDict, or a dict "
         "{'train': ..., 'validation': ...}")
 
@@ -223,6 +252,13 @@ def _check_frame(frame: pd.DataFrame, split: str, text_column: str, pair_column:
     if missing.any():
         raise InputError(f"label column {label_column!r} of the {split} table has missing values "
                          f"in rows {_rows(missing, frame)}: drop those rows or fill them")
+    numeric = np.array([_kind(v) == "number" for v in labels])
+    if numeric.any():
+        values = np.array([float(v) if n else 0.0 for v, n in zip(labels, numeric)])
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputError(f"label column {label_column!r} of the {split} table has infinite or "
+                             f"NaN values in rows {_rows(bad, frame)}: drop or fix those rows")
     kinds = {_kind(v) for v in labels}
     if len(kinds) > 1:
         examples = {}
@@ -269,8 +305,10 @@ def load_task_data(data: Any, *, text_column: str = "text", pair_column: str | N
                    label_column: str = "label", task: str = "auto",
                    validation_split: float = 0.1, seed: int = 0) -> TaskData:
     """Read, check and split `data` (see the module docstring for what `data` may be)."""
-    if task not in TASKS:
-        raise InputError(f"task={task!r}; use one of {list(TASKS)}")
+    check_choice("task", task, TASKS)
+    check_int("seed", seed)
+    check_finite("validation_split", validation_split, low=0, high=1, low_open=True, high_open=True)
+    _check_columns(text_column, pair_column, label_column)
     splits, source = read_splits(data, label_column)
     train_name = next((n for n in _TRAIN_NAMES if n in splits), None)
     if train_name is None:
@@ -287,9 +325,6 @@ def load_task_data(data: Any, *, text_column: str = "text", pair_column: str | N
             raise InputError(f"labels of the {val_name} table are {_kind(val[LABEL].iloc[0])}s "
                              f"but the training labels are {_kind(train[LABEL].iloc[0])}s")
     else:
-        if not 0.0 < validation_split < 1.0:
-            raise InputError(f"validation_split={validation_split} must be in (0, 1) when only "
-                             "one table is given")
         train, val = _split(train, validation_split, seed, stratify=task == "classification")
 
     if task == "regression":
@@ -355,6 +390,7 @@ def load_labelled(data: Any, *, text_column: str = "text", pair_column: str | No
     Labels keep their original values. `split` picks one split of a multi-split input (default:
     the validation split if there is one, else the only or the 'train' split).
     """
+    _check_columns(text_column, pair_column, label_column)
     splits, _ = read_splits(data, label_column)
     if split is None:
         split = next((n for n in _VALIDATION_NAMES if n in splits), None)
