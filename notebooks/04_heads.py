@@ -122,7 +122,8 @@ cluster_map(clusters, color="layer")
 # of 0 removes the head exactly (a test checks this against zeroing the weights by hand).
 #
 # `wb.head_importance` scores every head on the masked-LM loss (a fixed random masking, so runs
-# are comparable): `method="gradient"` is Michel et al.'s |∂loss/∂gate| at gates = 1, one backward
+# are comparable): `method="gradient"` is Michel et al.'s mean over texts of |∂loss(text)/∂gate| at
+# gates = 1 (each text's own loss, so the score does not depend on the batch size), one backward
 # pass per batch; `method="loo"` removes each head alone and reports how much the loss rises,
 # one forward pass per head.
 

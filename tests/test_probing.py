@@ -302,17 +302,32 @@ def test_probe_vocab_ranks_match_fill_mask_and_skip_multi_token(tiny_lm):
     assert r2.n == 0 and r2.n_skipped == 1
 
 
+def _no_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def strict():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+    return strict()
+
+
 def test_probe_closed_mode_ranks_the_pool_jointly(tiny_lm):
     import pandas as pd
 
     frame = pd.DataFrame({"relation": ["c", "c"], "template": ["I ate <mask>.", "We saw <mask>."],
                           "answers": [["pizza"], ["New York"]], "foils": [["salad"], []]})
-    items = wb.probe(tiny_lm, frame, mode="closed", per_item=True)
-    for i, row in items.iterrows():
-        sc = wb.score_candidates(tiny_lm, row.template, ["pizza", "salad", "New York"],
-                                 method="chain")
-        want = sc[sc.candidate.isin(row.answers)]["rank"].min()
-        assert row["rank"] == want
+    for rank_by in ("logprob", "mean_logprob"):
+        items = wb.probe(tiny_lm, frame, mode="closed", per_item=True, rank_by=rank_by)
+        for i, row in items.iterrows():
+            with pytest.warns(UserWarning) if rank_by == "logprob" else _no_warning():
+                sc = wb.score_candidates(tiny_lm, row.template, ["pizza", "salad", "New York"],
+                                         method="chain", rank_by=rank_by)
+            want = sc[sc.candidate.isin(row.answers)]["rank"].min()
+            assert row["rank"] == want
+            assert row["prediction"] == sc.loc[sc[rank_by].idxmax(), "candidate"]
     with pytest.raises(InputError, match="exactly one"):
         wb.probe(tiny_lm, pd.DataFrame({"template": ["no mask"], "answers": [["x"]]}))
 

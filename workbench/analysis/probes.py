@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 
 from .. import schema as S
+from ..config import check_int, check_sequence
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from .candidates import CANDIDATE, fill_text, score_candidates
@@ -69,6 +71,8 @@ def compare_pairs(lm_or_dict, good, bad: Sequence[str] | None = None, *, group=N
     Columns: model, pair_id, group (when given), good, bad, good_logprob, bad_logprob, margin,
     correct. Accuracy per model: `df.groupby("model").correct.mean()` (also `df.attrs["accuracy"]`).
     """
+    if not isinstance(good, (pd.DataFrame, str)):
+        check_sequence("good", good)
     goods, bads, groups = _pair_lists(good, bad, group)
     if not goods:
         raise InputError("no pairs given")
@@ -152,23 +156,27 @@ def _vocab_ranks(lm: LM, df: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame
     return pd.DataFrame({S.RANK: ranks, PREDICTION: preds})
 
 
-def _closed_ranks(lm: LM, df: pd.DataFrame, max_tokens: int | None) -> pd.DataFrame:
+def _closed_ranks(lm: LM, df: pd.DataFrame, max_tokens: int | None,
+                  rank_by: str) -> pd.DataFrame:
     ranks, preds = [None] * len(df), [None] * len(df)
     for _, idx in df.groupby(RELATION, sort=False).groups.items():
         idx = list(idx)
         pool = list(dict.fromkeys(a for i in idx for a in df[ANSWERS][i] + df[FOILS][i]))
-        sc = score_candidates(lm, list(df[TEMPLATE][idx]), pool, method="chain",
-                              max_tokens=max_tokens)
+        with warnings.catch_warnings():  # the docstring says how mixed lengths are ranked
+            warnings.filterwarnings("ignore", message=".*token counts.*")
+            sc = score_candidates(lm, list(df[TEMPLATE][idx]), pool, method="chain",
+                                  max_tokens=max_tokens, rank_by=rank_by)
         for t_id, sub in sc.groupby(S.TEXT_ID):
             i = idx[t_id]
             good = sub[sub[CANDIDATE].isin(df[ANSWERS][i])]
             ranks[i] = int(good[S.RANK].min())
-            preds[i] = sub.loc[sub[S.LOGPROB].idxmax(), CANDIDATE]
+            preds[i] = sub.loc[sub[rank_by].idxmax(), CANDIDATE]
     return pd.DataFrame({S.RANK: ranks, PREDICTION: preds})
 
 
 def probe(lm_or_dict, frame: pd.DataFrame, *, k: int = 10, mode: str = "vocab",
-          per_item: bool = False, max_tokens: int | None = None) -> pd.DataFrame:
+          per_item: bool = False, max_tokens: int | None = None,
+          rank_by: str = "logprob") -> pd.DataFrame:
     """LAMA-style cloze probing: P@1, P@k and MRR per (model, relation).
 
     `frame` has columns template (one <mask>), answers (list or 'a|b'), optionally relation and
@@ -176,7 +184,13 @@ def probe(lm_or_dict, frame: pd.DataFrame, *, k: int = 10, mode: str = "vocab",
     scored), n_skipped (rows with no single-token answer, vocab mode), p_at_1, p_at_k, mrr, k.
     With `per_item=True`: one row per (model, probe row) with rank (None if skipped),
     prediction, and the row's own columns.
+    Closed mode ranks by `rank_by`: "logprob", the chain rule's total log-probability of the
+    whole answer (a probability of strings, which favours answers of fewer tokens), or
+    "mean_logprob", the mean per scored token (length-normalised).
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"frame is a {type(frame).__name__}; pass a DataFrame (see load_probe_set)")
+    check_int("k", k, minimum=1), check_int("max_tokens", max_tokens, minimum=1, allow_none=True)
     if mode not in ("vocab", "closed"):
         raise InputError(f"mode={mode!r}; use 'vocab' (rank in the whole vocabulary) or 'closed'")
     if not isinstance(k, int) or k < 1:
@@ -185,7 +199,8 @@ def probe(lm_or_dict, frame: pd.DataFrame, *, k: int = 10, mode: str = "vocab",
     frames = []
     for name, lm in as_lm_dict(lm_or_dict).items():
         lm.require_mlm_head("probe")
-        found = _vocab_ranks(lm, df) if mode == "vocab" else _closed_ranks(lm, df, max_tokens)
+        found = (_vocab_ranks(lm, df) if mode == "vocab"
+                 else _closed_ranks(lm, df, max_tokens, rank_by))
         item = pd.concat([df, found], axis=1)
         item.insert(0, S.MODEL, name)
         frames.append(item)
@@ -215,7 +230,12 @@ def load_probe_set(path: str | Path | None = None, *, as_pairs: bool = False) ->
     if not path.exists():
         raise InputError(f"probe set {path} does not exist: pass the path of a .jsonl/.tsv/.csv file")
     if path.suffix == ".jsonl":
-        df = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        try:
+            df = pd.DataFrame([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                               if line.strip()])
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"probe set {path} is not valid UTF-8 JSONL ({err}): one JSON object "
+                             "per line") from None
     elif path.suffix in (".tsv", ".csv"):
         df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
     else:
