@@ -182,6 +182,10 @@ def test_finetune_widget_trains_in_the_background_stops_and_resumes(tiny_model_d
     w.explain.selected_index = 0
     view = w.explain.view
     assert view.lm.kind == "classifier" and view.text.value == _separable()["text"].iloc[0]
+    # named by the run's name and short id (two runs share the name), not folder id + checkpoint
+    selected = wb.runs(run_root).set_index("path").loc[w.runs_select.value[0]]
+    assert view.lm.name == f"{selected['name']} ({selected['id'].rsplit('-', 1)[-1]})"
+    assert view.lm.name in w.explain.titles[0] and "/" not in w.explain.titles[0]
     assert view.result["target"].iloc[0] in ("pos", "neg") and "delta" in view.status.value
 
 
@@ -192,7 +196,7 @@ def test_finetune_widget_reports_bad_form_values(tiny_model_dir, run_root):
     w.start()
     w.wait(60)
     assert isinstance(w.error, InputError) and "column &#x27;nope&#x27; is missing" in w.message.value
-    w.learning_rate.value = 0.0
+    w.learning_rate.value = -1.0  # (0 now means "by model size")
     w.start()  # refused by the config before any thread starts
     assert "learning_rate" in w.message.value and not w.running
 

@@ -96,3 +96,36 @@ def test_attribution_view_stays_a_function_after_its_module_is_imported():
     importlib.import_module("workbench.widgets.attribution_panel")
     assert callable(wb.widgets.attribution_view)
     assert not isinstance(wb.widgets.attribution_view, type(importlib))
+
+
+def test_widget_callbacks_show_busy_state_and_errors_in_the_widget(tiny_lm, monkeypatch):
+    """Issue 17.9: while a slow computation runs the status shows a spinner and what it does and
+    the figure says "computing…"; an error ends in the status line (ours: the message; anything
+    else: its type and a 'details' traceback), never as a traceback in the cell."""
+    import workbench.widgets.probe_lab as probe_lab
+    from workbench.errors import InputError
+
+    data = pd.DataFrame({"text": [f"{w} movie number {i}." for i in range(12)
+                                  for w in ("good", "bad")], "label": [0, 1] * 12})
+    lab = wb.widgets.ProbeLab(tiny_lm, data)
+    seen = {}
+
+    def slow_probe(*args, **kwargs):
+        seen["status"] = lab.status.value
+        seen["notes"] = [a.text for a in lab.figure.layout.annotations]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(probe_lab, "linear_probe", slow_probe)
+    lab.run_button.click()  # no exception reaches the cell
+    assert "wb-busy" in seen["status"] and "fitting one probe per layer" in seen["status"]
+    assert seen["notes"] == ["computing…"]
+    assert isinstance(lab.last_error, RuntimeError)
+    assert "RuntimeError: boom" in lab.status.value and "<details>" in lab.status.value
+    assert [a.text for a in lab.figure.layout.annotations] == []  # no stale "computing…"
+
+    def bad_probe(*args, **kwargs):
+        raise InputError("layers=[7]: the model has 2 layers")
+
+    monkeypatch.setattr(probe_lab, "linear_probe", bad_probe)
+    lab.run()
+    assert "layers=[7]" in lab.status.value and "<details>" not in lab.status.value

@@ -21,11 +21,12 @@ import traitlets
 from .. import figures
 from ..analysis.attention import ALL, AttentionCapture, attention_qk, capture_attention
 from ..analysis.attention_modes import FLOW_MAX_TOKENS, MODES
-from ..errors import InputError, WorkbenchError
+from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..plots.attention import attention_heatmap
-from .common import check_choice, check_options
 from ..views.attention import head_payload, model_payload, qk_payload, static_js
+from ..views.client_export import ClientExport, export_figure
+from .common import busy, check_choice, check_options, in_widget
 
 VIEWS = [("heatmap", "heatmap"), ("head view", "head"), ("model view", "model"),
          ("query/key", "qk")]
@@ -98,7 +99,10 @@ class AttentionExplorer(widgets.VBox):
         self.clear = widgets.Button(description="clear selection")
         self.export_format = widgets.Dropdown(options=EXPORTS, value="pdf", description="export")
         self.export_path = widgets.Text(value="attention", description="file")
-        self.export_button = widgets.Button(description="Export")
+        self.export_button = widgets.Button(
+            description="Export", tooltip="pdf needs a Chrome/Chromium beside the kernel; svg and "
+            "png fall back to rendering in your browser")
+        self.client_export = ClientExport()
         self.status = widgets.HTML()
         self.canvas = AttentionCanvas()
         self.figure_widget = go.FigureWidget()
@@ -123,23 +127,21 @@ class AttentionExplorer(widgets.VBox):
             widgets.HBox([self.drop_special, self.merge, self.aggregate_selection]),
             widgets.HBox([self.selection, self.clear]),
             self.canvas, self.figure_widget,
-            widgets.HBox([self.export_format, self.export_path, self.export_button]),
+            widgets.HBox([self.export_format, self.export_path, self.export_button,
+                          self.client_export]),
             self.status,
         ])
         self.run()
 
     # -- model ---------------------------------------------------------------------------
+    @in_widget("running the model on the texts", figures=("figure_widget",))
     def run(self) -> None:
         """Run the model on the texts in the box (the only place the model runs, besides q/k)."""
         items = _parse(self.text.value)
         if not items:
             self.status.value = "Type at least one text."
             return
-        try:
-            self.captures = capture_attention(self.lm, items, norms=True)
-        except WorkbenchError as err:
-            self.status.value = f"<b>error:</b> {html.escape(str(err))}"
-            return
+        self.captures = capture_attention(self.lm, items, norms=True)
         self.forward_count += 1
         self._qk = {}
         labels = [(f"{i}: {(t if isinstance(t, str) else ' / '.join(t))[:40]}", i)
@@ -177,15 +179,13 @@ class AttentionExplorer(widgets.VBox):
         return self.capture.to_frame(**self.options())
 
     # -- refresh -----------------------------------------------------------------------------
+    @in_widget()
     def refresh(self) -> None:
         if not self.captures:
             return
-        try:
-            self._refresh_figure()
-            self._refresh_view()
-            self.status.value = self._describe()
-        except (InputError, WorkbenchError) as err:
-            self.status.value = f"<b>error:</b> {html.escape(str(err))}"
+        self._refresh_figure()
+        self._refresh_view()
+        self.status.value = self._describe()
 
     def _describe(self) -> str:
         n = len(self.capture.view)
@@ -231,7 +231,8 @@ class AttentionExplorer(widgets.VBox):
                 pair_parts = _parse(self.text.value)[cap.text_id]
                 if isinstance(pair_parts, tuple):
                     a, b = pair_parts
-                self._qk[cap.text_id] = attention_qk(self.lm, a, pair=b)
+                with busy(self.status, "computing this text's queries and keys"):
+                    self._qk[cap.text_id] = attention_qk(self.lm, a, pair=b)
                 self.forward_count += 1  # one pass per text for its queries and keys, then cached
             qk = self._qk[cap.text_id]
             lq, hq = max(layer, 0), max(head, 0)
@@ -261,6 +262,7 @@ class AttentionExplorer(widgets.VBox):
         finally:
             self._syncing = False
 
+    @in_widget()
     def _on_canvas_select(self, change) -> None:
         if self._syncing:
             return
@@ -291,6 +293,7 @@ class AttentionExplorer(widgets.VBox):
             self.selection.value = "selected: none (click tokens in the head view)"
         self.refresh()
 
+    @in_widget()
     def _on_pick(self, change) -> None:
         if len(change["new"]) == 2:
             layer, head = change["new"]
@@ -317,9 +320,16 @@ class AttentionExplorer(widgets.VBox):
             figures.export(self.figure, path, width="column", aspect=1.0)
         return path
 
+    @in_widget()
     def _export_clicked(self) -> None:
-        try:
-            path = self.export(self.export_path.value, self.export_format.value)
+        fmt = self.export_format.value
+        if fmt in ("csv", "parquet"):
+            path = self.export(self.export_path.value, fmt)
             self.status.value = f"wrote {html.escape(str(path))}"
-        except WorkbenchError as err:
-            self.status.value = f"<b>export failed:</b> {html.escape(str(err))}"
+            return
+        path = Path(self.export_path.value)
+        if path.suffix.lower() != "." + fmt:
+            path = path.with_name(path.name + "." + fmt)
+        export_figure(self.client_export, self.figure, path,
+                      lambda text: setattr(self.status, "value", html.escape(text)),
+                      width="column", aspect=1.0)

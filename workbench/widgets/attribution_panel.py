@@ -15,10 +15,9 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..analysis.attribution import METHODS, attribute
-from ..errors import InputError, WorkbenchError
+from ..errors import InputError
 from ..plots.representations import attribution_strip
-from .common import check_choice, placeholder
-from .probe_lab import replace_figure
+from .common import SPINNER, check_choice, error_html, in_widget, placeholder, replace_figure
 
 
 def _parse_target(value: str):
@@ -50,20 +49,19 @@ class AttributionView(widgets.VBox):
         self.run_button = widgets.Button(description="Attribute", icon="play", button_style="primary")
         self.run_button.on_click(lambda _: self.run())
         self.status = widgets.HTML()
-        self.figure = go.FigureWidget()
+        self.figure = go.FigureWidget(placeholder("press Attribute to explain the prediction",
+                                                  height=200))
         super().__init__([self.text, widgets.HBox([self.target, self.level]),
                           widgets.HBox([self.methods, self.n_steps, self.run_button]),
                           self.status, self.figure])
 
+    @in_widget("attributing (integrated gradients runs the model once per step)",
+               figures=("figure",))
     def run(self) -> None:
         """Recompute the attributions for the current controls and redraw the strip."""
-        try:
-            self.result = attribute(self.lm, self.text.value, target=_parse_target(self.target.value),
-                                    method=list(self.methods.value), level=self.level.value,
-                                    n_steps=self.n_steps.value)
-        except WorkbenchError as err:
-            self.status.value = f"<b>error:</b> {html.escape(str(err))}"
-            return
+        self.result = attribute(self.lm, self.text.value, target=_parse_target(self.target.value),
+                                method=list(self.methods.value), level=self.level.value,
+                                n_steps=self.n_steps.value)
         replace_figure(self.figure, attribution_strip(self.result))
         info = self.result.attrs["info"][0]
         parts = [f"target {info['target']!s}"]
@@ -137,10 +135,11 @@ class ExplainPanel(widgets.Accordion):
         if self._lm is None:
             self.box.children = [widgets.HTML("<i>no model yet: select or finish a run</i>")]
             return
+        self.box.children = [widgets.HTML(f"{SPINNER}loading the model …")]
         try:
             lm = self._model()
         except Exception as err:  # noqa: BLE001 - a failed load is shown, not raised
-            self.box.children = [widgets.HTML(f"<b>error:</b> {html.escape(str(err))}")]
+            self.box.children = [widgets.HTML(error_html(err))]
             return
         self.view = AttributionView(lm, self._text, self._target)
         self.box.children = [self.view]

@@ -3,20 +3,29 @@
 - `check_choice` / `check_options`: a constructor given an unknown option (a misspelt keyword or a
   value outside the choices) raises `InputError` naming it and listing the valid ones, instead of
   a `TraitError` from a control three calls down.
-- `error_html(err)`: the red message a status line shows for an error;
-- `SPINNER`: the busy mark; `placeholder(text)`: an empty figure that says "computing…" (or why it
-  is empty) instead of bare axes.
+- `error_html(err)`: the red message a status line shows for an error (our own errors say what to
+  do; anything else also gets a collapsed 'details' traceback);
+- `in_widget(what, figures=...)`: decorates a widget method that a control calls: while it runs,
+  the status line shows `SPINNER` and `what` and its figures say "computing…"; an error is shown in
+  the status line (kept in `.last_error`), never as a traceback in the cell;
+- `placeholder(text)`: an empty figure that says "computing…" (or why it is empty) instead of bare
+  axes; `replace_figure(target, fig)` swaps a new figure into a FigureWidget.
 """
 
 from __future__ import annotations
 
+import functools
 import html
-from typing import Any, Iterable, Mapping
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Mapping
 
 import plotly.graph_objects as go
 
-from ..errors import InputError
+from ..errors import InputError, WorkbenchError
 from ..plots.labels import plot_text
+
+BUSY = "wb-busy"   # name of the "computing…" annotation laid over a figure while it recomputes
 
 SPINNER = ('<span class="wb-busy" style="display:inline-block;width:10px;height:10px;'
            'border:2px solid #999;border-top-color:transparent;border-radius:50%;'
@@ -42,11 +51,79 @@ def check_options(widget: str, given: Mapping[str, Any], valid: Iterable[str]) -
 
 
 def error_html(err: BaseException) -> str:
-    """A red message for a status line (the exception's type only when it is not our own)."""
-    from ..errors import WorkbenchError
+    """A red message for a status line. Our own errors say what to do; anything else is named by
+    its type, with the traceback in a collapsed 'details' section (for a bug report)."""
+    if isinstance(err, WorkbenchError):
+        return f'<span style="color:#b00020"><b>error:</b> {html.escape(str(err))}</span>'
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-6000:]
+    return (f'<span style="color:#b00020"><b>unexpected error:</b> '
+            f"{html.escape(type(err).__name__)}: {html.escape(str(err)[:300])}</span>"
+            f"<details><summary>details</summary><pre style='font-size:11px;white-space:pre-wrap'>"
+            f"{html.escape(trace)}</pre></details>")
 
-    text = str(err) if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
-    return f'<span style="color:#b00020"><b>error:</b> {html.escape(text)}</span>'
+
+def replace_figure(target: go.FigureWidget, fig: go.Figure) -> None:
+    """Show `fig` in an existing FigureWidget (traces and layout swapped in one update)."""
+    with target.batch_update():
+        target.data = []
+        target.add_traces(list(fig.data))
+        target.layout = fig.layout
+
+
+def _cover(fig: go.FigureWidget) -> None:
+    """'computing…' over a figure (an empty one becomes a placeholder, not bare axes)."""
+    if not fig.data:
+        replace_figure(fig, placeholder("computing…", height=fig.layout.height))
+        fig.layout.annotations[0].name = BUSY
+        return
+    fig.layout.annotations = [*fig.layout.annotations, dict(
+        name=BUSY, text="computing…", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+        font=dict(size=14, color="#555"), bgcolor="rgba(255,255,255,0.85)")]
+
+
+def _uncover(fig: go.FigureWidget) -> None:
+    fig.layout.annotations = [a for a in fig.layout.annotations if a.name != BUSY]
+
+
+@contextmanager
+def busy(status, what: str, figures: Iterable[go.FigureWidget] = ()):
+    """While the body runs: a spinner and `what` on `status` (an HTML widget), "computing…" over
+    `figures`; afterwards the cover goes and the status comes back unless the body set it."""
+    figures = list(figures)
+    before, shown = status.value, f"{SPINNER}{html.escape(what)} …"
+    status.value = shown
+    for fig in figures:
+        _cover(fig)
+    try:
+        yield
+    finally:
+        for fig in figures:
+            _uncover(fig)
+        if status.value == shown:
+            status.value = before
+
+
+def in_widget(what: str | None = None, *, status: str = "status",
+              figures: Iterable[str] = ()) -> Callable:
+    """Decorate a widget method run by a control (see the module docstring). `status` and
+    `figures` name the widget's attributes; `what=None` shows errors but no busy state (for quick
+    redraws). The method returns None after an error, which is kept in `self.last_error`."""
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            line = getattr(self, status)
+            self.last_error = None
+            try:
+                if what is None:
+                    return method(self, *args, **kwargs)
+                with busy(line, what, [getattr(self, f) for f in figures]):
+                    return method(self, *args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - shown in the widget, not as a cell traceback
+                self.last_error = err
+                line.value = error_html(err)
+                return None
+        return run
+    return decorate
 
 
 def placeholder(text: str = "computing…", height: int | None = None) -> go.Figure:

@@ -28,10 +28,12 @@ from ..training.events import StopFlag
 from ..training.finetune import KIND, FineTuneConfig, finetune
 from ..training.run import Run
 from .attribution_panel import ExplainPanel
+from .common import in_widget
 from .runs_table import run_details_html, run_label, runs_table_html
 from .training_monitor import RunMonitor
 
 DEFAULT_EXAMPLE = "A gripping, funny and beautifully acted film."
+EXPLAIN_TITLE = "why this label? attributions of {run}'s classifier"
 _COMPARE_METRICS = ["eval_accuracy", "eval_loss", "eval_macro_f1", "eval_mcc", "loss",
                     "eval_pearson", "eval_spearman"]
 
@@ -41,7 +43,8 @@ class FineTuneRun(widgets.VBox):
 
     `model`: an `LM` or a model name/folder; `data`: a DataFrame or anything `wb.finetune` reads
     (when given, it replaces the data-path field). `config` fills the form's defaults.
-    `root`: the run store folder (default `$WORKBENCH_RUNS` or ./runs).
+    `root`: the run store folder (default `store.default_root()`: `$WORKBENCH_RUNS`, else
+    `<repo>/runs` in a source checkout).
     """
 
     def __init__(self, model: Any = "demo", data: Any = None, *,
@@ -107,8 +110,9 @@ class FineTuneRun(widgets.VBox):
         self.run_details = widgets.HTML()
         self.compare_figure = go.FigureWidget(compare_runs({}, "eval_accuracy"))
         self.compare_figure.update_layout(height=300)
-        self.explain = ExplainPanel("why this label? attributions of the selected (or last) run's "
-                                    "classifier", text=self._example_text())
+        self.explain = ExplainPanel(EXPLAIN_TITLE.format(run="the selected (or last) run"),
+                                    text=self._example_text())
+        self._names: list[str] = []   # run names in the table (a shared name gets its short id)
         self.start_button.on_click(lambda _: self.start())
         self.resume_button.on_click(lambda _: self.resume())
         self.refresh_button.on_click(lambda _: self.refresh_runs())
@@ -201,7 +205,7 @@ class FineTuneRun(widgets.VBox):
                 self.start_button.disabled = False
                 self.refresh_runs()
                 if self.run is not None and self.run.checkpoints():
-                    self._explain(self.run.path)
+                    self._explain(self.run)
 
         self.thread = threading.Thread(target=work, name="workbench-finetune", daemon=True)
         self.thread.start()
@@ -221,10 +225,11 @@ class FineTuneRun(widgets.VBox):
     def _open_run(self, run_id_or_path) -> Run:
         return Run.open(run_id_or_path, root=self.root)
 
+    @in_widget(status="message")
     def refresh_runs(self) -> None:
         frame = self.runs_frame()
         self.runs_table.value = runs_table_html(frame)
-        names = list(frame["name"]) if len(frame) else []
+        names = self._names = list(frame["name"]) if len(frame) else []
         selected = [v for v in self.runs_select.value if v in set(frame.get("path", []))]
         self.runs_select.options = [
             (f"{run_label(r['name'], r['id'], names)} · {r['status']}", r["path"])
@@ -251,12 +256,22 @@ class FineTuneRun(widgets.VBox):
             self.run_details.value = f"<b>error:</b> {html.escape(str(err))}"
             return
         if run.checkpoints():
-            self._explain(run.path)
+            self._explain(run)
 
-    def _explain(self, run_path) -> None:
-        """Point the attribution section at a run's classifier (loaded when the section opens)."""
-        self.explain.set_source(lm=lambda: load(run_path, task="classifier"))
+    def _explain(self, run: Run) -> None:
+        """Point the attribution section at a run's classifier (loaded when the section opens),
+        named by the run's name (not its folder id and checkpoint path)."""
+        label = run_label(run.name, run.id, self._names)
 
+        def open_classifier() -> LM:
+            lm = load(run.path, task="classifier")
+            lm.name = label
+            return lm
+
+        self.explain.set_title(0, EXPLAIN_TITLE.format(run=f"run {label}"))
+        self.explain.set_source(lm=open_classifier)
+
+    @in_widget(status="message")
     def compare(self) -> None:
         """Redraw the comparison figure: one curve per selected run, keyed by run id."""
         metric = self.compare_metric.value

@@ -24,7 +24,7 @@ from ..plots.attention import attention_heatmap
 from ..plots.heads import LABELS, head_heatmap
 from ..plots.labels import plot_text
 from .attention_explorer import AttentionExplorer, _parse
-from .common import check_choice
+from .common import check_choice, in_widget
 
 
 class HeadExplorer(widgets.VBox):
@@ -65,6 +65,7 @@ class HeadExplorer(widgets.VBox):
                           self.explorer_box])
 
     # -- controls --------------------------------------------------------------------------
+    @in_widget()
     def _on_statistic(self, change) -> None:
         fresh = head_heatmap(self.stats, change["new"])
         with self.heatmap.batch_update():
@@ -95,6 +96,7 @@ class HeadExplorer(widgets.VBox):
                                        batch_size=self.batch_size, progress=False)
         return self._by_text
 
+    @in_widget("ranking the texts by this head and drawing its attention")
     def _refresh_detail(self) -> None:
         if self.selected is None:
             return
@@ -121,6 +123,7 @@ class HeadExplorer(widgets.VBox):
         if self.explorer is not None:  # the open attention views follow the clicked head
             self.open_views()
 
+    @in_widget("opening the attention views (runs the model on these texts)")
     def open_views(self) -> AttentionExplorer | None:
         """The selected head on its strongest texts in an `AttentionExplorer` (head view)."""
         if self.selected is None:

@@ -30,8 +30,8 @@ from ..views.client_export import ClientExport, export_figure
 from ..models import as_lm_dict
 from ..plots.probing import candidate_bars, topk_bars
 from .attribution_panel import ExplainPanel
-from .common import check_choice, check_options, error_html, placeholder
-from .probe_lab import replace_figure
+from .common import (check_choice, check_options, error_html, in_widget, placeholder,
+                     replace_figure)
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
@@ -116,6 +116,7 @@ class MaskProbe(widgets.VBox):
                              if m.group().lower() != "mask"]
 
     # -- analysis -> plots -------------------------------------------------------------------
+    @in_widget("predicting the masks", figures=("topk_figure", "candidate_figure"))
     def refresh(self) -> None:
         """Recompute predictions (and candidate scores) for the current controls and redraw."""
         self._update_words()
@@ -160,6 +161,7 @@ class MaskProbe(widgets.VBox):
                               path.with_name(f"{path.stem}_candidates{path.suffix}"), **kwargs))
         return out
 
+    @in_widget()
     def _export_clicked(self) -> None:
         path = Path(self.export_path.value)
         figs = [(self.topk_figure, path)]

@@ -30,7 +30,8 @@ class PretrainRun(widgets.VBox):
 
     `corpus`: anything `wb.pretrain` reads (texts, a Corpus, a DataFrame, a file or folder path,
     'demo'); when given it replaces the corpus-path field. `config` fills the form's defaults.
-    `root`: the run store folder (default `$WORKBENCH_RUNS` or ./runs).
+    `root`: the run store folder (default `store.default_root()`: `$WORKBENCH_RUNS`, else
+    `<repo>/runs` in a source checkout).
     """
 
     def __init__(self, corpus: Any = None, *, config: PretrainConfig | None = None,

@@ -14,17 +14,9 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..analysis.linear_probe import TASKS, linear_probe
-from ..errors import InputError, WorkbenchError
+from ..errors import InputError
 from ..plots.representations import probe_curve
-from .common import check_choice, check_options
-
-
-def replace_figure(target: go.FigureWidget, fig: go.Figure) -> None:
-    """Show `fig` in an existing FigureWidget (traces and layout swapped in one update)."""
-    with target.batch_update():
-        target.data = []
-        target.add_traces(list(fig.data))
-        target.layout = fig.layout
+from .common import check_choice, check_options, in_widget, placeholder, replace_figure
 
 
 class ProbeLab(widgets.VBox):
@@ -51,8 +43,7 @@ class ProbeLab(widgets.VBox):
         self.run_button = widgets.Button(description="Run probes", icon="play", button_style="primary")
         self.run_button.on_click(lambda _: self.run())
         self.status = widgets.HTML(value="press Run to fit one probe per layer")
-        self.figure = go.FigureWidget()
-        self.figure.update_layout(height=340)
+        self.figure = go.FigureWidget(placeholder("press Run probes to fit them", height=340))
         super().__init__([
             widgets.HBox([self.pool, self.seed, self.control]),
             widgets.HBox([self.C, self.test_size, self.run_button]),
@@ -60,17 +51,13 @@ class ProbeLab(widgets.VBox):
         if run:
             self.run()
 
+    @in_widget("computing features and fitting one probe per layer", figures=("figure",))
     def run(self) -> None:
         """Fit the probes with the current control values and redraw the curve."""
-        self.status.value = "fitting probes ..."
-        try:
-            self.result = linear_probe(
-                self.lm, self.data, task=self.task, layers=self.layers, pool=self.pool.value,
-                text_col=self.text_col, label_col=self.label_col, test_size=self.test_size.value,
-                seed=self.seed.value, C=self.C.value, control=self.control.value, progress=False)
-        except WorkbenchError as err:
-            self.status.value = f"<b>error:</b> {html.escape(str(err))}"
-            return
+        self.result = linear_probe(
+            self.lm, self.data, task=self.task, layers=self.layers, pool=self.pool.value,
+            text_col=self.text_col, label_col=self.label_col, test_size=self.test_size.value,
+            seed=self.seed.value, C=self.C.value, control=self.control.value, progress=False)
         replace_figure(self.figure, probe_curve(self.result))
         acc = self.result[self.result["metric"] == "accuracy"]
         best = acc.loc[acc["value"].idxmax()]

@@ -27,7 +27,9 @@ from ..errors import InputError
 from ..plots.labels import plot_text
 from ..plots.training import training_curves
 from ..training.events import Event, StopFlag
-from .common import SPINNER
+from .common import SPINNER, placeholder, replace_figure
+
+HEIGHT = 320
 
 
 def _duration(seconds: float) -> str:
@@ -61,8 +63,8 @@ class RunMonitor:
         self._last_draw = 0.0
         self._t0 = self._step0 = None
         self._latest: dict = {}
-        self.figure = go.FigureWidget(training_curves(pd.DataFrame(), title=title))
-        self.figure.update_layout(height=320)
+        self._title = plot_text(title) if title else None
+        self.figure = go.FigureWidget(placeholder("no run yet", height=HEIGHT))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="steps",
                                             layout=widgets.Layout(width="320px"))
         self.status = widgets.HTML(value="not started")
@@ -109,6 +111,7 @@ class RunMonitor:
         self.run_id = event.run_id
         self._t0, self._step0 = event.time, event.step
         self._latest = {}
+        self._title = plot_text(self.title) if self.title else None  # until the run is read
         self.curves[event.run_id] = self._history_rows(event.run_id, event.step)
         for row in self.curves[event.run_id]:
             self._latest.update({k: v for k, v in row.items() if k in self.show_keys
@@ -123,7 +126,7 @@ class RunMonitor:
             return []
         try:
             run = self.open_run(run_id)
-            self.figure.layout.title = plot_text(f"{self.title or run.kind}: {run.name}")
+            self._title = plot_text(f"{self.title or run.kind}: {run.name}")
             frame = run.metrics() if step > 0 else None
         except Exception as err:  # noqa: BLE001 - the live curves still work without history
             self._latest["error"] = f"run history not read: {err}"[:200]
@@ -140,6 +143,7 @@ class RunMonitor:
         (ticking once a second), so the preparation (tokenizer, corpus, model) is never silent."""
         self.state = "preparing"
         t0 = time.monotonic()
+        replace_figure(self.figure, placeholder(f"{what} …", height=HEIGHT))
 
         def tick() -> None:
             while self.state == "preparing":
@@ -186,16 +190,23 @@ class RunMonitor:
         shown = self.metrics_shown
         if shown is not None:  # a metric may not be logged yet (an eval at step 0 comes first)
             shown = [m for m in shown if m in frame.columns]
-        new = training_curves(frame, metrics_shown=shown)
+        if not len(frame):  # a note, not empty axes, until the first point arrives
+            note = "waiting for the first logged step …" if self.state == "running" else (
+                f"{self.state}: no points logged")
+            replace_figure(self.figure, placeholder(note, height=HEIGHT))
+            self.figure.update_layout(title=dict(text=self._title, x=0.01, xanchor="left"))
+            return
+        new = training_curves(frame, metrics_shown=shown, title=self._title)
         old_names = [t.name for t in self.figure.data]
         new_names = [t.name for t in new.data]
+        if old_names != new_names:
+            replace_figure(self.figure, new)
+            self.figure.layout.height = HEIGHT
+            return
         with self.figure.batch_update():
-            if old_names == new_names:
-                for old, fresh in zip(self.figure.data, new.data):
-                    old.x, old.y = fresh.x, fresh.y
-            else:
-                self.figure.data = ()
-                self.figure.add_traces(list(new.data))
+            self.figure.layout.title.text = self._title
+            for old, fresh in zip(self.figure.data, new.data):
+                old.x, old.y = fresh.x, fresh.y
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
