@@ -236,3 +236,41 @@ def test_pretrain_widget_resume_keeps_the_curve_history(tmp_path):
     loss = next(t for t in w.monitor.figure.data if t.name == "loss")
     assert list(loss.x) == list(range(1, 9))  # history 1..stop, then the resumed steps, once each
     assert w.run.name in w.monitor.figure.layout.title.text
+
+
+def test_runs_table_is_short_and_readable():
+    """Issue 17.7: one short row per run: name, status, short id, 'minutes ago', the base model's
+    name and key metrics; no nanosecond timestamps, no full paths, no wrapped ids."""
+    import re
+
+    from workbench.widgets.runs_table import ago, run_label, runs_table_html
+
+    now = 1_800_000_000.0
+    created = pd.to_datetime([now - 30, now - 12 * 60 - 5, now - 3 * 3600, now - 2 * 86400],
+                             unit="s") - pd.Timedelta(nanoseconds=123456789)
+    frame = pd.DataFrame({
+        "id": [f"20261201-0{i}0000-finetune-{h}" for i, h in enumerate(["a1b2c3", "d4e5f6",
+                                                                         "0a0b0c", "ffeedd"])],
+        "name": ["sst2-lr1e-4", "sst2-lr1e-4", "tiny <b>run</b>", "old"],
+        "status": ["running", "completed", "stopped", "failed"],
+        "created": created,
+        "base_model": ["/home/me/models/roberta-base/", "roberta-base", "demo", None],
+        "path": [f"/home/me/runs/20261201-0{i}0000-finetune" for i in range(4)],
+        "eval_accuracy": [0.8123456, 0.9, np.nan, np.nan], "loss": [0.5, 0.25, 1.0, np.nan]})
+    html = runs_table_html(frame, now=now)
+    cells = [re.sub("<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", html)]
+    rows = [cells[i:i + 7] for i in range(0, len(cells), 7)]
+    assert rows[0] == ["sst2-lr1e-4", "running", "a1b2c3", "just now", "roberta-base", "0.8123",
+                       "0.5"]
+    assert [r[3] for r in rows] == ["just now", "12 min ago", "3 h ago", "2 d ago"]
+    assert [r[2] for r in rows] == ["a1b2c3", "d4e5f6", "0a0b0c", "ffeedd"]
+    assert rows[3][4] == "" and rows[2][5] == ""          # nothing shown for a missing value
+    assert "/home/me" not in html and "123456789" not in html and "20261201" not in html
+    assert "&lt;b&gt;run&lt;/b&gt;" in html              # user text escaped
+    assert html.count("white-space:nowrap") == len(cells) + 7  # no cell wraps (7 headers)
+    assert re.findall(r"<th [^>]*>(.*?)</th>", html) == [
+        "name", "status", "id", "created", "base model", "eval_accuracy", "loss"]
+    assert ago(None) == "?" and ago(pd.NaT) == "?" and ago(now - 61, now=now) == "1 min ago"
+    assert run_label("a", "x-123abc", ["a", "a"]) == "a (123abc)"
+    assert run_label("a", "x-123abc", ["a", "b"]) == "a"
+    assert runs_table_html(frame.iloc[:0]) == "<i>no runs yet</i>"
