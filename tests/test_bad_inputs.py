@@ -379,7 +379,7 @@ case("load_task_data-text_column", lambda k: wb.load_task_data(k.probe, text_col
      "body")
 case("load_task_data-missing-csv", lambda k: wb.load_task_data("no_such_table.csv"),
      "no_such_table")
-case("load_task_data-empty-frame", lambda k: wb.load_task_data(pd.DataFrame()), "text")
+case("load_task_data-empty-frame", lambda k: wb.load_task_data(pd.DataFrame()), "empty")
 case("classification_metrics-lengths", lambda k: wb.classification_metrics([0, 1], [0]), "y_pred")
 case("classification_metrics-empty", lambda k: wb.classification_metrics([], []), "y_true")
 case("regression_metrics-nan", lambda k: wb.regression_metrics([0.0, 1.0, 2.0], [0.0, NAN, 1.0]),

@@ -162,6 +162,27 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
+def check_sequence(name: str, value: Any) -> list:
+    """A list/tuple/iterable of items (None, a string, bytes or a dict are refused)."""
+    if value is None or isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise InputError(f"{name}={value!r} is a {type(value).__name__}; pass a list")
+    return list(value)
+
+
+def check_finite_array(name: str, value: Any, ndim: int | None = None) -> np.ndarray:
+    """A numeric array with no NaN/inf (and `ndim` dimensions when given)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} is a {type(value).__name__}, not a numeric array") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{name} has shape {arr.shape}; pass a {ndim}-D array")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name} holds {int((~np.isfinite(arr)).sum())} NaN or infinite values: "
+                         "every value must be finite")
+    return arr
+
+
 def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
     """A real bool (a string such as 'False' would be truthy)."""
     if value is None and allow_none:

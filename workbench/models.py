@@ -325,6 +325,14 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
               path=local, missing_head_reason=missing_reason)
 
 
+def check_lm(lm, what: str = "lm") -> LM:
+    """`lm` itself when it is an `LM`; otherwise an `InputError` naming the argument."""
+    if not isinstance(lm, LM):
+        raise InputError(f"{what}={_short(lm)} ({type(lm).__name__}): pass a model loaded with "
+                         "wb.load(...)")
+    return lm
+
+
 def as_lm_dict(lm_or_dict) -> dict[str, LM]:
     """Normalise one `LM` or a {name: LM} dict (for functions that compare models)."""
     if isinstance(lm_or_dict, LM):

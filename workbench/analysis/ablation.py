@@ -37,6 +37,7 @@ from ..capture import Batch, as_text_list, attention_modules, hooks
 from ..errors import InputError, MissingHeadError
 from ..models import LM
 from .heads import iter_batches
+from ..config import check_finite, check_sequence
 
 METHODS = ("gradient", "loo")
 NORMALIZE = (None, "layer")
@@ -92,6 +93,7 @@ def ablate(lm: LM, heads: Sequence[tuple[int, int]], scale: float = 0.0) -> Iter
     >>> with wb.ablate(lm, heads=[(3, 5), (7, 0)]):                     # doctest: +SKIP
     ...     wb.fill_mask(lm, "The capital of France is <mask>.")
     """
+    scale, heads = check_finite("scale", scale), check_sequence("heads", heads)
     chosen = check_heads(lm, heads)
     exact = torch.float32 if lm.device.type == "mps" else torch.float64  # scale=1+1e-4 stays exact
     values = torch.ones(lm.num_layers, lm.num_heads, dtype=exact, device=lm.device)

@@ -338,7 +338,7 @@ def _as_inputs(texts, pairs) -> list[tuple[str, str | None]]:
         if isinstance(t, tuple) and len(t) != 2:
             raise InputError(f"texts[{i}] is a tuple of {len(t)}; a sentence pair is (a, b)")
         for part in (a, b):
-            if part is not None and (not isinstance(part, str) or not part.strip()):
+            if (part is not None or b is a) and (not isinstance(part, str) or not part.strip()):
                 raise InputError(f"texts[{i}] has an empty or non-string part: {part!r}")
         out.append((a, b))
     return out

@@ -35,6 +35,7 @@ import torch
 from ..capture import attention_modules, hooks
 from ..errors import InputError
 from ..models import LM
+from ..config import check_finite
 
 FLOW_MAX_TOKENS = 40      # flow solves L*T*T max-flow problems: ~1 min at 40 tokens x 12 layers
 FLOW_SCALE = 1_000_000    # scipy's max-flow needs integer capacities
@@ -50,6 +51,7 @@ def residual_attention(weights: torch.Tensor, residual: float = 0.5) -> torch.Te
 
 def attention_rollout(weights: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
     """Attention rollout through layers 0..l for every l: (L, H, T, T) -> (L, T, T)."""
+    residual = check_finite("residual", residual, low=0, high=1)
     a = residual_attention(weights, residual)                # (L, T, T)
     out = torch.empty_like(a)
     acc = a[0]
@@ -63,6 +65,7 @@ def attention_rollout(weights: torch.Tensor, residual: float = 0.5) -> torch.Ten
 def attention_flow(weights: torch.Tensor, layers: Sequence[int] | None = None,
          residual: float = 0.5) -> torch.Tensor:
     """Attention flow for the given layers (default all): (L, H, T, T) -> (len(layers), T, T)."""
+    residual = check_finite("residual", residual, low=0, high=1)
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_flow
 

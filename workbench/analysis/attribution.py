@@ -30,6 +30,8 @@ import pandas as pd
 import torch
 
 from .. import schema as S
+from ..config import check_int
+from ..capture import as_one_text, as_text_list
 from ..errors import InputError, MissingHeadError
 from ..models import LM
 from ..tokens import TokenView
@@ -198,6 +200,8 @@ def attribute(lm: LM, text, *, target=None, method="ig", level: str = "token",
     A model loaded in bf16 (the default on recent GPUs) gives deltas of a few percent; load it
     with `dtype="fp32"` when completeness matters.
     """
+    text = as_one_text(text) if not isinstance(text, (list, tuple)) else as_text_list(text, "text")
+    check_int("n_steps", n_steps, minimum=2)
     if lm.kind not in ("mlm", "classifier"):
         raise MissingHeadError(
             f"attribution explains a prediction, but {lm.name!r} was loaded as {lm.kind!r} "

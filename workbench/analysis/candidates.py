@@ -50,6 +50,7 @@ from ..tokens import token_view
 from .fill_mask import MASK_SPELLINGS
 from .pll import (METHOD, N_TOKENS, Item, check_method, masked_item_logprobs, pll_items,
                   scored_positions, tokenize_for_scoring)
+from ..config import check_positive_int, check_sequence
 
 METHODS = ("pll", "pll-word-l2r", "chain")
 CANDIDATE = "candidate"        # column: the filler as given (several masks joined by " | ")
@@ -188,6 +189,9 @@ def score_candidates(lm_or_dict, text: str | Sequence[str], candidates: Sequence
 
     >>> wb.score_candidates(lm, "I ate a <mask>.", ["pizza", "sandwich"], method="chain")  # doctest: +SKIP
     """
+    if not isinstance(candidates, str):
+        check_sequence("candidates", candidates)
+    check_positive_int("max_tokens", max_tokens, allow_none=True)
     check_method(method, METHODS)
     if rank_by not in RANK_BY:
         raise InputError(f"rank_by={rank_by!r}; use 'logprob' (the total) or 'mean_logprob' "

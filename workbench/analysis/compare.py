@@ -21,7 +21,7 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list, forward
 from ..errors import InputError
-from ..models import LM
+from ..models import LM, check_lm
 from .heads import iter_batches
 
 
@@ -67,8 +67,7 @@ def compare_attention(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
 
     >>> wb.compare_attention(wb.load("roberta-base"), wb.load(run), sst2_sentences)  # doctest: +SKIP
     """
-    if not isinstance(lm_a, LM) or not isinstance(lm_b, LM):
-        raise InputError("compare_attention takes two models loaded with wb.load")
+    check_lm(lm_a, "lm_a"), check_lm(lm_b, "lm_b")
     _check_compatible(lm_a, lm_b)
     texts = as_text_list(texts)
     L, H = lm_a.num_layers, lm_a.num_heads

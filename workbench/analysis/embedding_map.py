@@ -17,6 +17,7 @@ import pandas as pd
 from .. import schema as S
 from ..errors import InputError, MissingDependencyError
 from .features import Features, features
+from ..config import check_positive_int
 
 METHODS = ("pca", "umap")
 
@@ -63,6 +64,7 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
     by. Rows beyond `max_points` are subsampled (seeded) before projecting. `.attrs` holds each
     layer's PCA explained variance ratio.
     """
+    check_positive_int("max_points", max_points, allow_none=True)
     if method not in METHODS:
         raise InputError(f"method={method!r}; use one of {METHODS}")
     if isinstance(source, Features):

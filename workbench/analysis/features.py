@@ -39,6 +39,9 @@ from .. import schema as S
 from ..errors import InputError
 from ..models import LM
 from ..tokens import TokenView
+from ..config import check_positive_int
+from ..models import check_lm
+from ..capture import check_text_container
 
 POOLS = ("mean", "cls", "tokens", "words")
 _SAMPLE = 4096  # elements per weight tensor that enter the model fingerprint
@@ -267,8 +270,7 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
     """
     if pool not in POOLS:
         raise InputError(f"pool={pool!r}; use one of {POOLS}")
-    if batch_size < 1:
-        raise InputError(f"batch_size={batch_size}; it must be at least 1")
+    check_lm(lm), check_text_container(texts), check_positive_int("batch_size", batch_size)
     strings, words = _normalise_texts(texts)
     layer_ids = resolve_layers(lm, layers)
     path = None

@@ -36,6 +36,7 @@ import torch
 
 from .. import schema as S
 from ..capture import as_text_list, forward
+from ..config import check_finite, check_int
 from ..errors import InputError
 from ..models import LM
 from .heads import HeadStatsAccumulator, KeyMasks, iter_batches, key_masks
@@ -104,6 +105,8 @@ def head_clusters(lm: LM, texts, *, max_texts: int = 200, batch_size: int = 16,
     `head_stats` columns. With `return_distances=True`, returns `(frame, distances)` where
     `distances` is a square DataFrame indexed by (layer, head) on both axes.
     """
+    check_int("max_texts", max_texts, minimum=1)
+    check_finite("threshold", threshold, low=0, high=1), check_finite("block_ratio", block_ratio, low=0, high=1)
     texts = as_text_list(texts)[:max_texts]
     L, H = lm.num_layers, lm.num_heads
     acc = HeadStatsAccumulator(L, H, lm.device)

@@ -38,6 +38,7 @@ from ..capture import (Batch, as_text_list, attention_modules, batches, encode, 
                        token_lengths)
 from ..errors import InputError
 from ..models import LM, as_lm_dict
+from ..config import check_positive_int
 
 # the statistics, in the order of the last axis of `head_sums`
 STATS = (S.ATTN_BOS, S.ATTN_EOS, S.ATTN_PUNCT, S.ATTN_SELF, S.ATTN_PREV, S.ATTN_NEXT,
@@ -247,8 +248,7 @@ def iter_batches(lm: LM, texts: Sequence[str], *, batch_size: int = 32,
     """Yield `(text indices, Batch)` over `texts`, grouped by token length (longest first)."""
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise InputError(f"batch_size={batch_size}; use a positive number of texts per batch")
+    batch_size = check_positive_int("batch_size", batch_size)
     lengths = token_lengths(lm, texts)
     groups = list(batches(lengths, batch_size))
     with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema as S
+from ..config import check_finite, check_int
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from .features import Features, features
@@ -86,6 +87,10 @@ def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> tuple[float, 
     return float((probe.predict(x_te) == y_te).mean()), converged
 
 
+MIN_TEST_ROWS = 2     # fewer test rows: refused (an accuracy of 0 or 1 from one row)
+WARN_TEST_ROWS = 30   # fewer: a UserWarning says the accuracy is coarse
+
+
 def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None = None,
                    groups: Sequence | None = None, test_size: float = 0.25, seed: int = 0,
                    C: float = 1.0, max_iter: int = 1000, control: bool = True) -> pd.DataFrame:
@@ -113,6 +118,13 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
 
     split = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     tr, te = next(split.split(np.zeros(len(y)), y, groups))
+    if len(te) < MIN_TEST_ROWS:
+        raise InputError(f"data: only {len(te)} test rows ({len(y)} rows, test_size={test_size}); "
+                         f"an accuracy on fewer than {MIN_TEST_ROWS} rows means nothing: pass more "
+                         "rows or a larger test_size")
+    if len(te) < WARN_TEST_ROWS:
+        warnings.warn(f"linear_probe: accuracy on {len(te)} test rows moves in steps of "
+                      f"{1 / len(te):.2f}; report it with its sample size", stacklevel=3)
     values, counts = np.unique(y[tr], return_counts=True)
     if len(values) < 2:
         raise InputError("the training split holds a single label: pass more data or another seed")
@@ -153,6 +165,10 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
     whose probe did not converge in `max_iter` steps.
     """
+    check_finite("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
+    check_finite("C", C, low=0, low_open=True), check_int("max_iter", max_iter, minimum=1)
+    if data is None:
+        raise InputError("data is None: pass a frame with text and label columns (or word rows)")
     if task not in TASKS:
         raise InputError(f"task={task!r}; use 'sentence' (one label per text) or 'token' (per word)")
     opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from .. import schema as S
+from ..config import check_int
 from ..capture import as_text_list
 from ..models import LM, as_lm_dict
 from .fill_mask import check_masked_texts, encode_masked, encoder_hidden, head_logprobs
@@ -78,6 +79,8 @@ def logit_lens(lm_or_dict, texts: str | Sequence[str], *, top_k: int = 5,
     through the layers (each must be one token at the mask, leading-space rule applied; others are
     left out); by default the final layer's top-1 token is followed.
     """
+    check_int("top_k", top_k, minimum=1)
+    track = None if track is None else as_text_list(track, "track")
     originals = as_text_list(texts)
     frames = []
     for name, lm in as_lm_dict(lm_or_dict).items():

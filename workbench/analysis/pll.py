@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..tokens import token_view
 from .fill_mask import count_masks, masked_logprobs
+from ..config import check_positive_int
 
 METHODS = ("pll", "pll-word-l2r")
 METHOD = "method"                  # column: scoring method
@@ -158,6 +159,7 @@ def score(lm_or_dict, sentences: str | Sequence[str], *, method: str = "pll",
 
     >>> wb.score(lm, ["The cat sat.", "The cat sit."])      # doctest: +SKIP
     """
+    check_positive_int("max_tokens", max_tokens, allow_none=True)
     check_method(method)
     texts = as_text_list(sentences, "sentences")
     for i, t in enumerate(texts):

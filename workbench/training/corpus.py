@@ -34,6 +34,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..capture import check_text_container
 from ..errors import InputError, MissingDependencyError
 
 PACK_MODES = ("full", "doc")
@@ -72,6 +73,9 @@ class Corpus:
     sources: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        check_text_container(self.documents, "documents")
+        if not all(isinstance(d, str) for d in self.documents):
+            raise InputError(f"documents of corpus {self.name!r} must all be strings")
         self.documents = [d.strip() for d in self.documents if d and d.strip()]
         if not self.documents:
             raise InputError(f"corpus {self.name!r} has no non-empty documents")

