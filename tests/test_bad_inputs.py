@@ -642,3 +642,18 @@ def test_json_reader_names_the_file(tmp_path):
         C.read_json_file(bad)
     (tmp_path / "ok.json").write_text(json.dumps({"a": 1}))
     assert C.read_json_file(tmp_path / "ok.json") == {"a": 1}
+
+
+def test_model_names_are_escaped_in_figures():
+    """Plotly renders HTML in titles and legends: a model named '<b>x</b>' must show literally."""
+    from workbench.plots.heads import head_heatmap
+    from workbench.plots.probing import margin_histogram
+
+    evil = "<b>run</b><img src=x>"
+    heads = pd.DataFrame({"model": [evil] * 4 + ["other"] * 4, "layer": [0, 0, 1, 1] * 2,
+                          "head": [0, 1, 0, 1] * 2, "attn_bos": np.linspace(0.1, 0.8, 8)})
+    pairs = pd.DataFrame({"model": evil, "margin": [0.5, -0.2, 1.0], "correct": [True, False, True]})
+    for fig in (head_heatmap(heads), margin_histogram(pairs)):
+        text = fig.to_json()
+        assert "<b>run" not in text and "<img" not in text
+        assert "&lt;b&gt;run" in text            # shown, escaped (two models: subplot titles)
