@@ -211,11 +211,12 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
         S.TEXT_ID: np.tile(vec.tokens[S.TEXT_ID].to_numpy(), 2 * per).astype(np.int32),
         S.POSITION: np.tile(vec.tokens[S.POSITION].to_numpy(), 2 * per).astype(np.int32),
         S.X: xy[:, 0], S.Y: xy[:, 1]})
-    token_cols = [S.TOKEN] + [c for c in labels if c != S.POS]
-    for col in token_cols:
-        df[col] = pd.Categorical(np.tile(vec.tokens[col].to_numpy(), 2 * per))
+    columns = {c: vec.tokens[c] for c in [S.TOKEN] + [c for c in labels if c != S.POS]}
     if S.POS in labels:
-        df[S.POS] = pd.Categorical(np.tile(pos_tags(lm, vec.texts, vec.tokens, nlp), 2 * per))
+        columns[S.POS] = pd.Series(pos_tags(lm, vec.texts, vec.tokens, nlp))
+    for col, values in columns.items():     # factorise the N tokens once, then repeat the codes
+        codes, uniques = pd.factorize(values, sort=True)
+        df[col] = pd.Categorical.from_codes(np.tile(codes, 2 * per), categories=uniques)
     df[S.MODEL] = df[S.MODEL].astype("category")
     df.attrs.update(method=method, align=align, texts=list(vec.texts), tokens=n, heads=info)
     return df
