@@ -435,6 +435,7 @@ def _check_finetune(page, output) -> None:
     _wait_for(page, lambda: loss_steps() == [1, 2],
               f"the second run's curve alone, not {loss_steps()}", 20)
     title = _plotly(output, 0, "gd => gd._fullLayout.title.text")
+    # "run NAME (short id): completed"; both runs have the default name, the short ids differ
     assert name in title and first[len("run "):-len(": completed")] not in title, (title, first)
     status = output.locator(".widget-html").filter(has_text="step 2/2").first.inner_text()
     assert "completed" in status, status

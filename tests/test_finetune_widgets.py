@@ -55,10 +55,11 @@ def test_monitor_with_chosen_metrics_draws_them_as_they_appear():
 
 
 class _FakeRun:
-    """What RunMonitor reads from a store run: name, kind, metrics()."""
+    """What RunMonitor reads from a store run: id, name, kind, metrics()."""
 
     def __init__(self, name, frame):
         self.name, self.kind, self._frame = name, "finetune", frame
+        self.id = f"20261201-000000-finetune-{name}"
 
     def metrics(self):
         return self._frame
@@ -143,6 +144,7 @@ def test_finetune_widget_trains_in_the_background_stops_and_resumes(tiny_model_d
     w.stop()  # pressed before the first step ends: the run stops after step 1
     run = w.wait(120)
     assert w.error is None and run.status == "stopped" and run.summary["steps"] == 1
+    assert run.name == "model-table"  # a readable name by default: the model's and the data's
     assert "stopped" in w.message.value and w.monitor.state == "stopped"
     assert len(w.runs_select.options) == 1 and "stopped" in w.runs_table.value
 

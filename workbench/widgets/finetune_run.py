@@ -29,7 +29,7 @@ from ..training.finetune import KIND, FineTuneConfig, finetune
 from ..training.run import Run
 from .attribution_panel import ExplainPanel
 from .common import in_widget
-from .runs_table import run_details_html, run_label, runs_table_html
+from .runs_table import run_details_html, run_label, runs_table_html, short_id
 from .training_monitor import RunMonitor
 
 DEFAULT_EXAMPLE = "A gripping, funny and beautifully acted film."
@@ -94,7 +94,8 @@ class FineTuneRun(widgets.VBox):
         self.eval_every = widgets.BoundedIntText(value=cfg.eval_every, min=0, max=10_000_000,
                                                  description="eval every", style=style,
                                                  tooltip="steps; 0 = once per epoch")
-        self.run_name = widgets.Text(value="", description="run name", placeholder="(automatic)",
+        self.run_name = widgets.Text(value="", description="run name",
+                                     placeholder="(model-data, e.g. demo-rotten_tomatoes)",
                                      style=style)
         self.start_button = widgets.Button(description="Start", icon="play", button_style="primary")
         self.resume_button = widgets.Button(description="Resume selected", icon="repeat",
@@ -188,7 +189,7 @@ class FineTuneRun(widgets.VBox):
         self.error = None
         model = self.lm if self.lm is not None else self.model_text.value.strip()
         data = self._data()
-        name = self.run_name.value.strip() or None
+        name = self.run_name.value.strip() or (None if resume else self._default_name())
         self.start_button.disabled = True
         self._say("resuming ..." if resume else "starting ...")
 
@@ -197,7 +198,7 @@ class FineTuneRun(widgets.VBox):
                 self.run = finetune(model, data, config=config, resume=resume,
                                     callbacks=[self.monitor], stop=self.stop_flag, name=name,
                                     root=self.root, progress=False)
-                self._say(f"run {self.run.name}: {self.run.status}")
+                self._say(f"run {self.run.name} ({short_id(self.run)}): {self.run.status}")
             except BaseException as err:  # noqa: BLE001 - shown in the widget, kept for callers
                 self.error = err
                 self._say(f"{type(err).__name__}: {err}", error=True)
@@ -209,6 +210,13 @@ class FineTuneRun(widgets.VBox):
 
         self.thread = threading.Thread(target=work, name="workbench-finetune", daemon=True)
         self.thread.start()
+
+    def _default_name(self) -> str:
+        """A readable run name when none is typed: the model's and the data's names."""
+        model = self.lm.name if self.lm is not None else Path(self.model_text.value.strip()).name
+        data = self._data()
+        data = Path(data).stem if isinstance(data, (str, Path)) else "table"
+        return f"{Path(model).name or 'model'}-{data or 'data'}"
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#b00020" if error else "#333"

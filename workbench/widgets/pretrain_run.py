@@ -112,13 +112,14 @@ class PretrainRun(widgets.VBox):
         if resume and self.run is not None:
             kwargs["resume"] = self.run
         else:
-            kwargs["config"] = self.config()
+            kwargs["config"] = config = self.config()
+            kwargs["name"] = f"{config.preset or 'custom'}-{config.masking}"  # the curves' title
 
         def work() -> None:
             try:
                 self.run = pretrain(corpus, **kwargs)
                 self.message.value = html.escape(
-                    f"run {self.run.name} ({short_id({'id': self.run.id})}): {self.run.status}")
+                    f"run {self.run.name} ({short_id(self.run)}): {self.run.status}")
             except Exception as err:  # noqa: BLE001 - shown in the widget, kept in .error
                 self.error = err
                 self.message.value = error_html(err)

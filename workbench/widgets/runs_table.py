@@ -38,8 +38,11 @@ def ago(stamp: Any, now: float | None = None) -> str:
 
 
 def short_id(row) -> str:
-    """The run id's random tail (the store's `short_id` column when it has one)."""
-    value = row.get("short_id") if hasattr(row, "get") else None
+    """The run id's random tail (the store's `short_id` column when it has one); `row` is a
+    table row, a dict or a `Run`."""
+    if hasattr(row, "id") and not hasattr(row, "get"):
+        return str(row.id).rsplit("-", 1)[-1]
+    value = row.get("short_id")
     return str(value) if isinstance(value, str) and value else str(row["id"]).rsplit("-", 1)[-1]
 
 

@@ -28,6 +28,7 @@ from ..plots.labels import plot_text
 from ..plots.training import training_curves
 from ..training.events import Event, StopFlag
 from .common import SPINNER, placeholder, replace_figure
+from .runs_table import short_id
 
 HEIGHT = 320
 
@@ -126,7 +127,7 @@ class RunMonitor:
             return []
         try:
             run = self.open_run(run_id)
-            self._title = plot_text(f"{self.title or run.kind}: {run.name}")
+            self._title = plot_text(f"{self.title or run.kind}: {run.name} ({short_id(run)})")
             frame = run.metrics() if step > 0 else None
         except Exception as err:  # noqa: BLE001 - the live curves still work without history
             self._latest["error"] = f"run history not read: {err}"[:200]
