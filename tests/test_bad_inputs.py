@@ -396,12 +396,13 @@ case("classify-pairs-length", lambda k: wb.classify(k.clf, ["a", "b"], ["c"]), "
 
 # ---- runs
 case("runs-root-a-file", lambda k: wb.runs(k.files["latin1.csv"]), "root")
-case("RunStore-root-int", lambda k: wb.RunStore(5), "root")
+case("runs-root-int", lambda k: wb.runs(5), "root")
+case("Run.create-root-int", lambda k: wb.Run.create("finetune", {}, root=5), "root")
 case("Run-missing-folder", lambda k: wb.Run("no_such_run_folder"), "no_such_run_folder")
 
 # ---- configs (PretrainConfig / FineTuneConfig)
 for field, value in [("eval_every", 0), ("checkpoint_every", 0), ("log_every", 0),
-                     ("num_heads", 0), ("max_grad_norm", 0), ("eval_sequences", 0),
+                     ("num_heads", 0), ("max_grad_norm", -1.0), ("eval_sequences", 0),
                      ("weight_decay", -0.1), ("warmup_steps", -1), ("batch_size", "8"),
                      ("batch_size", 0), ("lr", NAN), ("lr", -1.0), ("max_steps", 0),
                      ("num_layers", 0), ("hidden_size", 0), ("vocab_size", 10),

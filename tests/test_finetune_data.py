@@ -128,7 +128,7 @@ def test_other_bad_inputs_are_named():
         load_task_data("no_such_dataset_anywhere_123")
 
 
-@pytest.mark.parametrize("field, value", [("learning_rate", 0), ("batch_size", 0),
+@pytest.mark.parametrize("field, value", [("learning_rate", -1e-5), ("batch_size", 0),
                                           ("precision", "fp8"), ("epochs", 0),
                                           ("warmup_ratio", 1.5), ("early_stopping_metric", "f1")])
 def test_config_validation_names_the_field(field, value):

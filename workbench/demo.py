@@ -117,6 +117,10 @@ def run_demo(out: Path, *, model: str = "demo", quick: bool = False,
     """
     from .notebook_runner import NotebookExecutionError, execute_notebook, export_html
 
+    if model != "demo":  # a missing or corrupt model is refused before anything runs
+        from .models import check_source
+
+        check_source(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sources = list(notebooks) if notebooks is not None else guided_notebooks()

@@ -218,10 +218,19 @@ def make_report(lm, out_dir: str | Path, runs=None, *, texts: list[str] | None =
     and `SOURCES.md` (the provenance of each figure made) into `out_dir`.
     """
     from . import __version__
-    from .models import load
+    from .config import check_positive_int
+    from .figures import STATIC_FORMATS, size_px
+    from .models import check_lm, load
 
-    if isinstance(lm, (str, Path)):
-        lm = load(lm)
+    # every argument checked before anything is loaded or written
+    n_texts = check_positive_int("n_texts", n_texts)
+    if isinstance(formats, str) or not formats or any(
+            f not in STATIC_FORMATS + ("html",) for f in formats):
+        raise InputError(f"formats={formats!r}: pass a tuple of 'pdf', 'svg', 'png' or 'html'")
+    size_px(width)
+    if isinstance(width, (int, float)) and not 0 < width <= 100:
+        raise InputError(f"width={width!r}: use 'column', 'page' or inches in (0, 100]")
+    lm = load(lm) if isinstance(lm, (str, Path)) else check_lm(lm)
     if texts is None:
         from .training.demo_data import sentiment_demo
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 
 from ..config import ConfigBase, require
-from ..errors import InputError
+from ..errors import DeviceError, InputError
 
 MASK_MODES = ("dynamic", "static")
 TASKS = ("auto", "classification", "regression")
@@ -79,6 +80,16 @@ def check_field_types(config) -> None:
             require(math.isfinite(value), f"{name}={value!r}; give a finite number")
 
 
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_device(config) -> None:
+    """The device's spelling, checked here (torch-free); availability is checked when a run starts."""
+    if not isinstance(config.device, str) or not _DEVICE.match(config.device):
+        raise DeviceError(f"device={config.device!r} is not a device the workbench can use; pass "
+                          "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
 def _at_least(config, names: tuple[str, ...], low: int | float, what: str) -> None:
     for name in names:
         value = getattr(config, name)
@@ -140,6 +151,7 @@ class PretrainConfig(ConfigBase):
 
     def validate(self) -> None:
         check_field_types(self)
+        _check_device(self)
         require(self.preset is None or self.preset in PRESETS,
                 f"preset={self.preset!r}; use one of {sorted(PRESETS)}")
         _at_least(self, ("num_layers", "num_heads", "hidden_size", "intermediate_size", "batch_size",
@@ -220,6 +232,7 @@ class FineTuneConfig(ConfigBase):
 
     def validate(self) -> None:
         check_field_types(self)
+        _check_device(self)
         require(self.task in TASKS, f"task={self.task!r}; use one of {list(TASKS)}")
         require(0.0 < self.validation_split < 1.0,
                 f"validation_split={self.validation_split}; use a fraction in (0, 1)")

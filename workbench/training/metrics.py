@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import check_finite_array
 from ..errors import InputError
 from .configs import CLASSIFICATION_METRICS, REGRESSION_METRICS
 # metrics where a larger value is better (everything else, e.g. loss and mse, is lower-is-better)
@@ -47,7 +48,7 @@ def regression_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
     from scipy.stats import pearsonr, spearmanr
 
     t, p = _arrays(y_true, y_pred)
-    t, p = t.astype(float), p.astype(float)
+    t, p = check_finite_array("y_true", t, 1), check_finite_array("y_pred", p, 1)
     constant = t.size < 2 or np.ptp(t) == 0 or np.ptp(p) == 0
     return {
         "pearson": math.nan if constant else float(pearsonr(t, p)[0]),
