@@ -163,7 +163,8 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
 
     Returns a tidy frame: model, layer, metric ("accuracy", "majority", "control_accuracy",
     "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
-    whose probe did not converge in `max_iter` steps.
+    whose probe did not converge in `max_iter` steps. A test split of fewer than 2 rows is
+    refused and one of fewer than 30 rows warns: accuracies on so few rows are too coarse to read.
     """
     check_finite("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
     check_finite("C", C, low=0, low_open=True), check_int("max_iter", max_iter, minimum=1)
