@@ -4,6 +4,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,17 +16,24 @@
 # # 06 · Fine-tuning: a run you can watch, stop, resume and open in the analyses
 #
 # We fine-tune the embedded default model (`MODEL = "demo"`) as a sentiment classifier on the
-# offline demo table (4,000 Rotten Tomatoes critic snippets, `data/sentiment/`), watch the loss
+# offline demo table (Rotten Tomatoes critic snippets, `data/sentiment/`), watch the loss
 # and validation curves while it trains, stop it and resume it, and then ask what changed inside:
 # the run's checkpoint loads with `wb.load(run)` like any model, so every analysis opens it.
+#
+# Sized for a laptop: one epoch over 2,000 rows (57 optimiser steps of 32 examples) and a 6-step
+# run that is stopped and resumed. The main run's 57 steps took 11 minutes when we measured them
+# on 2 CPU cores shared with about six other busy jobs (load average 14); on an idle 2-core
+# machine that is about 2 minutes by the same count. The monitor shows steps/s and an ETA as it
+# goes. Raise `N_EXAMPLES` (the table has 3,534 training rows) and `EPOCHS` for a better
+# classifier.
 #
 # Your own task works the same way: pass a CSV / TSV / JSONL path, a DataFrame, a `datasets`
 # Dataset, or (online) a hub name such as `"glue/sst2"`, and name the columns in the config.
 
 # %% tags=["parameters"]
 MODEL = "demo"
-N_EXAMPLES = 2000      # rows of the demo table to use
-EPOCHS = 3
+N_EXAMPLES = 2000      # rows of the demo table to use (at most 3,534)
+EPOCHS = 1
 MAX_STEPS = None       # or a number of optimiser steps
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-4   # for the demo model (1e-3 was unstable); use 2e-5 for roberta-base
@@ -70,7 +79,7 @@ data["label"].value_counts()
 
 # %%
 config = wb.FineTuneConfig(epochs=EPOCHS, max_steps=MAX_STEPS, batch_size=BATCH_SIZE,
-                           learning_rate=LEARNING_RATE, eval_every=10 if QUICK else 50,
+                           learning_rate=LEARNING_RATE, eval_every=10 if QUICK else 20,
                            log_every=1 if QUICK else 10)
 monitor = wb.widgets.RunMonitor(title="demo sentiment")
 monitor
@@ -121,24 +130,31 @@ run.summary
 # with the same optimizer state, learning-rate schedule, random state and batch order: the
 # resumed run ends with the same weights as one that was never interrupted.
 #
-# Here we stop a second run after its third step and resume it.
+# Here a second, 6-step run is stopped after its third step and resumed; the resume runs the
+# three steps left (a progress bar shows them).
 
 # %%
-stopper = wb.widgets.RunMonitor()
+stopper = wb.widgets.RunMonitor(title="stopped, then resumed")
 stop_early = lambda event: stopper.stop.request() if event.kind == "step" and event.step >= 3 else None
-interrupted = wb.finetune(base, data, config=config.replace(log_every=1), stop=stopper.stop,
+short = config.replace(log_every=1, max_steps=6, eval_every=3)
+interrupted = wb.finetune(base, data, config=short, stop=stopper.stop,
                           callbacks=[stopper, stop_early], name="sentiment-stopped", progress=False)
+stopper
+
+# %%
 interrupted.status, interrupted.checkpoints()
 
 # %%
-resumed = wb.finetune(None, data, resume=interrupted, progress=False)
+stopper.stop.clear()  # the monitor above follows the resumed run too (its steps 4-6 only)
+resumed = wb.finetune(None, data, resume=interrupted, callbacks=[stopper], stop=stopper.stop)
 resumed.status, resumed.summary["steps"]
 
 # %% [markdown]
 # ## 5. Comparing runs
 #
-# `wb.runs()` lists every run in the store (`$WORKBENCH_RUNS`, default `./runs`) with its final
-# metrics, one row per run, so comparing runs is a DataFrame operation.
+# `wb.runs()` lists every run in the store with its final metrics, one row per run, so comparing
+# runs is a DataFrame operation. The store is `$WORKBENCH_RUNS` when set, else `runs/` at the
+# repository root (ignored by git) for notebooks, the CLI and the library alike.
 
 # %%
 table = wb.runs()
@@ -172,6 +188,16 @@ wb.classify(tuned, ["A gorgeous, moving film.", "Tedious and far too long."])
 held_out = wb.sentiment_demo(n=min(400, N_EXAMPLES), split="test")
 scores, matrix = wb.evaluate_classifier(tuned, held_out)
 scores
+
+# %% [markdown]
+# **What to expect.** With this notebook's settings (the demo model, 2,000 rows of the demo
+# table of which 1,800 train, one epoch = 57 steps of 32, learning rate 1e-4, seed 0) we measured
+# an accuracy of **0.60** (macro F1 0.51) on these 400 test rows: one run, on 2 CPU cores. That is
+# little above always answering the majority class (55% of these rows are positive): a
+# 17 M-parameter model, one short epoch, and short, noisy critic snippets. More data helps most: the same model fine-tuned on 20,000 SST-2 sentences for
+# one epoch scores **81.5** on SST-2's dev set (README, "The embedded default model"), and
+# **roberta-base** reaches **94.8** on SST-2 dev (Liu et al. 2019, Table 5). With `MODEL =
+# "roberta-base"` use `LEARNING_RATE = 2e-5` and expect a much slower run on a CPU.
 
 # %%
 confusion_heatmap(matrix, normalize=True).show()
