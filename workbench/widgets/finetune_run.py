@@ -20,7 +20,6 @@ import plotly.graph_objects as go
 
 from ..errors import InputError
 from ..models import LM, load
-from ..plots.labels import plot_text
 from ..plots.training import compare_runs
 from ..store import runs as list_runs
 from ..training.demo_data import sentiment_demo_path
@@ -28,7 +27,7 @@ from ..training.events import StopFlag
 from ..training.finetune import KIND, FineTuneConfig, finetune
 from ..training.run import Run
 from .attribution_panel import ExplainPanel
-from .common import in_widget
+from .common import in_widget, placeholder, replace_figure
 from .runs_table import run_details_html, run_label, runs_table_html, short_id
 from .training_monitor import RunMonitor
 
@@ -109,8 +108,8 @@ class FineTuneRun(widgets.VBox):
                                                description="compare", style=style)
         self.runs_table = widgets.HTML()
         self.run_details = widgets.HTML()
-        self.compare_figure = go.FigureWidget(compare_runs({}, "eval_accuracy"))
-        self.compare_figure.update_layout(height=300)
+        self.compare_figure = go.FigureWidget(placeholder("select runs above to compare them",
+                                                          height=300))
         self.explain = ExplainPanel(EXPLAIN_TITLE.format(run="the selected (or last) run"),
                                     text=self._example_text())
         self._names: list[str] = []   # run names in the table (a shared name gets its short id)
@@ -298,12 +297,5 @@ class FineTuneRun(widgets.VBox):
             note = "select runs above to compare them"
         elif not shown:
             note = f"no {metric} logged yet in the selected runs: pick another metric"
-        with self.compare_figure.batch_update():
-            self.compare_figure.data = ()
-            self.compare_figure.add_traces(list(fresh.data))
-            self.compare_figure.update_layout(
-                title=fresh.layout.title, yaxis_title=metric, xaxis_visible=note is None,
-                yaxis_visible=note is None,
-                annotations=[] if note is None else [dict(
-                    text=plot_text(note), showarrow=False, xref="paper", yref="paper",
-                    x=0.5, y=0.5, font=dict(size=14, color="#666"))])
+        replace_figure(self.compare_figure, fresh if note is None else placeholder(note))
+        self.compare_figure.layout.height = 300
