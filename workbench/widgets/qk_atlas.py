@@ -51,8 +51,7 @@ class QKAtlas(widgets.VBox):
 
     # -- grid ---------------------------------------------------------------------------------
     def _grid_figure(self) -> go.Figure:
-        return atlas_grid(self.atlas, color=self.color.value if hasattr(self, "color") else S.KIND,
-                          max_points=self.max_points)
+        return atlas_grid(self.atlas, color=self.color.value, max_points=self.max_points)
 
     def _wire_grid(self) -> None:
         for trace in self.grid.data:
