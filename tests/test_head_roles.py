@@ -27,7 +27,7 @@ def test_offset_sums_by_hand():
                       [0.1, 0.5, 0.4, 0.0],
                       [0.3, 0.3, 0.4, 0.0]])[None, None]               # (1, 1, 4, 4)
     valid = torch.tensor([[True, True, True, False]])
-    out = offset_sums(a, valid, max_offset=2)                          # (1, 5, 2)
+    out = offset_sums(a, valid, max_offset=2)[0]                       # (1, 5, 2)
     mass = out[0, :, 0].tolist()   # offsets -2..2
     # -2: q2->k0 = .1 ; -1: q1->k0 .6 + q2->k1 .5 ; 0: .7+.1+.4 ; +1: .2+.3 ; +2: q0->k2 .1
     assert mass == pytest.approx([0.1, 1.1, 1.2, 0.5, 0.1])
@@ -62,7 +62,7 @@ def test_classifier_names_synthetic_heads():
     bos[0, 0], eos[0, n - 1] = True, True
     masks = KeyMasks(valid=valid, bos=bos, eos=eos, punct=ids.clone())
     stats = attention_stats([att], masks)
-    offsets = offset_frame(offset_sums(att, valid, 3)[None], int(valid.sum()))
+    offsets = offset_frame(offset_sums(att, valid, 3).sum(0)[None], int(valid.sum()))
     roles = classify_heads(stats, role_scores(stats, offsets))
     got = dict(zip(roles[S.HEAD], roles[S.ROLE]))
     assert [got[h] for h in range(4)] == ["self", "previous token", "<s>", "broad"]
@@ -84,7 +84,7 @@ def test_thresholds_move_the_decision():
     z = torch.zeros(1, T, dtype=torch.bool)
     masks = KeyMasks(valid=valid, bos=z, eos=z, punct=z)
     stats = attention_stats([att], masks)
-    scores = role_scores(stats, offset_frame(offset_sums(att, valid, 2)[None], n))
+    scores = role_scores(stats, offset_frame(offset_sums(att, valid, 2).sum(0)[None], n))
     assert classify_heads(stats, scores)[S.ROLE].iloc[0] == "previous token"
     strict = classify_heads(stats, scores, threshold=0.95)
     assert strict[S.ROLE].iloc[0] in ("broad", "mixed")
@@ -93,10 +93,11 @@ def test_thresholds_move_the_decision():
         classify_heads(stats, scores, threshold=1.5)
 
 
-def test_offset_profile_matches_head_stats(tiny_lm):
+@pytest.mark.parametrize("average", ["text", "token"])
+def test_offset_profile_matches_head_stats(tiny_lm, average):
     """Offset -1 / 0 / +1 of our own pass are head_stats' prev / self / next (an independent pass)."""
-    stats = wb.head_stats(tiny_lm, TEXTS, progress=False)
-    prof = offset_profile(tiny_lm, TEXTS, max_offset=2, batch_size=3)
+    stats = wb.head_stats(tiny_lm, TEXTS, average=average, progress=False)
+    prof = offset_profile(tiny_lm, TEXTS, max_offset=2, average=average, batch_size=3)
     for k, (mass, top) in {-1: (S.ATTN_PREV, S.TOP_PREV), 0: (S.ATTN_SELF, S.TOP_SELF),
                            1: (S.ATTN_NEXT, S.TOP_NEXT)}.items():
         part = prof[prof[S.OFFSET] == k].sort_values([S.LAYER, S.HEAD])
@@ -143,8 +144,8 @@ def test_hand_built_heads_in_a_tiny_model(tiny_model_dir):
     got = {(r[S.LAYER], r[S.HEAD]): r for _, r in roles.iterrows()}
     assert got[(1, 2)][S.ROLE] == "broad" and got[(1, 2)][S.SCORE] == pytest.approx(1.0, abs=1e-6)
     assert got[(0, 1)][S.ROLE] == "previous token"
-    n_q = roles.attrs["queries"]
-    assert got[(0, 1)][S.SCORE] == pytest.approx((n_q - len(TEXTS)) / n_q)  # all but each <s>
+    lengths = [len(lm.tokens(t)) for t in TEXTS]                 # per-text means, then over texts
+    assert got[(0, 1)][S.SCORE] == pytest.approx(np.mean([(n - 1) / n for n in lengths]))
     assert got[(1, 3)][S.ROLE] == "<s>" and got[(1, 3)][S.SCORE] == pytest.approx(1.0)
     assert roles.attrs["pattern_agreement"] >= 0.5
 

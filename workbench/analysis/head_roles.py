@@ -89,7 +89,7 @@ def offset_role(k: int) -> str:
 
 
 def offset_sums(att: torch.Tensor, valid: torch.Tensor, max_offset: int) -> torch.Tensor:
-    """Per-head sums over valid queries at each relative offset -K..K: (B, H, T, T) -> (H, 2K+1, 2).
+    """Sums over each text's valid queries at each offset -K..K: (B, H, T, T) -> (B, H, 2K+1, 2).
 
     `[..., 0]` sums the attention mass on key q+k, `[..., 1]` counts queries whose top key is q+k.
     """
@@ -97,42 +97,48 @@ def offset_sums(att: torch.Tensor, valid: torch.Tensor, max_offset: int) -> torc
     a = att.float()
     rel = a.argmax(-1) - torch.arange(T, device=a.device)          # (B, H, T) top key - query
     q = valid[:, None, :].to(a.dtype)                              # (B, 1, T)
-    out = torch.zeros(H, 2 * max_offset + 1, 2, dtype=torch.float64, device=a.device)
+    out = torch.zeros(B, H, 2 * max_offset + 1, 2, dtype=torch.float64, device=a.device)
     for j, k in enumerate(range(-max_offset, max_offset + 1)):
         if abs(k) >= T:
             continue
         diag = a.diagonal(offset=k, dim1=-2, dim2=-1)              # (B, H, T - |k|)
         rows = q[..., :T - k] if k >= 0 else q[..., -k:]           # queries with key q+k inside
-        out[:, j, 0] = (diag * rows).sum((0, 2)).double()
-        out[:, j, 1] = ((rel == k).to(a.dtype) * q).sum((0, 2)).double()
+        out[:, :, j, 0] = (diag * rows).sum(2).double()
+        out[:, :, j, 1] = ((rel == k).to(a.dtype) * q).sum(2).double()
     return out
 
 
-def offset_profile(lm: LM, texts, *, max_offset: int = 4, batch_size: int = 16,
-                   max_length: int | None = None) -> pd.DataFrame:
+def offset_profile(lm: LM, texts, *, max_offset: int = 4, average: str = "text",
+                   batch_size: int = 16, max_length: int | None = None) -> pd.DataFrame:
     """Mean attention mass (`weight`) and top-key share (`score`) at each relative offset.
 
-    One row per (layer, head, offset); means over every non-padding query, as in `head_stats`
-    (offset -1 gives its attn_prev / top_prev).
+    One row per (layer, head, offset), averaged as `head_stats` does: `average="text"` (Clark et
+    al.) the mean over each text's queries, then over texts; `"token"` the mean over all queries.
+    Offset -1 gives head_stats' attn_prev / top_prev.
     """
     if max_offset < 1:
         raise InputError(f"max_offset={max_offset}; use 1 or more tokens")
+    if average not in ("text", "token"):
+        raise InputError(f"average={average!r}; use 'text' or 'token'")
     texts = as_text_list(texts)
     L, H, K = lm.num_layers, lm.num_heads, max_offset
     sums = torch.zeros(L, H, 2 * K + 1, 2, dtype=torch.float64)
-    queries = 0
+    over = 0                                                       # texts or queries
     for idx in batches(token_lengths(lm, texts), batch_size):
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
         valid = batch.inputs["attention_mask"].bool()
+        n = valid.sum(1).double()[:, None, None, None]             # (B, 1, 1, 1) queries per text
         att = forward(lm, batch, attentions=True).attentions       # L x (B, H, T, T)
         for layer in range(L):
-            sums[layer] += offset_sums(att[layer], valid, K).cpu()
-        queries += int(valid.sum())
-    return offset_frame(sums, queries)
+            per_text = offset_sums(att[layer], valid, K).cpu()     # (B, H, 2K+1, 2)
+            sums[layer] += (per_text / n if average == "text" else per_text).sum(0)
+        over += len(idx) if average == "text" else int(valid.sum())
+    return offset_frame(sums, over)
 
 
 def offset_frame(sums: torch.Tensor, queries: int) -> pd.DataFrame:
-    """`offset_sums` stacked over layers (L, H, 2K+1, 2) and divided by `queries` -> tidy rows."""
+    """Offset sums over texts, stacked over layers (L, H, 2K+1, 2), divided by `queries` (the
+    number of queries, or of texts for per-text means) -> tidy rows."""
     L, H, n, _ = sums.shape
     K = (n - 1) // 2
     means = (sums.double() / max(queries, 1)).cpu().numpy()       # (L, H, 2K+1, 2)
@@ -214,13 +220,14 @@ def classify_heads(stats: pd.DataFrame, scores: pd.DataFrame, *, threshold: floa
 
 def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshold: float = 0.5,
                broad: float = 0.8, max_offset: int = 4, syntax_margin: float = 0.1,
-               min_arcs: int = 20, batch_size: int = 16, max_length: int | None = None,
-               progress: bool = True) -> pd.DataFrame:
+               min_arcs: int = 20, average: str = "text", batch_size: int = 16,
+               max_length: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Name every head of `lm` from the closed vocabulary `ROLES`, with the score behind it.
 
     Returns one row per (layer, head): model, layer, head, role, score, weight, runner_up,
     runner_up_score, entropy (normalised), pattern. `syntax="auto"` adds dependency roles when
     spaCy and an English pipeline are installed (True: require them; False: skip).
+    `average` ("text": Clark et al.'s mean of per-text means; "token") is that of `head_stats`.
     `df.attrs` records the thresholds, the texts and queries counted, and the pattern agreement.
 
     >>> wb.head_roles(wb.load("demo"), sentences).query("role == 'previous token'")  # doctest: +SKIP
@@ -230,9 +237,10 @@ def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshol
     if syntax not in (True, False, "auto"):
         raise InputError(f"syntax={syntax!r}; use True, False or 'auto'")
     texts = as_text_list(texts)
-    stats = head_stats(lm, texts, batch_size=batch_size, max_length=max_length, progress=progress)
-    offsets = offset_profile(lm, texts, max_offset=max_offset, batch_size=batch_size,
-                             max_length=max_length)
+    stats = head_stats(lm, texts, batch_size=batch_size, max_length=max_length, average=average,
+                       progress=progress)
+    offsets = offset_profile(lm, texts, max_offset=max_offset, average=average,
+                             batch_size=batch_size, max_length=max_length)
     parsed, note = None, ""
     if syntax:
         from .syntax_heads import syntax_heads
