@@ -205,7 +205,10 @@ torch.manual_seed(SEED)
 random_lm = wb.LM(model=RobertaForMaskedLM(lm.config).eval(), tokenizer=lm.tokenizer,
                   device=torch.device("cpu"), name=f"{lm.name} (random init)")
 runs = {}
-for arm, base in (("(c) full fine-tuning", lm), ("(d) random init, fine-tuned", random_lm)):
+
+
+def finetune_arm(arm, base):
+    """Fine-tune `base` on the training sentences, score its best checkpoint on the test ones."""
     start = time.perf_counter()
     run = wb.finetune(base, train, config=config, name=arm.split(")")[0].strip("("),
                       progress=False)
@@ -215,6 +218,12 @@ for arm, base in (("(c) full fine-tuning", lm), ("(d) random init, fine-tuned", 
     runs[arm] = (run, tuned)
     record(arm, scores["label"].astype(str).map(labels.index).to_numpy() == y_test, seconds,
            sum(p.numel() for p in tuned.model.parameters()))
+
+
+finetune_arm("(c) full fine-tuning", lm)
+
+# %%
+finetune_arm("(d) random init, fine-tuned", random_lm)
 
 # %% [markdown]
 # ## One table, one figure
