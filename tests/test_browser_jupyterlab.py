@@ -33,6 +33,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 FIGURE = ".js-plotly-plot .main-svg, svg"  # plotly figure, or any SVG the view draws
 ERROR_TEXT = "Error displaying widget"
+NOTES = ("gd => (gd._fullLayout.annotations || []).filter(a => a.visible !== false)"
+         ".map(a => a.text)")  # the notes (and subplot titles) a plotly chart shows
 
 
 @dataclass
@@ -52,6 +54,7 @@ class WidgetCase:
     figure: bool = True                         # must draw a plotly figure / SVG
     setup: str = ""                             # statements run before `make`
     note: str = ""                              # why a widget has no interaction here
+    settled: str = ""                           # text shown once the last interaction is over
 
 
 TEXTBOX = "textarea, input[type=text]"
@@ -90,7 +93,10 @@ CASES: dict[str, WidgetCase] = {
                "checkpoint_every=6, log_every=1, heldout=0.05)"),
         make="wb.widgets.PretrainRun(_corpus, config=_cfg)", controls=["select", "button"],
         # the live curves: training runs in a thread and the figure must update in the page
-        interactions=[[("click", "Start")]]),
+        interactions=[[("click", "Start")]], settled="completed"),
+    "QKAtlas": WidgetCase(
+        make="wb.widgets.QKAtlas(lm, TEXTS)", controls=["select"],
+        interactions=[[("select", "colour")]]),  # the all-heads grid is recoloured
     "ProbeLab": WidgetCase(
         make="wb.widgets.ProbeLab(lm, PROBE_DATA)", controls=["select", "button"],
         interactions=[[("click", "Run probes")]]),
@@ -319,6 +325,9 @@ def test_widgets_render_and_react_in_jupyterlab(lab, tiny_model_dir):
                         assert _figure_state(output) != before, \
                             f"interaction {steps} did not change the view"
                         assert ERROR_TEXT not in output.inner_text()
+                        if case.settled and k == len(case.interactions) - 1:
+                            output.get_by_text(case.settled).first.wait_for(timeout=120_000)
+                            page.wait_for_timeout(1000)  # the last redraw
                         output.screenshot(
                             path=str(ARTIFACTS / f"{name.strip('_').lower()}_after{k}.png"))
                     rendered.append(name)
@@ -461,9 +470,14 @@ def _check_maskprobe(page, output) -> None:
     for i in range(2):
         assert _plotly(output, i) == [] or all(not t["x"] for t in _plotly(output, i)), \
             f"chart {i} still draws the previous sentence"
-        notes = _plotly(output, i, "gd => (gd._fullLayout.annotations || []).map(a => a.text)")
+        notes = _plotly(output, i, NOTES)
         assert any("fix the input above" in n for n in notes), notes
     assert "error" in output.inner_text().lower()
+    # a valid sentence again: the charts come back and no stale note stays on them
+    _step(output, ("type", "text", "The dog chased the <mask>."))
+    _wait_for(page, lambda: _plotly(output, 0) and not any(
+        "fix the input" in n for n in _plotly(output, 0, NOTES)), "the top-k chart without its "
+        f"old note (notes: {_plotly(output, 0, NOTES)})", 30)
 
 
 def _check_qk(page, output, view) -> None:
@@ -546,6 +560,7 @@ def _check_ticks(page, output, n_labels: int) -> None:
             and frame["y0"] - 1 <= t["y0"] and t["y1"] <= frame["y1"] + 1, f"clipped: {t}"
         hits = [a["text"] for a in titles if _overlap(t, a)]
         assert not hits, f"tick {t['text']!r} overlaps the axis title {hits}"
+    assert not _plotly(output, 0, NOTES), "a note (e.g. 'computing…') is left on the heatmap"
     (title,) = _boxes(plot, ".gtitle")
     modebar = _boxes(plot, ".modebar")
     assert not any(_overlap(title, m) for m in modebar if m["x1"] > m["x0"]), "title under toolbar"

@@ -60,6 +60,10 @@ def test_mask_probe_updates_from_its_controls(tiny_lm, tmp_path):
     w.word.value = cat
     w.mask_word()
     assert w.text.value == "The <mask> sat on the mat."
+    # the note and the hidden axes of the placeholder are reset explicitly: a new layout reaches
+    # the browser as a relayout of its own keys, so anything not reset would stay on screen
+    shown = [n.text for n in w.topk_figure.layout.annotations if n.visible is not False]
+    assert not any("no prediction" in t for t in shown) and w.topk_figure.layout.xaxis.visible
     w.candidates.value = "dog, pizza"
     assert list(w.scores.candidate.unique()) == ["dog", "pizza"]
     assert w.candidate_box.children == (w.candidate_figure,) and len(w.candidate_figure.data) == 2

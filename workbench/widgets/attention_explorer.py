@@ -26,7 +26,7 @@ from ..models import LM, as_lm_dict
 from ..plots.attention import attention_heatmap
 from ..views.attention import head_payload, model_payload, qk_payload, static_js
 from ..views.client_export import ClientExport, export_figure
-from .common import busy, check_choice, check_options, in_widget
+from .common import busy, check_choice, check_options, in_widget, replace_figure
 
 VIEWS = [("heatmap", "heatmap"), ("head view", "head"), ("model view", "model"),
          ("query/key", "qk")]
@@ -200,12 +200,8 @@ class AttentionExplorer(widgets.VBox):
     def _refresh_figure(self) -> None:
         fig = attention_heatmap(self.frame())
         self.figure = fig
-        fw = self.figure_widget
-        with fw.batch_update():
-            fw.data = []
-            fw.add_trace(fig.data[0])
-            fw.layout = fig.layout
-            fw.layout.height = max(360, 18 * min(len(fig.data[0].y), 64) + 200)
+        replace_figure(self.figure_widget, fig)
+        self.figure_widget.layout.height = max(360, 18 * min(len(fig.data[0].y), 64) + 200)
 
     def _refresh_view(self) -> None:
         kind = self.view.value

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Mapping
@@ -23,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import plotly.graph_objects as go
 
 from ..errors import InputError, WorkbenchError
+from ..figures import apply_theme
 from ..plots.labels import plot_text
 
 BUSY = "wb-busy"   # name of the "computing…" annotation laid over a figure while it recomputes
@@ -63,11 +65,47 @@ def error_html(err: BaseException) -> str:
 
 
 def replace_figure(target: go.FigureWidget, fig: go.Figure) -> None:
-    """Show `fig` in an existing FigureWidget (traces and layout swapped in one update)."""
+    """Show `fig` in an existing FigureWidget (traces and layout swapped in one update).
+
+    A new layout reaches the browser as a relayout of its own keys only, so what the old layout
+    had and the new one lacks (a placeholder's note, hidden axes, the previous title) would stay
+    on screen: those keys are sent with neutral values (`_NEUTRAL`)."""
+    layout = go.Layout(fig.layout)
+    new = layout.to_plotly_json()
+    resets: dict = {}
+    for path in _stale_keys(target.layout.to_plotly_json(), new):
+        keys = path.split(".")
+        if re.fullmatch(r"[xy]axis\d+", keys[0]) and keys[0] not in new:
+            resets[keys[0]] = {"visible": False}  # a subplot the new figure does not have
+        elif keys[-1] in _NEUTRAL:
+            node = resets
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            if isinstance(node, dict):
+                node[keys[-1]] = _NEUTRAL[keys[-1]]
+    layout.update(resets)
     with target.batch_update():
         target.data = []
         target.add_traces(list(fig.data))
-        target.layout = fig.layout
+        target.layout = layout
+
+
+# plotly drops an empty list from a layout, so notes are cleared with one hidden note
+_NEUTRAL = {"annotations": [dict(text="", showarrow=False, visible=False)],
+            "shapes": [dict(type="line", visible=False)], "visible": True, "text": ""}
+
+
+def _stale_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted paths set in `old` but not in `new` (recursing into nested dicts, not lists)."""
+    stale = []
+    for key, value in old.items():
+        if key == "template":
+            continue
+        if isinstance(value, dict) and isinstance(new.get(key, {}), dict):
+            stale += _stale_keys(value, new.get(key, {}), f"{prefix}{key}.")
+        elif key not in new:
+            stale.append(prefix + key)
+    return stale
 
 
 def _cover(fig: go.FigureWidget) -> None:
@@ -128,7 +166,7 @@ def in_widget(what: str | None = None, *, status: str = "status",
 
 def placeholder(text: str = "computing…", height: int | None = None) -> go.Figure:
     """An empty figure with `text` in its middle and no axes (instead of bare −1..6 axes)."""
-    fig = go.Figure()
+    fig = apply_theme(go.Figure())
     fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=height,
                       annotations=[dict(text=plot_text(text), showarrow=False, xref="paper",
                                         yref="paper", x=0.5, y=0.5,

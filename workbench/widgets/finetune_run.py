@@ -294,7 +294,7 @@ class FineTuneRun(widgets.VBox):
         shown = [t for t in fresh.data if t.x is not None and len(t.x)]
         note = None
         if not runs:
-            note = "select runs above to compare them"
+            note = f"select runs above to compare their {metric}"
         elif not shown:
             note = f"no {metric} logged yet in the selected runs: pick another metric"
         replace_figure(self.compare_figure, fresh if note is None else placeholder(note))
