@@ -468,3 +468,24 @@ def test_a_prefix_touching_the_mask_is_context(tiny_lm):
     assert whole.filled[0] == "It is untrue to rain."
     with pytest.raises(InputError, match="rank_by="):
         wb.score_candidates(tiny_lm, "It is <mask>.", ["x"], rank_by="mean")
+
+
+def test_feature_cache_sees_a_change_in_any_single_weight(tiny_model_dir):
+    """The cache key covers every weight byte: one changed element anywhere changes the key, and
+    an in-place write to the same model is seen too (torch's tensor version counter)."""
+    import torch
+
+    import workbench as wb
+    from workbench.analysis.features import model_fingerprint
+
+    lm = wb.load(tiny_model_dir, device="cpu")
+    before = model_fingerprint(lm)
+    assert model_fingerprint(lm) == before  # reused while nothing changed
+    weight = lm.model.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[7, 3] += 1e-3   # one element, not on any stride a sample would take
+    changed = model_fingerprint(lm)
+    assert changed != before
+    with torch.no_grad():
+        weight[7, 3] -= 1e-3
+    assert model_fingerprint(lm) == before  # same bytes again: same key

@@ -17,7 +17,7 @@ Pools (padding never enters any of them):
 
 Cache: `$WORKBENCH_CACHE/features` (default `~/.cache/workbench/features`), one
 `<key>.safetensors` (the array) + `<key>.json` (index, layers, pool) per call; the key hashes the
-model's identity (config, tokenizer, a strided sample of every weight tensor), the texts, the
+model's identity (config, tokenizer, the bytes of every weight tensor), the texts, the
 layers, the pool and the truncation length. No pickles. The cache is bypassed (neither read nor
 written) while any forward hook is registered on the model, global hooks included: inside
 `wb.ablate(...)` or under a user's own hooks the features come from the model as it runs now.
@@ -26,6 +26,7 @@ written) while any forward hook is registered on the model, global hooks include
 from __future__ import annotations
 
 import hashlib
+import weakref
 import json
 import os
 from dataclasses import dataclass, field
@@ -44,7 +45,6 @@ from ..models import check_lm
 from ..capture import check_text_container
 
 POOLS = ("mean", "cls", "tokens", "words")
-_SAMPLE = 4096  # elements per weight tensor that enter the model fingerprint
 
 
 @dataclass
@@ -175,7 +175,12 @@ def _pool_rows(view: TokenView, pool: str, words: list[str] | None) -> tuple[lis
 
 
 def model_fingerprint(lm: LM) -> str:
-    """A hash of what determines the model's outputs: config, tokenizer and sampled weights."""
+    """A hash of what determines the model's outputs: config, tokenizer and every weight's bytes.
+
+    All bytes, not a sample: a copy changed in a few weights must not hit another model's cache.
+    The weights' hash is reused while no parameter tensor was replaced or modified in place
+    (torch bumps a tensor's `_version` on every in-place write).
+    """
     h = hashlib.sha256()
     cfg = {k: v for k, v in lm.config.to_dict().items()
            if not k.startswith("_") and k not in ("transformers_version", "name_or_path")}
@@ -188,11 +193,28 @@ def model_fingerprint(lm: LM) -> str:
         h.update(json.dumps(spec, sort_keys=True).encode())
     else:
         h.update(repr(sorted(lm.tokenizer.get_vocab().items())).encode())
+    h.update(_weights_digest(lm.model).encode())
+    return h.hexdigest()
+
+
+_WEIGHT_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    # the Parameter and buffer objects themselves (state_dict() makes new tensors on every call)
+    state = dict(model.named_parameters(remove_duplicate=False))
+    state.update(model.named_buffers(remove_duplicate=False))
+    versions = tuple((name, id(t), t._version) for name, t in state.items())
+    known = _WEIGHT_DIGESTS.get(model)
+    if known is not None and known[0] == versions:
+        return known[1]
+    h = hashlib.blake2b(digest_size=32)
     with torch.no_grad():
-        for name, t in lm.model.state_dict().items():
-            flat = t.detach().reshape(-1)
-            h.update(f"{name}{tuple(t.shape)}".encode())
-            h.update(flat[:: max(1, flat.numel() // _SAMPLE)].float().cpu().numpy().tobytes())
+        for name, t in state.items():
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            # raw bytes of any dtype (bf16 included), no float conversion
+            h.update(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    _WEIGHT_DIGESTS[model] = (versions, h.hexdigest())
     return h.hexdigest()
 
 
