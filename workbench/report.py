@@ -130,9 +130,9 @@ def _model_specs(lm, texts: list[str]) -> list[FigureSpec]:
 
 def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
     """Figures of saved runs: curves, attention change against `lm`, confusion matrices."""
-    from .analysis.compare import compare_attention
+    from .analysis.compare_models import compare_models
     from .models import load
-    from .plots.heads import compare_heatmap
+    from .plots.compare_models import diff_overview
     from .plots.training import compare_runs, confusion_heatmap, training_curves
     from .training.predict import evaluate_classifier
 
@@ -149,13 +149,16 @@ def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
             continue
 
         def changed(run=run):
-            return compare_heatmap(compare_attention(lm, load(run), texts[:100], progress=False))
+            diff = compare_models(lm, load(run), texts[:100], syntax=False, progress=False)
+            return diff_overview(diff, title=f"{lm.name} vs run {run.name}")
 
-        specs.append(FigureSpec(f"run_{slug}_attention_change", "Per-head Jensen–Shannon "
-                                f"distance between the attention of {lm.name} and of run "
-                                f"{run.name} (Kovaleva et al. 2019).", changed,
+        specs.append(FigureSpec(f"run_{slug}_model_diff", "What fine-tuning changed, by layer: "
+                                f"per-head attention Jensen–Shannon distance between {lm.name} and "
+                                f"run {run.name} (Kovaleva et al. 2019), same-layer linear CKA "
+                                "(Kornblith et al. 2019), and the heads whose importance or role "
+                                "changed (wb.compare_models).", changed,
                                 {**src, **_model_source(lm), **corpus,
-                                 "call": "wb.compare_attention(lm, wb.load(run), texts[:100])"}))
+                                 "call": "wb.compare_models(lm, wb.load(run), texts[:100])"}))
         if eval_data is not None:
             def confusion(run=run):
                 _, matrix = evaluate_classifier(load(run), eval_data)
