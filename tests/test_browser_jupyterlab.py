@@ -411,7 +411,9 @@ def _wait_for(page, check, what: str, timeout_s: float = 60):
 
 
 def _open(page, url: str, token: str, name: str, n_code: int) -> None:
-    page.goto(f"{url}/lab/tree/{name}?token={token}")
+    """Open notebook `name` alone (a workspace of its own: the module's other notebook stays
+    closed, so page-wide cell locators see this one only) and run all its cells."""
+    page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={token}")
     page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=90_000)
     page.get_by_text("| Idle").first.wait_for(timeout=90_000)
     _run_all(page, n_code=n_code)
