@@ -1,17 +1,19 @@
 """Fine-tuning throughput: `wb.finetune` vs transformers' `Trainer`, same model, data, batch, precision.
 
-Both train a sequence classifier for one epoch on the same train/validation split of the offline
-sentiment demo (data/sentiment), with the same optimiser settings (AdamW 0.9/0.98, eps 1e-6, weight
-decay 0.1, 6% linear warm-up, clipping 1.0), batch size, max length and precision (bf16 autocast
-on a GPU, fp32 on a CPU). The Trainer gets its fair fast path: `DataCollatorWithPadding` (dynamic
-padding) and the `group_by_length` sampler, no checkpoints, no evaluation during training. Examples/s
-counts training examples between the start of training and the last optimiser step (callbacks on
-both sides); model loading, tokenisation and the final evaluation are outside the timing, and a
-3-step warm-up run of each side comes first, so neither pays for CUDA start-up alone. Each side
-runs in its own process: on a GPU, cuDNN keeps the attention plans it built for each padded shape,
-and a side run second in the same process would find the first side's plans ready (profiled in
-benchmarks/results/h200-2026-11-28-session2/). Both final validation accuracies are reported so
-speed is not bought with worse training.
+Both train a sequence classifier on the same train/validation split (`_tables`: 20,000 SST-2
+sentences for 2 epochs on a GPU; the offline sentiment demo, data/sentiment, for 1 epoch on a
+CPU), with the same optimiser settings (AdamW 0.9/0.98, eps 1e-6, weight decay 0.1, 6% linear
+warm-up, clipping 1.0), batch size, max length and precision (bf16 autocast on a GPU, fp32 on a
+CPU). The Trainer gets its fair fast path: `DataCollatorWithPadding` (dynamic padding) and the
+`group_by_length` sampler, no checkpoints, no evaluation during training; ours likewise evaluates
+once, after the last step. Examples/s counts training examples between the start of training and
+the last optimiser step (callbacks on both sides); model loading, tokenisation and the final
+evaluation are outside the timing, and a 3-step warm-up run of each side comes first, so neither
+pays for CUDA start-up alone. Each side runs in its own fresh process (on a GPU, cuDNN keeps the
+attention plans it built for each padded shape, and a side run second in the same process would
+find the first side's plans ready: profiled in benchmarks/results/h200-2026-11-28-session2/), the
+order alternates over 3 pairs, and the rows give the medians with every sample. Both validation
+accuracies are reported so speed is not bought with worse training.
 
 Model: `$WORKBENCH_BENCH_MODEL` if set, else the embedded default ('demo') when present, else a
 random RoBERTa (4 layers, 256 wide; roberta-base-shaped on a GPU) with the tiny test tokenizer.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,7 @@ import torch
 BATCH = 32
 MAX_LENGTH = 128
 WARMUP_STEPS = 3
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _model(folder: Path, quick: bool) -> tuple[str, str]:
@@ -46,7 +50,8 @@ def _model(folder: Path, quick: bool) -> tuple[str, str]:
     from workbench.testing import make_tiny_model
 
     if os.environ.get("WORKBENCH_BENCH_MODEL"):
-        return os.environ["WORKBENCH_BENCH_MODEL"], os.environ["WORKBENCH_BENCH_MODEL"]
+        path = os.environ["WORKBENCH_BENCH_MODEL"]
+        return path, os.environ.get("WORKBENCH_BENCH_MODEL_DESC", path)
     if not quick and (demo_model_path() / "config.json").exists():
         return "demo", "demo (embedded default)"
     tiny = make_tiny_model(folder / "tiny")
@@ -69,26 +74,29 @@ def _model(folder: Path, quick: bool) -> tuple[str, str]:
     return str(folder / "random"), f"random RoBERTa {shape}, 1k BPE vocabulary"
 
 
-def _ours(model: str, data, cfg, callbacks=()) -> tuple[float, float]:
+def _ours(model: str, data, cfg, callbacks=()) -> tuple[float, float, float]:
+    """(examples/s, validation accuracy, examples per CPU-second) of `wb.finetune`."""
     import workbench as wb
 
     times = {}
 
     def clock(event):
         if event.kind == "start":
-            times["start"] = time.perf_counter()
+            times["start"], times["cpu0"] = time.perf_counter(), time.process_time()
         elif event.kind == "step":
-            times["last"] = time.perf_counter()
+            times["last"], times["cpu1"] = time.perf_counter(), time.process_time()
 
     run = wb.finetune(model, data, config=cfg, callbacks=[clock, *callbacks], progress=False,
                       root=tempfile.mkdtemp(prefix="bench_runs_"))
     examples = run.summary["examples_seen"]
     # the first step's examples are timed from the start event, so count them all
-    return examples / (times["last"] - times["start"]), run.summary["eval_accuracy"]
+    return (examples / (times["last"] - times["start"]), run.summary["eval_accuracy"],
+            examples / (times["cpu1"] - times["cpu0"]))
 
 
 def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1,
-             callbacks=()) -> tuple[float, float]:
+             callbacks=()) -> tuple[float, float, float]:
+    """(examples/s, validation accuracy, examples per CPU-second) of the Trainer."""
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                               DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments)
 
@@ -109,10 +117,10 @@ def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1,
 
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
-            times["start"] = time.perf_counter()
+            times["start"], times["cpu0"] = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
-            times["last"] = time.perf_counter()
+            times["last"], times["cpu1"] = time.perf_counter(), time.process_time()
 
     import inspect
 
@@ -138,29 +146,56 @@ def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1,
                           (np.argmax(p.predictions, -1) == p.label_ids).mean())})
     out = trainer.train()
     seen = min(len(data.train) * cfg.epochs, out.global_step * cfg.batch_size)
-    return seen / (times["last"] - times["start"]), trainer.evaluate()["eval_accuracy"]
+    return (seen / (times["last"] - times["start"]), trainer.evaluate()["eval_accuracy"],
+            seen / (times["cpu1"] - times["cpu0"]))
+
+
+SST2 = Path(os.environ.get("WORKBENCH_BENCH_SST2", REPO.parent / "shared" / "data" / "sst2"))
+
+
+def _tables(quick: bool):
+    """(train, validation frames with `text` and `label`, description, epochs).
+
+    On a GPU with SST-2's TSVs at hand ($WORKBENCH_BENCH_SST2, default ../shared/data/sst2): 20,000
+    training sentences (WORKBENCH_BENCH_FT_EXAMPLES) for 2 epochs, 2,000 validation sentences.
+    Elsewhere the offline sentiment demo (800 rows, 1 epoch; 160 rows in quick mode)."""
+    import pandas as pd
+
+    from workbench.training.demo_data import sentiment_demo_path
+    from workbench.training.tables import load_task_data
+
+    if torch.cuda.is_available() and not quick and (SST2 / "train.tsv").is_file():
+        n = int(os.environ.get("WORKBENCH_BENCH_FT_EXAMPLES", 20_000))
+        read = lambda name, k: pd.read_csv(SST2 / name, sep="\t", quoting=3).rename(  # noqa: E731
+            columns={"sentence": "text"}).sample(frac=1.0, random_state=0).head(k)
+        train, val = read("train.tsv", n), read("dev.tsv", 2000)
+        return train, val, f"SST-2 ({SST2})", int(os.environ.get("WORKBENCH_BENCH_FT_EPOCHS", 2))
+    n = 160 if quick else 800
+    table = pd.read_csv(sentiment_demo_path(), sep="\t", quoting=3).head(n)
+    data = load_task_data(table, seed=0)
+    names = data.label_names
+    return (data.train.assign(label=[names[i] for i in data.train["label"]]),
+            data.validation.assign(label=[names[i] for i in data.validation["label"]]),
+            "data/sentiment", 1)
 
 
 def setup(tmp: Path, quick: bool):
     """(model, description, TaskData, the same split as a dict of frames, FineTuneConfig, bf16)."""
-    import pandas as pd
-
     import workbench as wb
-    from workbench.training.demo_data import sentiment_demo_path
     from workbench.training.tables import load_task_data
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    n = 160 if quick else (4000 if torch.cuda.is_available() else 1500)
     model, described = _model(tmp, quick)
-    table = pd.read_csv(sentiment_demo_path(), sep="\t", quoting=3).head(n)
-    data = load_task_data(table, seed=0)
-    names = data.label_names
-    split = {"train": data.train.assign(label=[names[i] for i in data.train["label"]]),
-             "validation": data.validation.assign(label=[names[i] for i in data.validation["label"]])}
-    cfg = wb.FineTuneConfig(batch_size=BATCH, epochs=1, max_length=MAX_LENGTH,
-                            learning_rate=1e-3 if quick else 5e-5,
-                            precision="bf16" if bf16 else "fp32", log_every=1000)
-    return model, described, data, split, cfg, bf16
+    train, val, source, epochs = _tables(quick)
+    split = {"train": train[["text", "label"]], "validation": val[["text", "label"]]}
+    data = load_task_data(split, seed=0)
+    # one evaluation, after the last step (outside the timing, as the Trainer's); no checkpoint
+    # before it: both sides spend the timed window on training alone
+    cfg = wb.FineTuneConfig(batch_size=BATCH, epochs=epochs, max_length=MAX_LENGTH,
+                            learning_rate=1e-3 if quick else 5e-5, eval_every=10**9,
+                            checkpoint_minutes=0, precision="bf16" if bf16 else "fp32",
+                            log_every=10**6)
+    return model, f"{described}; {source}", data, split, cfg, bf16
 
 
 def measure_side(side: str, quick: bool) -> dict:
@@ -173,39 +208,80 @@ def measure_side(side: str, quick: bool) -> dict:
                 _ours(model, split, cfg.replace(max_steps=WARMUP_STEPS))
             else:
                 _trainer(model, data, cfg, bf16, max_steps=WARMUP_STEPS)
-        speed, accuracy = _ours(model, split, cfg) if side == "ours" else _trainer(model, data, cfg, bf16)
+        speed, accuracy, cpu = (_ours(model, split, cfg) if side == "ours"
+                                else _trainer(model, data, cfg, bf16))
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     notes = (f"{described}; {len(data.train)} train / {len(data.validation)} validation "
-             f"examples of data/sentiment; batch {BATCH}, 1 epoch, max_length {MAX_LENGTH}, "
-             f"{'bf16 autocast' if bf16 else 'fp32'} on {device}; each side in its own process")
-    return {"speed": speed, "accuracy": accuracy, "notes": notes}
+             f"examples; batch {BATCH}, {cfg.epochs} epoch(s), max_length {MAX_LENGTH}, "
+             f"{'bf16 autocast' if bf16 else 'fp32'} on {device}")
+    return {"speed": speed, "accuracy": accuracy, "cpu_speed": cpu, "notes": notes}
 
 
-def run(quick: bool = False) -> list[dict]:
-    repo = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
-    sides = {}
-    for side in ("ours", "trainer"):
-        cmd = [sys.executable, __file__, "--side", side] + (["--quick"] if quick else [])
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        if done.returncode != 0 or not lines:
-            raise RuntimeError(f"bench_finetune --side {side} failed:\n{done.stderr[-3000:]}")
-        sides[side] = json.loads(lines[-1])
-    ours, peer = sides["ours"], sides["trainer"]
-    return [
+def _child(side: str, quick: bool, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--side", side] + (["--quick"] if quick else [])
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"bench_finetune --side {side} failed:\n{done.stderr[-3000:]}")
+    got = json.loads(lines[-1])
+    print(f"[bench_finetune] {side}: {got['speed']:.2f} examples/s, {got['cpu_speed']:.2f} per "
+          f"CPU-second, accuracy {got['accuracy']:.3f} ({_load()})", flush=True)
+    return got
+
+
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
+    """`repeats` pairs (3; 1 in quick mode), each side in a fresh process, the order alternated;
+    the rows hold the medians, every sample and the pairwise ratios."""
+    repeats = repeats or (1 if quick else 3)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    samples = {"ours": [], "trainer": []}
+    loads = [_load()]
+    with tempfile.TemporaryDirectory() as tmp:
+        if "WORKBENCH_BENCH_MODEL" not in env:  # build the random model once, not per process
+            env["WORKBENCH_BENCH_MODEL"], env["WORKBENCH_BENCH_MODEL_DESC"] = _model(Path(tmp), quick)
+        for r in range(repeats):
+            for side in (("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")):
+                samples[side].append(_child(side, quick, env))
+            loads.append(_load())
+    speed, cpu, accuracy = ({k: [x[m] for x in v] for k, v in samples.items()}
+                            for m in ("speed", "cpu_speed", "accuracy"))
+    pairs = [a / b for a, b in zip(speed["ours"], speed["trainer"])]
+    cpu_pairs = [a / b for a, b in zip(cpu["ours"], cpu["trainer"])]
+    notes = (f"{samples['ours'][0]['notes']}; median of {repeats} fresh processes per side, order "
+             f"alternated; pairwise ratios of examples/s {', '.join(f'{x:.2f}' for x in pairs)}, of "
+             f"examples per CPU-second {', '.join(f'{x:.2f}' for x in cpu_pairs)}; {'; '.join(loads)}")
+    med = statistics.median
+    rows = [
         {"benchmark": "finetune", "measure": "training examples/s", "unit": "examples/s",
-         "ours": ours["speed"], "peer": peer["speed"], "peer_name": "transformers Trainer",
-         "higher_is_better": True, "notes": ours["notes"]},
-        {"benchmark": "finetune", "measure": "validation accuracy after 1 epoch", "unit": "accuracy",
-         "ours": ours["accuracy"], "peer": peer["accuracy"], "peer_name": "transformers Trainer",
-         "higher_is_better": True, "notes": "same split; different random head initialisation"},
+         "ours": med(speed["ours"]), "peer": med(speed["trainer"]), "peer_name": "transformers Trainer",
+         "higher_is_better": True, "notes": notes, "median_pair_ratio": med(pairs),
+         "samples": {"ours": speed["ours"], "peer": speed["trainer"], "pair_ratios": pairs}},
+        {"benchmark": "finetune", "measure": "validation accuracy after training", "unit": "accuracy",
+         "ours": med(accuracy["ours"]), "peer": med(accuracy["trainer"]),
+         "peer_name": "transformers Trainer", "higher_is_better": True,
+         "notes": "same split; different random head initialisation; medians",
+         "samples": {"ours": accuracy["ours"], "peer": accuracy["trainer"]}},
     ]
+    if not torch.cuda.is_available():  # the steadier figure on a shared CPU
+        rows.append({"benchmark": "finetune", "measure": "training examples per CPU-second",
+                     "unit": "examples/CPU-s", "ours": med(cpu["ours"]), "peer": med(cpu["trainer"]),
+                     "peer_name": "transformers Trainer", "higher_is_better": True,
+                     "median_pair_ratio": med(cpu_pairs),
+                     "notes": "process CPU time (all threads) over the same timed window",
+                     "samples": {"ours": cpu["ours"], "peer": cpu["trainer"], "pair_ratios": cpu_pairs}})
+    return rows
 
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(REPO))
     quick = "--quick" in sys.argv
     if "--side" in sys.argv:  # one side, in this process: print its result as one JSON line
         print(json.dumps(measure_side(sys.argv[sys.argv.index("--side") + 1], quick)))

@@ -3,10 +3,12 @@
 Each `bench_*.py` module exposes `run(quick: bool = False) -> list[dict]` with rows
 {benchmark, measure, unit, ours, peer, peer_name, higher_is_better, notes}; ours and the peer are
 measured in the same run on the same machine (in the same process, except where a shared cache
-would favour the side run second: bench_finetune runs each side in its own). Results go to
-`benchmarks/results/<timestamp>.json` (and `latest.json`) with the machine's description.
+or the order would favour one side: bench_finetune and bench_pretrain run each side in fresh
+processes, alternating the order, and report medians). Results go to
+`benchmarks/results/<timestamp>.json` (and `latest.json`), or into `--out FOLDER` (e.g.
+`benchmarks/results/h200-2026-12-02/`), with the machine's description and its load average.
 
-    python benchmarks/runner.py [--quick] [--only attention_views pll]
+    python benchmarks/runner.py [--quick] [--only attention_views pll] [--out FOLDER]
     make bench            # same, through `workbench bench`
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 import traceback
@@ -66,7 +69,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def main(only: list[str] | None = None, quick: bool = False) -> int:
+def main(only: list[str] | None = None, quick: bool = False, out_dir: str | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     from workbench.device import describe_machine
 
@@ -88,22 +91,32 @@ def main(only: list[str] | None = None, quick: bool = False) -> int:
         print(f"[bench] {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
     print()
     print(format_table(rows))
-    RESULTS.mkdir(exist_ok=True)
+    folder = Path(out_dir) if out_dir else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": quick,
-              "machine": describe_machine(), "rows": rows, "failed": failures}
+              "machine": describe_machine(), "load_average": _load_average(), "rows": rows,
+              "failed": failures}
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    suffix = "-quick" if quick else ""
-    out = RESULTS / f"{stamp}{suffix}.json"
+    suffix = ("-quick" if quick else "") + ("-" + "-".join(only) if only and out_dir else "")
+    out = folder / f"{stamp}{suffix}.json"
     out.write_text(json.dumps(record, indent=2, default=str))
-    if not quick:
+    if not quick and not out_dir:
         (RESULTS / "latest.json").write_text(json.dumps(record, indent=2, default=str))
     print(f"\nwritten: {out}")
     return 1 if failures else 0
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     a = ap.parse_args()
-    raise SystemExit(main(only=a.only, quick=a.quick))
+    raise SystemExit(main(only=a.only, quick=a.quick, out_dir=a.out))

@@ -381,7 +381,7 @@ def test_every_bad_field_is_refused_at_construction(field, value):
 def test_non_finite_regression_labels_are_refused_before_the_run_exists(tiny_model_dir, run_root):
     rows = pd.DataFrame({"text": [f"the film {w}" for w in FILL] * 4,
                          "score": [0.5] * 47 + [float("inf")]})
-    with pytest.raises(wb.InputError, match="non-finite"):
+    with pytest.raises(wb.InputError, match="infinite or NaN"):
         finetune(tiny_model_dir, rows, config=FineTuneConfig(label_column="score", **FAST),
                  progress=False)
     assert not run_root.exists() or not [p for p in run_root.iterdir() if not p.name.startswith(".")]

@@ -438,3 +438,42 @@ def test_two_processes_follow_one_process_with_twice_the_batch(small_corpus, tmp
     assert ea.loc[12] == pytest.approx(eb.loc[12], abs=0.02)
     assert ea.loc[12] < ea.loc[0] - 0.3
     assert two.load(device="cpu").kind == "mlm"
+
+
+def test_static_shape_head_gives_the_exact_loss_and_gradients(tokenizer, tables, batch):
+    """Oracle: the head on exactly the selected rows (boolean index). The static head runs on
+    `head_capacity` rows (selected first, the rest ignored) and must give the same loss and
+    gradients; with too small a capacity it counts the positions it leaves out."""
+    from workbench.training.pretrain import MaskedLM, build_model, head_capacity
+
+    ids, rows = batch
+    masker = Masker(tables, seed=3)
+    inputs, labels = masker(ids, rows, epoch=0, draw=0)
+    model = build_model(_tiny(vocab_size=len(tokenizer), seq_len=ids.shape[1]), tokenizer)
+    capacity = head_capacity(*ids.shape, 0.15, whole_word=False)
+    n = int((labels != IGNORE_INDEX).sum())
+    assert n < capacity <= ids.numel() and capacity % 64 == 0
+    results = []
+    for mlm in (MaskedLM(model), MaskedLM(model, capacity)):
+        model.zero_grad()
+        loss, logits, targets = mlm(inputs, ids != tokenizer.pad_token_id, labels)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        assert int(mlm.overflow(labels)) == 0 and int((targets != IGNORE_INDEX).sum()) == n
+    (exact, g_exact), (static, g_static) = results
+    assert static == pytest.approx(float(exact), rel=1e-5)
+    for a, b in zip(g_exact, g_static):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert int(MaskedLM(model, n - 5).overflow(labels)) == 5
+
+
+def test_model_flops_count_the_head_only_where_it_runs():
+    """6 FLOPs per dense weight per token, by hand for a 2-layer model, + attention + the head."""
+    from workbench.training.pretrain import model_flops_per_token
+
+    cfg = PretrainConfig(num_layers=2, hidden_size=8, num_heads=2, intermediate_size=32, seq_len=16)
+    encoder = 2 * (8 * 24 + 8 * 8 + 8 * 32 + 32 * 8)     # QKV, output, FFN in and out (weights)
+    attention = 2 * 3 * (2 * 16 * 8 + 2 * 16 * 8)       # QK^T and AV, forward + backward
+    head = 8 * 8 + 8 * 100                              # dense transform + decoder (weights)
+    assert model_flops_per_token(cfg, 100, 1.0) == 6 * encoder + attention + 6 * head
+    assert model_flops_per_token(cfg, 100, 0.15) == pytest.approx(6 * encoder + attention + 0.9 * head)

@@ -56,8 +56,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float,
                    betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6) -> torch.optim.AdamW:
-    """AdamW over `param_groups`; fused (one kernel per step) when the parameters are on CUDA."""
-    fused = next(model.parameters()).device.type == "cuda"
+    """AdamW over `param_groups`, fused (one pass over each parameter per step instead of about
+    ten) on CUDA and on the CPU, as the Trainer's default optimizer is (`adamw_torch_fused`);
+    measured on the CPU, the unfused loop took a sixth of a small pretraining step."""
+    fused = next(model.parameters()).device.type in ("cuda", "cpu")
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
                              fused=fused)
 

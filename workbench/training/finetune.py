@@ -103,6 +103,8 @@ def collate(ids: dict[str, list[list[int]]], labels: np.ndarray, rows: Sequence[
              "labels": target.float() if target.is_floating_point() else target}
     if types is not None:
         batch["token_type_ids"] = types
+    if device.type == "cuda":  # page-locked, so the copy is truly asynchronous (as the Trainer's
+        batch = {k: v.pin_memory() for k, v in batch.items()}  # DataLoader pins its batches)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 

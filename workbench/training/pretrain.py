@@ -3,7 +3,8 @@
 This file holds only what is particular to pretraining: the data (pack the corpus, training.corpus;
 a deterministic epoch order, `Batches`), the model (a RobertaForMaskedLM built from the config),
 the loss (`MaskedLM`: encoder forward with sdpa, then the LM head on the masked positions only:
-B·T·15% rows instead of B·T, as the head is the biggest matmul of a small model) and the
+B·T·15% rows instead of B·T, as the head is the biggest matmul of a small model; on a GPU with a
+static row count, so a step never waits for the device and torch.compile sees one shape) and the
 evaluation (held-out loss, perplexity and top-1 accuracy under a fixed mask, beside the unigram
 baseline). The headline `eval_loss`/`eval_accuracy`/`eval_perplexity` count only positions shown
 to the model as `<mask>`; `eval_selected_*` count every selected position, the 10% kept and 10%
@@ -19,6 +20,7 @@ own slice of every micro-batch, DDP averages gradients (bucketed), rank 0 evalua
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -71,24 +73,58 @@ def build_model(config: PretrainConfig, tokenizer):
 
 
 class MaskedLM(torch.nn.Module):
-    """The module the engine trains (and DDP wraps): the loss over masked positions only.
+    """The module the engine trains (and DDP wraps): the loss over the selected positions only.
 
-    `encoder` may be a torch.compile'd `model.roberta`; it is kept outside the module's
-    registered children so the parameters and state_dict stay those of `model`."""
+    `capacity=None`: the head runs on exactly the M selected positions (`hidden[labels != -100]`;
+    M varies per batch, and on a GPU finding it waits for the device). `capacity=C`: the head runs
+    on C rows, the selected positions first (a stable sort, no host sync) and the rest ignored by
+    the loss, so every tensor has a static shape; the loss is the same mean over the selected
+    positions as long as there are at most C of them (`head_capacity` leaves 8 standard
+    deviations of room; `overflow(labels)` counts any that would be left out, and the loop
+    reports them). `compiled`: torch.compile the whole loss (encoder, gather, head, cross-entropy)
+    with static shapes; the parameters and state_dict stay those of `model`."""
 
-    def __init__(self, model, encoder=None):
+    def __init__(self, model, capacity: int | None = None, compiled: bool = False):
         super().__init__()
-        self.model = model
-        object.__setattr__(self, "encoder", encoder or model.roberta)
+        self.model, self.capacity = model, capacity
+        self.compiled = torch.compile(self._loss, dynamic=False) if compiled else None
 
     def forward(self, input_ids, attention_mask, labels):
-        """(B, T) inputs -> (loss, logits (M, V), targets (M,)), M = selected positions."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        sel = labels != IGNORE_INDEX                                       # (B, T)
-        logits = self.model.lm_head(hidden[sel])                           # (M, V)
-        targets = labels[sel]                                              # (M,)
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        """(B, T) inputs -> (loss, logits (M or C, V), targets (M or C,), -100 where ignored)."""
+        return (self.compiled or self._loss)(input_ids, attention_mask, labels)
+
+    def exact(self, input_ids, attention_mask, labels):
+        """Eager, and the head on exactly the selected positions (evaluation)."""
+        return self._loss(input_ids, attention_mask, labels, capacity=None)
+
+    def _loss(self, input_ids, attention_mask, labels, capacity: int | None = -1):
+        capacity = self.capacity if capacity == -1 else capacity
+        hidden = self.model.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if capacity is None:
+            sel = labels != IGNORE_INDEX                                       # (B, T)
+            rows, targets = hidden[sel], labels[sel]                           # (M, d), (M,)
+        else:
+            flat = labels.flatten()                                            # (B·T,)
+            order = torch.argsort((flat == IGNORE_INDEX).to(torch.uint8), stable=True)[:capacity]
+            rows, targets = hidden.flatten(0, 1)[order], flat[order]           # (C, d), (C,)
+        logits = self.model.lm_head(rows)                                      # (M or C, V)
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
         return loss, logits, targets
+
+    def overflow(self, labels) -> torch.Tensor:
+        """Selected positions beyond the capacity (0-dim tensor on the device; 0 without one)."""
+        if self.capacity is None:
+            return torch.zeros((), dtype=torch.long, device=labels.device)
+        return ((labels != IGNORE_INDEX).sum() - self.capacity).clamp(min=0)
+
+
+def head_capacity(batch_size: int, seq_len: int, probability: float, whole_word: bool) -> int:
+    """Rows for the static-shape head: the expected selected count plus 8 standard deviations
+    (a binomial over the batch's tokens; over words for whole-word masking, whose count of pieces
+    per word raises the variance, taken as up to 4x), rounded up to a multiple of 64."""
+    n = batch_size * seq_len
+    spread = math.sqrt(n * probability * (1 - probability) * (4 if whole_word else 1))
+    return min(n, math.ceil((n * probability + 8 * spread) / 64) * 64)
 
 
 def unigram_baseline(packed: PackedCorpus, special_ids: Iterable[int]) -> tuple[int, int]:
@@ -99,12 +135,15 @@ def unigram_baseline(packed: PackedCorpus, special_ids: Iterable[int]) -> tuple[
 
 
 def model_flops_per_token(config: PretrainConfig, vocab: int, masked_fraction: float) -> float:
-    """Training FLOPs per token: 6·N (encoder + head dense) + attention + masked-only decoder."""
+    """Training FLOPs per token (forward + backward = 3x forward): 6 per weight of the encoder's
+    dense layers, the attention matmuls (QK^T and AV: 12·L·T·d), and the LM head (its dense
+    transform and the decoder, 6·(d² + d·V)) only at the `masked_fraction` of positions where
+    it runs (1.0 for a full head). Embedding lookups, LayerNorm, softmax and biases count 0."""
     d, L, T = config.hidden_size, config.num_layers, config.seq_len
     layer = 4 * d * d + 2 * d * config.intermediate_size
-    n = L * layer + d * d
-    attention = 12 * L * T * d  # QK^T and AV, forward + backward
-    return 6 * n + attention + 6 * d * vocab * masked_fraction
+    attention = 12 * L * T * d
+    head = 6 * (d * d + d * vocab)
+    return 6 * L * layer + attention + head * masked_fraction
 
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -118,6 +157,37 @@ def peak_flops(device: torch.device) -> float | None:
         if key in name:
             return value
     return None
+
+
+@torch.no_grad()
+def evaluate_held_out(mlm: MaskedLM, held: torch.Tensor, masker: Masker, *, pad_id: int,
+                      top_id: int, batch_size: int, eval_seed: int,
+                      autocast=contextlib.nullcontext) -> dict:
+    """Held-out metrics of `mlm` on `held` (N, T) under the fixed evaluation mask
+    (`masker.evaluation(ids, rows, eval_seed)`, rows = index in `held`), dropout off.
+
+    Headline `eval_loss`/`eval_accuracy`/`eval_perplexity`/`eval_unigram_accuracy` count positions
+    shown as `<mask>`; `eval_selected_*` every selected position (kept and random ones too);
+    `top_id` is the unigram baseline's answer (`unigram_baseline`)."""
+    sums = dict.fromkeys(("loss", "hit", "n", "unigram", "sel_loss", "sel_hit", "sel_n"), 0.0)
+    was_training = mlm.model.training
+    mlm.model.eval()
+    with autocast():
+        for start in range(0, len(held), batch_size):
+            ids = held[start:start + batch_size].long()                           # (B, T)
+            rows = torch.arange(start, start + len(ids), device=ids.device)
+            inputs, labels = masker.evaluation(ids, rows, eval_seed)
+            _, logits, targets = mlm.exact(inputs, ids != pad_id, labels)         # (M, V), (M,)
+            shown = inputs[labels != IGNORE_INDEX] == masker.tables.mask_id       # (M,) <mask>
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+            hit = logits.argmax(-1) == targets                                    # (M,)
+            for prefix, keep in (("", shown), ("sel_", torch.ones_like(shown))):
+                sums[prefix + "loss"] += float(loss[keep].sum())
+                sums[prefix + "hit"] += int(hit[keep].sum())
+                sums[prefix + "n"] += int(keep.sum())
+            sums["unigram"] += int((targets[shown] == top_id).sum())
+    mlm.model.train(was_training)
+    return _eval_metrics(sums)
 
 
 # --------------------------------------------------------------------------- data
@@ -154,6 +224,17 @@ def prepare_data(corpus, config: PretrainConfig, tokenizer=None, cache_dir=None)
     if len(packed.heldout) == 0:
         raise InputError("the corpus has no held-out sequences; use more documents or heldout > 0")
     return packed, tokenizer
+
+
+DEVICE_DATA_BYTES = 2 ** 30  # training sequences up to this size live on the GPU for the run
+
+
+def _on_device(train: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`train` (N, T) on `device` when it is an accelerator and the data fit in DEVICE_DATA_BYTES
+    (a batch is then gathered there, no host copy per step), else where it is."""
+    if device.type != "cpu" and train.numel() * train.element_size() <= DEVICE_DATA_BYTES:
+        return train.to(device)
+    return train
 
 
 class Batches:
@@ -281,18 +362,27 @@ class _Pretrainer:
                              rates=(config.mask_token_rate, config.random_token_rate),
                              whole_word=config.whole_word, static_copies=config.static_copies,
                              seed=config.seed)
-        self.train = torch.from_numpy(packed.train.astype(np.int32))                 # (N, T)
+        self.train = _on_device(torch.from_numpy(packed.train.astype(np.int32)), device)  # (N, T)
+        self.row_tokens = (packed.train != packed.pad_id).sum(axis=1)                   # (N,) non-pad
         self.held = torch.from_numpy(packed.heldout[:config.eval_sequences].astype(np.int32)).to(device)
         self.batches = Batches(len(self.train), config.batch_size, config.seed, engine.rank, engine.world)
-        self.pad_id, self.mask_id = packed.pad_id, tokenizer.mask_token_id
+        self.pad_id = packed.pad_id
         self.top_id, _ = unigram_baseline(packed, tokenizer.all_special_ids)
         self.compiled = config.compile == "yes" or (config.compile == "auto" and device.type == "cuda")
-        encoder = torch.compile(self.model.roberta, dynamic=False) if self.compiled else None
-        self.mlm, self.optimizer = engine.prepare(MaskedLM(self.model, encoder), self.raw_optimizer)
+        # static head shape where a host sync costs (CUDA) or a dynamic one would recompile
+        static = self.compiled or device.type == "cuda"
+        capacity = head_capacity(config.batch_size, config.seq_len, config.mask_probability,
+                                 config.whole_word) if static else None
+        self.mlm, self.optimizer = engine.prepare(MaskedLM(self.model, capacity, self.compiled),
+                                                  self.raw_optimizer)
         self.peak = peak_flops(device)
-        self.flops_tok = model_flops_per_token(config, len(tokenizer), config.mask_probability)
         self.state = {"epoch": 0, "batch_in_epoch": 0, "draw": 0, "tokens_seen": 0, "train_s": 0.0}
         self.step, self.saved_step, self.step_times, self.last_eval = 0, -1, [], {}
+        # on the device, read only when a row is logged: selected positions (this process) and
+        # selected positions the static head would have left out (reported, never silent)
+        self.selected = torch.zeros((), dtype=torch.long, device=device)
+        self.dropped = torch.zeros((), dtype=torch.long, device=device)
+        self.positions = 0  # positions this process trained on, padding included
 
     def restore(self, checkpoint: Path) -> None:
         """Weights, optimizer, schedule (its warmup/total too), RNG and the data position."""
@@ -304,7 +394,8 @@ class _Pretrainer:
 
     # ---- one optimiser step ------------------------------------------------------------------
     def train_step(self):
-        """`grad_accum` micro-batches, clip, step; returns (mean loss tensor, grad norm or None)."""
+        """`grad_accum` micro-batches, clip, step; returns (mean loss tensor, grad norm or None).
+        Nothing here waits for the device: the data, masks and head shape live on it."""
         cfg, st, device = self.cfg, self.state, self.engine.device
         loss_sum = 0.0
         for k in range(cfg.grad_accum):
@@ -312,11 +403,18 @@ class _Pretrainer:
                 st["epoch"], st["batch_in_epoch"] = st["epoch"] + 1, 0
             rows_np = self.batches.rows(st["epoch"], st["batch_in_epoch"])
             st["tokens_seen"] += self._count_tokens()
-            ids = self.train[rows_np].to(device, non_blocking=True).long()           # (B, T)
-            rows = torch.from_numpy(rows_np).to(device)
+            rows = torch.from_numpy(rows_np).to(device, non_blocking=True)             # (B,)
+            index = rows if self.train.device.type == device.type else torch.from_numpy(rows_np)
+            ids = self.train[index].to(device, non_blocking=True).long()               # (B, T)
             inputs, labels = self.masker(ids, rows, epoch=st["epoch"], draw=st["draw"])
+            # no padding in the micro-batch (known on the host): no mask, so sdpa may take its
+            # flash kernel, and transformers need not read the mask back to find it all ones
+            full = self.row_tokens[rows_np].min() == cfg.seq_len
             with self.engine.no_sync(self.mlm, sync=k == cfg.grad_accum - 1):
-                loss = self._forward_backward(inputs, ids != self.pad_id, labels)
+                loss = self._forward_backward(inputs, None if full else ids != self.pad_id, labels)
+            self.selected += (labels != IGNORE_INDEX).sum()
+            self.positions += labels.numel()
+            self.dropped += self.engine.unwrap(self.mlm).overflow(labels)
             loss_sum += loss.detach()
             st["batch_in_epoch"] += 1
             st["draw"] += 1
@@ -328,10 +426,10 @@ class _Pretrainer:
         return loss_sum / cfg.grad_accum, grad_norm
 
     def _count_tokens(self) -> int:
-        """Non-pad tokens of the current micro-batch over every process (on the CPU: no sync)."""
+        """Non-pad tokens of the current micro-batch over every process (host arrays: no sync)."""
         st = self.state
-        return sum(int((self.train[self.batches.rows(st["epoch"], st["batch_in_epoch"], r)]
-                        != self.pad_id).sum()) for r in range(self.engine.world))
+        return sum(int(self.row_tokens[self.batches.rows(st["epoch"], st["batch_in_epoch"], r)].sum())
+                   for r in range(self.engine.world))
 
     def _forward_backward(self, inputs, attention_mask, labels):
         try:
@@ -345,34 +443,18 @@ class _Pretrainer:
             logger.warning("torch.compile failed (%s: %s); continuing without it",
                            type(err).__name__, str(err)[:500])
             self.compiled = False
-            object.__setattr__(self.engine.unwrap(self.mlm), "encoder", self.model.roberta)
+            self.engine.unwrap(self.mlm).compiled = None
             if self.state["draw"] == 0 and self.step == 0:
                 self.optimizer.zero_grad(set_to_none=True)
             return self._forward_backward(inputs, attention_mask, labels)
 
     # ---- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict:
         """Held-out loss and top-1 accuracy under the fixed evaluation mask (see module doc)."""
-        cfg, mlm = self.cfg, self.engine.unwrap(self.mlm)
-        sums = dict.fromkeys(("loss", "hit", "n", "unigram", "sel_loss", "sel_hit", "sel_n"), 0.0)
-        self.model.eval()
-        with self.engine.autocast():
-            for start in range(0, len(self.held), cfg.batch_size):
-                ids = self.held[start:start + cfg.batch_size].long()                  # (B, T)
-                rows = torch.arange(start, start + len(ids), device=ids.device)
-                inputs, labels = self.masker.evaluation(ids, rows, cfg.eval_seed)
-                _, logits, targets = mlm(inputs, ids != self.pad_id, labels)         # (M, V), (M,)
-                shown = inputs[labels != IGNORE_INDEX] == self.mask_id               # (M,) <mask>
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-                hit = logits.argmax(-1) == targets                                   # (M,)
-                for prefix, keep in (("", shown), ("sel_", torch.ones_like(shown))):
-                    sums[prefix + "loss"] += float(loss[keep].sum())
-                    sums[prefix + "hit"] += int(hit[keep].sum())
-                    sums[prefix + "n"] += int(keep.sum())
-                sums["unigram"] += int((targets[shown] == self.top_id).sum())
-        self.model.train()
-        return _eval_metrics(sums)
+        return evaluate_held_out(self.engine.unwrap(self.mlm), self.held, self.masker,
+                                 pad_id=self.pad_id, top_id=self.top_id,
+                                 batch_size=self.cfg.batch_size, eval_seed=self.cfg.eval_seed,
+                                 autocast=self.engine.autocast)
 
     # ---- the loop ----------------------------------------------------------------------------
     def fit(self, spine: Spine, stop: StopFlag | None, resumed: bool) -> str:
@@ -428,9 +510,21 @@ class _Pretrainer:
                    "elapsed_s": time.time() - self.t_begin}
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
+        dropped = int(self.dropped)
+        if dropped:  # never expected (8 standard deviations of room); reported, never silent
+            logger.warning("%d selected positions exceeded the static head's capacity and were "
+                           "left out of the loss so far", dropped)
+            metrics["head_dropped_positions"] = dropped
         if self.peak:
-            metrics["mfu"] = tps * self.flops_tok / (self.peak * self.engine.world)
+            metrics["mfu"] = self.mfu(tps)
         spine.emit("step", self.step, **metrics)
+
+    def mfu(self, tokens_per_s: float) -> float:
+        """Model FLOPs utilisation at `tokens_per_s` (all processes), the LM head counted at the
+        measured fraction of selected positions, not at its static capacity (reads the device)."""
+        fraction = int(self.selected) / max(1, self.positions)
+        flops = model_flops_per_token(self.cfg, len(self.tokenizer), fraction)
+        return tokens_per_s * flops / (self.peak * self.engine.world)
 
     def _eval_event(self, spine: Spine) -> None:
         if self.engine.is_main:
@@ -451,13 +545,14 @@ class _Pretrainer:
         st = self.state
         tps = st["tokens_seen"] / max(1e-9, st["train_s"])
         summary = {**self.last_eval, "tokens_seen": st["tokens_seen"],
+                   "masked_fraction": int(self.selected) / max(1, self.positions),
                    "epochs": st["tokens_seen"] / max(1, self.packed.tokens("train")),
                    "train_s": st["train_s"], "tokens_per_s": tps,
                    "unigram_token": self.tokenizer.convert_ids_to_tokens(self.top_id),
                    "parameters": sum(p.numel() for p in self.model.parameters()),
                    "corpus_hash": self.packed.meta.get("corpus_hash"), "compiled": self.compiled}
         if self.peak:
-            summary["mfu"] = tps * self.flops_tok / (self.peak * self.engine.world)
+            summary["mfu"] = self.mfu(tps)
         spine.finish(status, self.step, summary, self.last_eval)
 
 
@@ -484,4 +579,5 @@ def _packed_folder(packed: PackedCorpus, run: Run) -> Path:
 
 
 __all__ = ["PretrainConfig", "PRESETS", "pretrain", "build_model", "MaskedLM", "WarmupLinear",
-           "model_flops_per_token", "peak_flops"]
+           "model_flops_per_token", "peak_flops", "evaluate_held_out", "unigram_baseline",
+           "head_capacity"]
