@@ -13,7 +13,9 @@ only inside `tf32_scope`, which restores the previous torch.backends flags when 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 from typing import Iterator, Sequence
 
@@ -64,6 +66,19 @@ def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float,
                              fused=fused)
 
 
+@functools.cache
+def _destroy_process_group_at_exit() -> None:
+    """Destroy the default process group when the interpreter exits (once per process), so a
+    rank never exits with it alive: gloo's threads then abort the process at C++ teardown
+    ('terminate called without an active exception', exit -6), failing a finished launch.
+    At exit, not after a run, so a second run in the same process reuses the group."""
+    def destroy():
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(destroy)
+
+
 class Engine:
     """One process, or several through accelerate's DDP (when launched with torchrun/accelerate)."""
 
@@ -76,6 +91,7 @@ class Engine:
             # precision is our own autocast (below), so accelerate never changes it
             cpu = device == "cpu" or not torch.cuda.is_available()  # gloo on CPU, nccl on GPUs
             self.accelerator = Accelerator(mixed_precision="no", cpu=cpu)
+            _destroy_process_group_at_exit()
             self.device = self.accelerator.device
             self.rank = self.accelerator.process_index
         else:

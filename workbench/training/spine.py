@@ -101,6 +101,8 @@ class Spine:
                 self.run.set_status(status, error=f"{type(err).__name__}: {err}"[:500])
             if err is not None:
                 self.emit("error", getattr(self, "step", 0), message=f"{type(err).__name__}: {err}")
+            else:  # every process leaves together, after rank 0's last write: a rank that exits
+                self.engine.barrier()  # early can abort at gloo's teardown (exit -6)
         finally:
             self._stack.close()
         return False
