@@ -42,7 +42,6 @@ QUICK = False
 
 # %%
 import workbench as wb
-from workbench.plots.heads import compare_heatmap
 from workbench.plots.training import confusion_heatmap, training_curves
 
 if QUICK:
@@ -206,23 +205,29 @@ scores
 confusion_heatmap(matrix, normalize=True).show()
 
 # %% [markdown]
-# ## 7. What changed in the heads
+# ## 7. What changed inside
 #
 # Fine-tuning changes some heads more than others. Kovaleva et al. (2019) found that the last
-# layers change most in BERT fine-tuned on GLUE tasks. `wb.compare_attention` runs both models on
+# layers change most in BERT fine-tuned on GLUE tasks. `wb.compare_models` runs both models on
 # the same texts and reports, per head, the Jensen-Shannon distance between their attention rows
-# (0 = unchanged) and the cosine between their maps.
+# (0 = unchanged) and each head's role in both models (`wb.head_roles`), and per layer the CKA
+# between the two models' token representations (1 = same up to rotation and scale). The tuned
+# model is a classifier without an MLM head, so the masked-LM panels (head importance, fill-mask,
+# PLL) are skipped, and `diff.skipped` says so. Notebook 09 reads such a diff in detail.
 
 # %%
+from workbench.plots.compare_models import diff_overview
+
 texts = held_out["text"].head(16 if QUICK else 64).tolist()
-change = wb.compare_attention(base, tuned, texts)
-change.sort_values("js_distance", ascending=False).head()
+diff = wb.compare_models(base, tuned, texts, progress=False)
+diff.heads.sort_values("js_distance", ascending=False)[
+    ["layer", "head", "js_distance", "role_a", "role_b"]].head()
 
 # %%
-compare_heatmap(change).show()
+diff_overview(diff)
 
 # %%
-change.groupby("layer")["js_distance"].mean()
+diff.layers
 
 # %% [markdown]
 # The fine-tuned model opens in every other analysis too, e.g. the attention explorer:
