@@ -105,8 +105,11 @@ def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1,
     path = str(demo_model_path()) if model == "demo" else model
     tok = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(cfg.seed)
+    # fp32 weights as ours (the Trainer's bf16 flag autocasts over them): transformers 5 loads
+    # a checkpoint in its stored dtype by default, and the embedded model is stored in fp16,
+    # whose matmuls on a CPU ran 67x slower than fp32 ones (profile_finetune.py)
     net = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=data.num_labels, attn_implementation="sdpa")
+        path, num_labels=data.num_labels, attn_implementation="sdpa", dtype=torch.float32)
 
     def encode(frame):  # a plain list of examples: the Trainer needs no `datasets` for it
         enc = tok(frame["text"].tolist(), truncation=True, max_length=cfg.max_length)
