@@ -94,8 +94,10 @@ CASES: dict[str, WidgetCase] = {
         make="wb.widgets.PretrainRun(_corpus, config=_cfg)", controls=["select", "button"],
         # the live curves: training runs in a thread and the figure must update in the page
         interactions=[[("click", "Start")]], settled="completed"),
-    "QKAtlas": WidgetCase(
-        make="wb.widgets.QKAtlas(lm, TEXTS)", controls=["select"],
+    "QKAtlas": WidgetCase(  # a head and a query selected, as two clicks would: the detail
+        # view with the query's attention row and the sentence's head view are drawn too
+        setup="qk = wb.widgets.QKAtlas(lm, TEXTS)\nqk.select_head(1, 0)\nqk.select_query(0, 2)",
+        make="qk", controls=["select"],
         interactions=[[("select", "colour")]]),  # the all-heads grid is recoloured
     "ProbeLab": WidgetCase(
         make="wb.widgets.ProbeLab(lm, PROBE_DATA)", controls=["select", "button"],

@@ -16,8 +16,8 @@ from plotly.subplots import make_subplots
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import CATEGORICAL, SEQUENTIAL, apply_theme
-from .labels import plot_text
+from ..figures import CATEGORICAL, SEQUENTIAL
+from .labels import finish, plot_text
 
 
 def _title(diff) -> str:
@@ -72,4 +72,4 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
     fig.update_yaxes(rangemode="tozero", dtick=1, showgrid=False, row=2, col=2, secondary_y=True)
     fig.update_layout(title=dict(text=title or _title(diff), y=0.98), height=680, width=900,
                       margin=dict(t=90), legend=dict(orientation="h", y=-0.12))
-    return apply_theme(fig)
+    return finish(fig)

@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import CATEGORICAL, apply_theme
-from .labels import plot_text
+from ..figures import CATEGORICAL
+from .labels import finish, plot_text
 
 # role family -> (colour, short cell label); families follow analysis.head_roles.ROLES
 FAMILIES = {
@@ -84,4 +84,4 @@ def role_grid(df: pd.DataFrame, *, title: str | None = None, show_scores: bool =
                       yaxis=dict(title=S.LAYER, dtick=1, autorange="reversed", showgrid=False),
                       height=140 + 40 * len(grid.index), width=160 + 62 * len(grid.columns),
                       legend=dict(orientation="v", x=1.02, y=1))
-    return apply_theme(fig)
+    return finish(fig)

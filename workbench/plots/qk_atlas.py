@@ -17,8 +17,8 @@ from plotly.subplots import make_subplots
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import CATEGORICAL, apply_theme
-from .labels import plot_text
+from ..figures import CATEGORICAL
+from .labels import finish, plot_text
 
 KIND_COLOURS = {"query": CATEGORICAL[0], "key": CATEGORICAL[1]}
 PALETTE = CATEGORICAL + ["#999999", "#66A61E", "#E7298A", "#7570B3", "#A6761D", "#1B9E77"]
@@ -87,7 +87,7 @@ def atlas_grid(df: pd.DataFrame, *, color: str = S.KIND, max_points: int | None 
                       width=80 + side * len(heads), height=90 + side * len(layers),
                       legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),
                       margin=dict(l=40, r=10, t=60, b=30))
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def _hover(one: pd.DataFrame) -> list[str]:
@@ -121,10 +121,11 @@ def head_detail(df: pd.DataFrame, layer: int, head: int, *, color: str = S.KIND,
     if query is not None and weights is not None:
         _draw_row(fig, one, query, weights, min_weight)
     fig.update_layout(title=title or f"Layer {layer}, head {head}: queries (circles) and keys "
-                                     "(diamonds)", xaxis_title="1", yaxis_title="2",
+                                     "(diamonds)", xaxis_title="projection axis 1",
+                      yaxis_title="projection axis 2",
                       height=520)
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return apply_theme(fig)
+    return finish(fig)
 
 
 def _draw_row(fig: go.Figure, one: pd.DataFrame, query, weights: pd.DataFrame,
@@ -152,6 +153,6 @@ def _draw_row(fig: go.Figure, one: pd.DataFrame, query, weights: pd.DataFrame,
                     line=dict(color="#D55E00", width=1)),
         text=[f"{plot_text(t)}: {w:.2f}" for t, w in zip(top[S.TOKEN], row.reindex(top.index))],
         hovertemplate="%{text}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[qx], y=[qy], mode="markers+text", name="query",
+    fig.add_trace(go.Scatter(x=[qx], y=[qy], mode="markers+text", name="selected query",
                              text=[plot_text(q[S.TOKEN].iloc[0])], textposition="top center",
                              marker=dict(size=12, color="#000", symbol="star")))

@@ -24,6 +24,7 @@ from ..capture import as_text_list
 from ..models import LM
 from ..plots.qk_atlas import atlas_grid, head_detail
 from .attention_explorer import AttentionExplorer
+from .common import in_widget, placeholder, replace_figure
 
 
 class QKAtlas(widgets.VBox):
@@ -43,7 +44,8 @@ class QKAtlas(widgets.VBox):
         self.status = widgets.HTML("Click a head to open it; then click a query (circle).")
         self.grid = go.FigureWidget(self._grid_figure())
         self._wire_grid()
-        self.detail = go.FigureWidget()
+        self.detail = go.FigureWidget(placeholder("click a head in the grid to see it here",
+                                                  height=420))
         self.explorer: AttentionExplorer | None = None
         self.explorer_box = widgets.VBox([])
         self.color.observe(self._on_color, names="value")
@@ -73,6 +75,7 @@ class QKAtlas(widgets.VBox):
             self._draw_detail()
 
     # -- detail -------------------------------------------------------------------------------
+    @in_widget()
     def select_head(self, layer: int, head: int) -> None:
         """Show head (layer, head) in detail; clears the selected query."""
         have = self.atlas[(self.atlas[S.LAYER] == layer) & (self.atlas[S.HEAD] == head)]
@@ -83,6 +86,7 @@ class QKAtlas(widgets.VBox):
         self.selected_head = (int(layer), int(head))
         self._draw_detail()
 
+    @in_widget("running the model on the sentence", figures=("detail",))
     def select_query(self, text_id: int, position: int) -> None:
         """Draw the attention row of query (text_id, position) and open that sentence's head view."""
         if self.selected_head is None:
@@ -114,10 +118,7 @@ class QKAtlas(widgets.VBox):
         row = self.attention_row() if self.selected_query is not None else None
         fig = head_detail(self.atlas, layer, head, color=self.color.value,
                           query=self.selected_query, weights=row)
-        with self.detail.batch_update():
-            self.detail.data = []
-            self.detail.add_traces(list(fig.data))
-            self.detail.layout = fig.layout
+        replace_figure(self.detail, fig)
         for trace in self.detail.data:
             if trace.customdata is not None:
                 trace.on_click(self._on_detail_click)
