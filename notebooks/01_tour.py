@@ -15,16 +15,23 @@
 # %% [markdown]
 # # 01 · A tour of the workbench: attention, masked-token probing and training in ten minutes
 #
-# This notebook shows the three families of analyses once each, on one model, with no network:
+# **What you will learn.** The workbench's three families of analyses, once each, on one model,
+# with no network:
 #
 # 1. **Attention**: what each head looks at, as numbers (a tidy table) and as a picture.
 # 2. **Masked-token probing**: what the model puts in a blank, and how much it prefers a
 #    grammatical sentence to an ungrammatical one.
 # 3. **Training**: fine-tune the model for a few steps, then ask which heads changed.
 #
+# On the way: how RoBERTa's tokenizer splits a sentence into pieces and words, and how any figure
+# is exported for a paper. **Concepts covered:** self-attention weights and per-head attention
+# statistics over a corpus (Clark et al. 2019), masked-LM prediction, pseudo-log-likelihood and
+# minimal pairs (Salazar et al. 2020), fine-tuning a sequence classifier, and how far fine-tuning
+# moves each head's attention (Jensen–Shannon distance; Kovaleva et al. 2019).
+#
 # Every analysis has three faces computed once: a function returning a pandas DataFrame, a plotly
 # figure drawn from that frame, and a widget that lets you change the inputs. The later notebooks
-# (02–08) go deep on each family; this one is the map.
+# (02–11) go deep on each family; this one is the map.
 #
 # **Change the model in the next cell.** `"demo"` is the small RoBERTa that ships with the
 # repository (trained by the workbench itself, offline). `"roberta-base"` (with the network, or a
@@ -184,13 +191,43 @@ for path in ("figures/tour_prev_token_heads.svg", "figures/tour_prev_token_heads
     wb.figures.export(fig, path, width="column", fallback="html")
 
 # %% [markdown]
-# ## Where next
+# ## What to try next
 #
-# - **02_attention**: head, model and query/key views; rollout and norm-based attention; words
-#   vs subwords.
-# - **03_masked_token_probing**: BPE pitfalls, candidates, PLL, probe sets, the logit lens.
-# - **04_heads**: head statistics at corpus scale, clustering, importance by ablation.
-# - **05_pretraining_dynamic_masking**: RoBERTa's static vs dynamic masking experiment.
-# - **06_fine_tuning**: a run with live curves, stop/resume, what changed in the heads.
-# - **07_figures_for_papers**: every figure of a report from saved runs, as PDF/SVG.
-# - **08_representations**: features, layer-wise probes, CKA and attributions.
+# * Change `MODEL` to `"roberta-base"` (with the network, or a local copy) and re-run: the same
+#   cells then describe the published model.
+# * Draw another column of `stats` (`head_heatmap(stats, "attn_next")`, `"attn_punct"`,
+#   `"entropy"`), and look at `TEXT` through rollout:
+#   `attention_heatmap(wb.attention(lm, [TEXT], mode="rollout", layers=[last]))`.
+# * Add your own minimal pairs to `good` / `bad` in section 2, or score single sentences with
+#   `wb.score(lm, sentences)` and read the per-token `token_logprobs`.
+# * Raise `FT_STEPS` and `FT_EXAMPLES`, then redraw `compare_heatmap(changes)`: is the change still
+#   largest in the top layers?
+# * Each family in depth:
+#   - **00_encoder_by_hand**: one sentence through the encoder, every step recomputed and checked.
+#   - **02_attention**: head, model and query/key views; rollout and norm-based attention; words
+#     vs subwords.
+#   - **03_masked_token_probing**: BPE pitfalls, candidates, PLL, probe sets, the logit lens.
+#   - **04_heads**: head statistics at corpus scale, clustering, importance by ablation.
+#   - **05_pretraining_dynamic_masking**: RoBERTa's static vs dynamic masking experiment.
+#   - **06_fine_tuning**: a run with live curves, stop/resume, what changed in the heads.
+#   - **07_figures_for_papers**: every figure of a report from saved runs, as PDF/SVG.
+#   - **08_representations**: features, layer-wise probes, CKA and attributions.
+#   - **09_beyond_peers**: the query–key atlas, named head roles, a one-call model diff.
+#   - **10_mlm_and_nsp**: BERT's two objectives (15% masking, 80/10/10, NSP) and what RoBERTa kept.
+#   - **11_finetune_vs_features**: frozen features vs fine-tuning on one task.
+#
+# ## Papers to cite
+#
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model.
+# * Clark, Khandelwal, Levy & Manning 2019, *What Does BERT Look At? An Analysis of BERT's
+#   Attention* (BlackboxNLP): the per-head statistics of `wb.head_stats`, attention to special
+#   tokens as a "no-op".
+# * Vig 2019, *A Multiscale Visualization of Attention in the Transformer Model* (ACL, system
+#   demonstrations): the head view and model view of the explorer.
+# * Salazar, Liang, Nguyen & Kirchhoff 2020, *Masked Language Model Scoring* (ACL):
+#   pseudo-log-likelihood.
+# * Kovaleva, Romanov, Rogers & Rumshisky 2019, *Revealing the Dark Secrets of BERT*
+#   (EMNLP-IJCNLP): which heads change under fine-tuning.
+# * Pang & Lee 2005, *Seeing Stars: Exploiting Class Relationships for Sentiment Categorization
+#   with Respect to Rating Scales* (ACL): the movie-review sentences of the sentiment table.

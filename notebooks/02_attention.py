@@ -19,6 +19,14 @@
 # interactive views that work with no network (head view, model view, query/key view), and as
 # paper figures. Everything runs on the embedded default model (`MODEL = "demo"`) or any
 # RoBERTa-family checkpoint (`"roberta-base"` with hub access, or a local folder).
+#
+# **What you will learn.** How to get attention as a table you can group and test (one row per
+# text, layer, head, query and key, with the sentence of each token in a pair), how to draw one
+# head or an average over heads and layers, what changes when subword pieces are merged into
+# words, how to read the head, model and query/key views, and why raw weights are not the whole
+# story. **Concepts covered:** scaled dot-product self-attention (queries, keys, q·k/√d, softmax)
+# per layer and head; subword-to-word aggregation of attention; attention rollout and attention
+# flow (Abnar & Zuidema 2020); norm-based attention ‖α f(x)‖ (Kobayashi et al. 2020).
 
 # %% tags=["parameters"]
 MODEL = "demo"
@@ -167,3 +175,31 @@ sorted(p.name for p in out_dir.iterdir())
 
 # %%
 wb.widgets.AttentionExplorer(lm, [TEXT, PAIR])
+
+# %% [markdown]
+# ## What to try next
+#
+# * Set `PAIR` to two sentences of your own and compare the `segment` / `key_segment` means layer
+#   by layer: `wb.attention(lm, [PAIR], aggregate="heads")`.
+# * Attention flow beside rollout on a short text (flow is limited to 40 tokens):
+#   `wb.attention(lm, TEXT, mode="flow", layers=[last])`.
+# * Keep only some query rows with `select=[...]` (positions or token strings), or combine
+#   `merge_subwords=True` with `mode="norm"` to see norm-based attention between words.
+# * Notebook 00 recomputes one head by hand; notebook 04 summarises every head over a corpus
+#   (`wb.head_stats`, `wb.head_clusters`, `wb.head_importance`); notebook 09 maps the queries and
+#   keys of every head at once (`wb.qk_atlas`); notebook 08 sets rollout beside gradient
+#   attributions (`wb.attribute`).
+#
+# ## Papers to cite
+#
+# * Vaswani et al. 2017, *Attention Is All You Need* (NeurIPS): scaled dot-product and multi-head
+#   attention, the quantities of the query/key view.
+# * Vig 2019, *A Multiscale Visualization of Attention in the Transformer Model* (ACL, system
+#   demonstrations): bertviz's head view, model view and neuron (query/key) view, which these
+#   offline views follow.
+# * Abnar & Zuidema 2020, *Quantifying Attention Flow in Transformers* (ACL): attention rollout
+#   and attention flow.
+# * Kobayashi, Kuribayashi, Yokoi & Inui 2020, *Attention is Not Only a Weight: Analyzing
+#   Transformers with Vector Norms* (EMNLP): norm-based attention.
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model.

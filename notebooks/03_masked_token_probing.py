@@ -23,10 +23,15 @@
 # 3. **Several masks are predicted independently.** Two `<mask>`s each get their own top-k; a
 #    pair that fits *together* needs joint scoring.
 #
-# This notebook shows each trap and the workbench's answer, then scores whole sentences with
-# pseudo-log-likelihood (PLL), tests grammatical knowledge with minimal pairs, runs a small
-# LAMA-style probe set, and looks inside the model with a logit lens. Every function takes one
-# model or a dict of models and returns one DataFrame with a `model` column.
+# **What you will learn.** Each trap and the workbench's answer; then how to score whole
+# sentences with pseudo-log-likelihood (PLL), test grammatical knowledge with minimal pairs, run a
+# small LAMA-style probe set, look inside the model with a logit lens, and compare two models on
+# all of it. Every function takes one model or a dict of models and returns one DataFrame with a
+# `model` column. **Concepts covered:** masked-LM prediction (fill-mask) and RoBERTa's byte-level
+# BPE; joint scoring of multi-token fillers (the chain rule); pseudo-log-likelihood (Salazar et
+# al. 2020) and its within-word variant (Kauf & Ivanova 2023); minimal pairs (BLiMP, Warstadt et
+# al. 2020); cloze knowledge probes (LAMA, Petroni et al. 2019); the logit lens (nostalgebraist
+# 2020).
 
 # %% tags=["parameters"]
 MODEL = "demo"
@@ -214,3 +219,32 @@ both.groupby("model", sort=False).correct.mean().rename("accuracy").to_frame()
 
 # %%
 wb.widgets.MaskProbe(models, TEXT, candidates="Paris, London, Rome")
+
+# %% [markdown]
+# ## What to try next
+#
+# * Score the sentences of section 4 with `wb.score(lm, SENTENCES, method="pll-word-l2r")` beside
+#   `method="pll"`, and see which sentences with words of several pieces move.
+# * Set `BLIMP_DIR` to a folder of BLiMP `.jsonl` files for real paradigms; the full evaluation is
+#   `benchmarks/eval_blimp.py`.
+# * Follow chosen words through the layers: `wb.logit_lens(lm, TEXT, track=["Paris", "London"])`
+#   (each must be one token at the mask); see which probe rows fail with
+#   `wb.probe(lm, probes, per_item=True)`; bring your own probe set with `wb.load_probe_set(path)`.
+# * Set `COMPARE` to a checkpoint of yours (a pretraining run from notebook 05, or
+#   `"roberta-base"`), or remove heads with `wb.ablate` (notebook 04) and re-run `wb.fill_mask`.
+# * Notebook 10 shows how the masked-LM head is trained (15% of tokens, 80/10/10); notebook 08
+#   explains one fill-mask answer with integrated gradients (`wb.attribute`).
+#
+# ## Papers to cite
+#
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model and its byte-level BPE (§4.4).
+# * Salazar, Liang, Nguyen & Kirchhoff 2020, *Masked Language Model Scoring* (ACL):
+#   pseudo-log-likelihood.
+# * Kauf & Ivanova 2023, *A Better Way to Do Masked Language Model Scoring* (ACL): PLL-word-l2r.
+# * Warstadt, Parrish, Liu, Mohananey, Peng, Wang & Bowman 2020, *BLiMP: The Benchmark of
+#   Linguistic Minimal Pairs for English* (TACL): minimal-pair paradigms.
+# * Petroni, Rocktäschel, Lewis, Bakhtin, Wu, Miller & Riedel 2019, *Language Models as Knowledge
+#   Bases?* (EMNLP-IJCNLP): LAMA-style cloze probes.
+# * nostalgebraist 2020, *interpreting GPT: the logit lens* (LessWrong blog post): reading each
+#   layer's hidden state through the output head.

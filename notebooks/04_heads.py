@@ -15,8 +15,8 @@
 # %% [markdown]
 # # 04 · Attention heads at corpus scale: statistics, clusters, importance, syntax, change
 #
-# The questions people ask about heads come from a handful of papers, and this notebook runs
-# each analysis on one model, offline:
+# **What you will learn.** The questions people ask about heads come from a handful of papers;
+# this notebook runs each analysis on one model, offline, and shows how to read it:
 #
 # 1. **What does each head look at?** Statistics over a corpus (Clark et al. 2019, "What Does
 #    BERT Look At?"): attention to `<s>`, `</s>`, punctuation, the previous/next token, entropy.
@@ -28,6 +28,12 @@
 #    baseline (Clark et al. 2019), where spaCy is installed.
 # 5. **What does fine-tuning change?** Per-head distance between the attention of the model
 #    before and after a short fine-tuning run (Kovaleva et al. 2019).
+#
+# **Concepts covered:** per-head attention statistics over a corpus (attention to special tokens,
+# positional heads, entropy, attention distance); Jensen–Shannon distance between heads and
+# multidimensional scaling; attention pattern classes; head importance by gating heads (gradient
+# score and leave-one-out ablation); heads read as dependency parsers against a fixed-offset
+# baseline; attention change under fine-tuning.
 #
 # Every analysis returns a tidy DataFrame; the figures are drawn from it and export to PDF/SVG.
 # `"demo"` is the small RoBERTa that ships with the repository; `"roberta-base"` (with the
@@ -239,3 +245,34 @@ for fig, path in ((head_heatmap(stats, "attn_eos", title="Attention to </s>"), "
                   (compare_heatmap(changes), "heads_finetuning_change.svg")):
     wb.figures.export(fig, f"figures/{path}", width="column", fallback="html")
 stats.to_csv("figures/head_stats.csv", index=False)
+
+# %% [markdown]
+# ## What to try next
+#
+# * Recompute the statistics with `wb.head_stats(lm, corpus, average="token")` (every query token
+#   weighs the same) or `punctuation="unicode"` (every punctuation token, not only "." and ","),
+#   and see which heads move.
+# * Normalise importance per layer as Michel et al. do: `wb.head_importance(lm, texts,
+#   normalize="layer")`; weaken a head instead of removing it with `wb.ablate(lm, heads=[...],
+#   scale=0.5)`.
+# * `wb.syntax_heads(lm, texts, all_heads=True)` to see every head's score per relation, not
+#   only the best; `wb.head_clusters(lm, texts, return_distances=True)` for the distance matrix.
+# * Re-run with `MODEL = "roberta-base"`, or with `FT_LR = 2e-5` and more `FT_STEPS` on it.
+# * Notebook 09 names every head (`wb.head_roles`) and diffs two models in one call
+#   (`wb.compare_models`); notebook 02 opens single heads; notebook 07 puts these figures in a
+#   report.
+#
+# ## Papers to cite
+#
+# * Clark, Khandelwal, Levy & Manning 2019, *What Does BERT Look At? An Analysis of BERT's
+#   Attention* (BlackboxNLP): head statistics, the Jensen–Shannon map of heads, heads as
+#   dependency parsers with fixed-offset baselines.
+# * Kovaleva, Romanov, Rogers & Rumshisky 2019, *Revealing the Dark Secrets of BERT*
+#   (EMNLP-IJCNLP): attention pattern classes, attention change under fine-tuning.
+# * Michel, Levy & Neubig 2019, *Are Sixteen Heads Really Better than One?* (NeurIPS): head
+#   importance by gating, head ablation.
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model.
+# * Honnibal, Montani, Van Landeghem & Boyd 2020, *spaCy: Industrial-strength Natural Language
+#   Processing in Python* (software, Zenodo): the reference dependency parses of section 4.
+# * Pang & Lee 2005, *Seeing Stars* (ACL): the movie-review sentences of the corpus.

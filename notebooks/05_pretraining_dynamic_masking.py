@@ -31,6 +31,14 @@
 # fixed evaluation mask, so the three runs are scored on exactly the same blanks), and how the
 # training loss of the static runs drifts below their held-out loss as the model starts to
 # memorise the few masks it keeps seeing.
+#
+# **What you will learn.** How to pretrain a small RoBERTa from scratch with `wb.pretrain` (a
+# corpus packed into FULL-SENTENCES sequences, a config changed one field at a time, runs watched
+# live and kept in the run store), how to compare runs on a fixed held-out mask and against a
+# unigram baseline, what a laptop-scale run can and cannot say beside the paper's Table 1, and how
+# the embedded default model was trained. **Concepts covered:** the masked-language-model
+# objective; static vs dynamic masking (Liu et al. 2019, §4.1); memorisation of fixed masks (the
+# gap between training and held-out loss); FULL-SENTENCES packing (Liu et al. 2019, §4.2).
 
 # %% tags=["parameters"]
 MODEL = "demo"          # the model whose fill-mask answers we show at the end
@@ -217,9 +225,26 @@ answers = wb.fill_mask(lm, ["The capital of France is <mask>.",
 answers.pivot_table(index="rank", columns="text", values="token", aggfunc="first")
 
 # %% [markdown]
-# ## Next
+# ## What to try next
 #
-# The masks compared here all choose 15% of the tokens and replace them 80/10/10 (`<mask>` /
-# random / unchanged). Why those numbers, what the masker actually produces (measured with
-# binomial intervals), and the other objective BERT had and RoBERTa dropped (next-sentence
-# prediction, with the paper's Table 2 of input formats) are in notebook 10 (`10_mlm_and_nsp`).
+# * Widen the gap: more `STEPS` or a smaller `N_DOCUMENTS`; then run each policy with several
+#   `seed`s (`base.replace(seed=1)`, ...) before reading anything into a small difference.
+# * Try other numbers of fixed masks, e.g. `base.replace(masking="static", static_copies=3)`, or
+#   `whole_word=True` (every piece of a chosen word masked together), or `pack_mode="doc"`
+#   (DOC-SENTENCES: sequences never cross a document border).
+# * Change what is masked: `mask_probability`, `mask_token_rate` and `random_token_rate` of
+#   `wb.PretrainConfig`. Why the defaults are 15% and 80/10/10, what the masker actually produces
+#   (measured with binomial intervals), and the other objective BERT had and RoBERTa dropped
+#   (next-sentence prediction, with the paper's Table 2 of input formats) are in notebook 10
+#   (`10_mlm_and_nsp`).
+# * Open a run in the analyses: `wb.load(runs["dynamic"])` works in `wb.fill_mask`, `wb.score` and
+#   `wb.head_stats` (notebooks 03 and 04); `wb.widgets.PretrainRun()` starts runs from a form.
+#
+# ## Papers to cite
+#
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): §4.1 static vs dynamic masking (Table 1), §4.2 FULL-SENTENCES and
+#   DOC-SENTENCES inputs.
+# * Devlin et al. 2019, *BERT: Pre-training of Deep Bidirectional Transformers for Language
+#   Understanding* (NAACL): the masked-LM objective, 15% masking with 80/10/10 replacement, and the
+#   BERT-base reference row quoted in RoBERTa's Table 1.

@@ -29,6 +29,17 @@
 #
 # Your own task works the same way: pass a CSV / TSV / JSONL path, a DataFrame, a `datasets`
 # Dataset, or (online) a hub name such as `"glue/sst2"`, and name the columns in the config.
+#
+# **What you will learn.** How to fine-tune with `wb.finetune` and `wb.FineTuneConfig`, watch and
+# stop a run (`RunMonitor`), resume it exactly where it stopped, read what a run leaves on disk,
+# compare runs as a table (`wb.runs()`), score the tuned classifier on held-out rows
+# (`wb.evaluate_classifier`), and see what fine-tuning changed inside the model
+# (`wb.compare_models`). **Concepts covered:** fine-tuning a pretrained encoder as a sequence
+# classifier (Devlin et al. 2019; RoBERTa's GLUE recipe, Liu et al. 2019); validation, early
+# stopping and checkpointing; exact resumption (optimizer, schedule, random state, batch order);
+# classification metrics (accuracy, macro F1, MCC, the confusion matrix); attention change under
+# fine-tuning (Jensen–Shannon distance per head, Kovaleva et al. 2019) and same-layer CKA
+# (Kornblith et al. 2019).
 
 # %% tags=["parameters"]
 MODEL = "demo"
@@ -197,9 +208,9 @@ scores
 # here: a 17 M-parameter model, one short epoch and short, noisy critic snippets do not get far.
 # With ten times the data it does much better: fine-tuned on 20,000 SST-2 sentences for one
 # epoch it scores **81.5** on SST-2's dev set (another sentiment set; README, "The embedded
-# default model"), and
-# **roberta-base** reaches **94.8** on SST-2 dev (Liu et al. 2019, Table 5). With `MODEL =
-# "roberta-base"` use `LEARNING_RATE = 2e-5` and expect a much slower run on a CPU.
+# default model"), and **roberta-base** reaches **94.8** on SST-2 dev (the fairseq RoBERTa
+# README's GLUE table; Liu et al. 2019's Table 5 reports only RoBERTa-large). With
+# `MODEL = "roberta-base"` use `LEARNING_RATE = 2e-5` and expect a much slower run on a CPU.
 
 # %%
 confusion_heatmap(matrix, normalize=True).show()
@@ -234,3 +245,36 @@ diff.layers
 
 # %%
 wb.widgets.AttentionExplorer(tuned, texts[:2])
+
+# %% [markdown]
+# ## What to try next
+#
+# * Raise `N_EXAMPLES` (up to 3,534) and `EPOCHS`, and set `early_stopping_patience=2` in
+#   `wb.FineTuneConfig` to stop once validation stops improving (`wb.load(run)` opens the best
+#   evaluation's checkpoint either way).
+# * Your own task: a CSV / TSV / JSONL path with `text_column=`, `label_column=` (and
+#   `pair_column=` for sentence pairs); fractional labels make it a regression.
+# * Kill the kernel during a run and resume it with `wb.finetune(None, data, resume=run)`.
+# * Explain one prediction of the tuned classifier: `wb.attribute(tuned, "A gorgeous, moving film.",
+#   method="all")` (notebook 08); probe its layers with `wb.linear_probe(tuned, ...)` or compare
+#   them with the base model's using `wb.similarity(base, tuned, texts)`.
+# * Notebook 09 reads a model diff in detail; notebook 11 compares fine-tuning with frozen features
+#   and with a randomly initialised model; notebook 04 measures head importance on the
+#   classifier's own loss (`wb.head_importance(..., objective="classifier")`).
+#
+# ## Papers to cite
+#
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model and the GLUE fine-tuning recipe the config's defaults follow;
+#   roberta-base's SST-2 dev score from the fairseq repository (`examples/roberta/README.md`).
+# * Devlin et al. 2019, *BERT: Pre-training of Deep Bidirectional Transformers for Language
+#   Understanding* (NAACL): fine-tuning a pretrained encoder with a task head.
+# * Kovaleva, Romanov, Rogers & Rumshisky 2019, *Revealing the Dark Secrets of BERT*
+#   (EMNLP-IJCNLP): the last layers change most under fine-tuning.
+# * Clark, Khandelwal, Levy & Manning 2019, *What Does BERT Look At?* (BlackboxNLP): the head
+#   statistics behind the roles of `wb.head_roles`.
+# * Kornblith, Norouzi, Lee & Hinton 2019, *Similarity of Neural Network Representations
+#   Revisited* (ICML): CKA.
+# * Pang & Lee 2005, *Seeing Stars* (ACL): the movie-review sentences of the demo table;
+#   Socher et al. 2013, *Recursive Deep Models for Semantic Compositionality Over a Sentiment
+#   Treebank* (EMNLP): SST-2.

@@ -25,6 +25,15 @@
 # Beside the figures it writes `figures.json` and `SOURCES.md`: for every figure, the call that
 # made it, the model's name and path, the run id, the number and SHA-256 of the input texts, the
 # workbench version and the date. That is what you cite (see the end of the notebook).
+#
+# **What you will learn.** How to regenerate every figure of a report from a model and the saved
+# runs with one call (`wb.make_report`), check that each figure was made, look at the files you
+# will put in the paper, and cite where each figure came from. **Concepts covered:** reproducible,
+# provenance-tracked figures (model, run, input hash, version); vector export sized for a column
+# or a page; the analyses behind the figures: per-head attention statistics and clusters, head
+# importance, layer CKA, masked-LM prediction, the logit lens, cloze probes and minimal pairs
+# scored by pseudo-log-likelihood, training curves, attention change under fine-tuning and the
+# confusion matrix.
 
 # %% tags=["parameters"]
 MODEL = "demo"
@@ -109,10 +118,40 @@ for name in ["heads_attn_bos", "head_clusters", "attention_example"]:
 # Each entry of `SOURCES.md` says exactly which model, run and inputs a figure came from. Put the
 # relevant lines in the figure caption or the appendix, e.g. "Attention to `<s>` per head of
 # roberta-base over 300 Rotten Tomatoes snippets (texts SHA-256 `3fa1…`), made with RoBERTa
-# Workbench 0.1.0 (`wb.head_stats`)". Cite the papers behind the methods too: Clark et al. 2019
-# (head statistics), Kovaleva et al. 2019 (head patterns, attention change), Michel et al. 2019
-# (head importance), Kornblith et al. 2019 (CKA), Salazar et al. 2020 (PLL), Petroni et al. 2019
-# (cloze probes); and the data sources' licences (see `data/README.md`).
+# Workbench 0.1.0 (`wb.head_stats`)". Cite the papers behind the methods too (listed at the end
+# of the notebook), and the data sources' licences (see `data/README.md`).
 
 # %%
 display(Markdown("\n".join((Path(OUT) / "SOURCES.md").read_text().splitlines()[:30])))
+
+# %% [markdown]
+# ## What to try next
+#
+# * Point the report at a model of your own (`MODEL = "roberta-base"`, a checkpoint folder) and at
+#   chosen runs (`RUNS = [run ids or folders]`); pass your own corpus as `texts=` and your own
+#   labelled table as `eval_data=`.
+# * `WIDTH = "page"` (6.9 in) or a number of inches; `formats=("pdf", "svg", "png")` in
+#   `wb.make_report` for raster copies; `strict=True` to stop at the first figure that fails.
+# * A single figure from any notebook goes out the same way: `wb.figures.export(fig, "x.pdf",
+#   width="column")`, and its numbers with pandas (`df.to_csv`).
+# * The analyses behind the figures, one by one: notebooks 02 (attention), 03 (fill-mask, PLL,
+#   probes, logit lens), 04 (head statistics, clusters, importance), 06 (fine-tuning runs),
+#   08 (CKA) and 09 (the model diff).
+#
+# ## Papers to cite
+#
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model.
+# * Clark, Khandelwal, Levy & Manning 2019, *What Does BERT Look At? An Analysis of BERT's
+#   Attention* (BlackboxNLP): head statistics and the Jensen–Shannon map of heads.
+# * Kovaleva, Romanov, Rogers & Rumshisky 2019, *Revealing the Dark Secrets of BERT*
+#   (EMNLP-IJCNLP): head patterns, attention change under fine-tuning.
+# * Michel, Levy & Neubig 2019, *Are Sixteen Heads Really Better than One?* (NeurIPS): head
+#   importance.
+# * Kornblith, Norouzi, Lee & Hinton 2019, *Similarity of Neural Network Representations
+#   Revisited* (ICML): CKA.
+# * Salazar, Liang, Nguyen & Kirchhoff 2020, *Masked Language Model Scoring* (ACL):
+#   pseudo-log-likelihood for the minimal pairs.
+# * Petroni, Rocktäschel, Lewis, Bakhtin, Wu, Miller & Riedel 2019, *Language Models as Knowledge
+#   Bases?* (EMNLP-IJCNLP): cloze probes.
+# * nostalgebraist 2020, *interpreting GPT: the logit lens* (LessWrong blog post): the logit lens.

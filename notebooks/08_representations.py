@@ -24,6 +24,15 @@
 # 5. explains one masked-token prediction with integrated gradients, gradient × input and
 #    attention rollout side by side (`wb.attribute`).
 #
+# **What you will learn.** Which layer's vectors linearly encode part of speech and sentiment, and
+# how to tell what the representation adds from what the probe memorises (majority and
+# control-task baselines, selectivity); how to map a layer's vectors and compare layers with each
+# other; and how to read an attribution, with attention rollout beside it for contrast.
+# **Concepts covered:** contextual features per layer and pooling (mean, `<s>`, tokens, words);
+# layer-wise linear probing (Tenney et al. 2019) with control tasks and selectivity (Hewitt &
+# Liang 2019); PCA/UMAP embedding maps; linear CKA (Kornblith et al. 2019); integrated gradients
+# (Sundararajan et al. 2017), gradient × input, and attention rollout (Abnar & Zuidema 2020).
+#
 # Layer 0 is the embedding output; layer *l* ≥ 1 is the output of transformer block *l*.
 
 # %% tags=["parameters"]
@@ -177,3 +186,35 @@ if lm.has_mlm_head:
     view = wb.widgets.attribution_view(lm, f"The capital of France is {lm.mask_token}.",
                                        n_steps=IG_STEPS)
 view
+
+# %% [markdown]
+# ## What to try next
+#
+# * Plot selectivity (accuracy − control accuracy) instead of raw accuracy:
+#   `rp.probe_curve(pos_probe, show_selectivity=True)`; change the probe strength with `C=` or
+#   turn the control task off with `control=False` in `wb.linear_probe`.
+# * Probe with `<s>` instead of the mean (`pool="cls"`), or your own tagged data:
+#   `wb.read_conll("my_file.conll")` in place of `pos`.
+# * Compare a fine-tuned model with its base: `wb.similarity(lm, tuned, texts)` (fine-tune in
+#   notebook 06 or 11; `tuned = wb.load(run)`), and draw it with `rp.cka_heatmap`.
+# * Attribute another target or output: `wb.attribute(lm, question, target="London",
+#   output="logprob")`, or raise `IG_STEPS` until the convergence delta printed above is small.
+# * `wb.embedding_map(..., method="umap")` when `umap-learn` is installed; notebook 11 sets these
+#   frozen-feature probes beside full fine-tuning on one task.
+#
+# ## Papers to cite
+#
+# * Tenney, Das & Pavlick 2019, *BERT Rediscovers the Classical NLP Pipeline* (ACL): layer-wise
+#   probing.
+# * Hewitt & Liang 2019, *Designing and Interpreting Probes with Control Tasks* (EMNLP-IJCNLP):
+#   control tasks and selectivity.
+# * Kornblith, Norouzi, Lee & Hinton 2019, *Similarity of Neural Network Representations
+#   Revisited* (ICML): linear CKA.
+# * Sundararajan, Taly & Yan 2017, *Axiomatic Attribution for Deep Networks* (ICML): integrated
+#   gradients.
+# * Shrikumar, Greenside, Shcherbina & Kundaje 2016, *Not Just a Black Box: Learning Important
+#   Features Through Propagating Activation Differences* (arXiv:1605.01713): gradient × input.
+# * Abnar & Zuidema 2020, *Quantifying Attention Flow in Transformers* (ACL): attention rollout.
+# * Marcus, Santorini & Marcinkiewicz 1993, *Building a Large Annotated Corpus of English: The
+#   Penn Treebank* (Computational Linguistics): the WSJ sentences and their gold tags; Pang & Lee
+#   2005, *Seeing Stars* (ACL): the movie-review snippets.

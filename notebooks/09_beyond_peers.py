@@ -30,6 +30,16 @@
 #
 # Each returns a tidy DataFrame (the diff: a small object of DataFrames); the figures are drawn from
 # those frames and export to PDF/SVG.
+#
+# **What you will learn.** How to read a head from the geometry of its queries and keys, how to
+# give every head a name with the evidence behind it (score, attention mass, runner-up), and how
+# to see in one call where two checkpoints differ, checked on a controlled case where the answer
+# is known. **Concepts covered:** queries and keys of scaled dot-product attention and the
+# transformations softmax ignores (AttentionViz, Yeh et al. 2023); head roles from attention
+# statistics and dependency arcs (Clark et al. 2019) cross-checked against attention pattern
+# classes (Kovaleva et al. 2019); attention change per head (Jensen–Shannon distance), head
+# importance (Michel et al. 2019), layer similarity (linear CKA, Kornblith et al. 2019), and the
+# change in fill-mask predictions and pseudo-log-likelihood (Salazar et al. 2020).
 
 # %% tags=["parameters"]
 MODEL = "demo"
@@ -206,3 +216,35 @@ diff_overview(disturbed)
 # %% [markdown]
 # The README's feature table lists these three analyses against AttentionViz, TransformerLens's
 # head detector and bertviz/LIT.
+#
+# ## What to try next
+#
+# * Other projections of the atlas: `wb.qk_atlas(lm, texts, method="tsne")` (or `"umap"`), and
+#   `align=False` to see the queries and keys before AttentionViz's translation and scaling.
+# * Make the names stricter or looser: `wb.head_roles(lm, texts, threshold=0.6, broad=0.7)`, or
+#   `syntax=True` to require the dependency roles (spaCy with an English pipeline).
+# * Diff two masked LMs to get every panel, e.g. notebook 05's `static x10` and `dynamic` runs,
+#   each opened with `wb.load(run)` (`compare_models` needs one tokenizer and one layers × heads
+#   shape, which they share), and read `diff.predictions` and `diff.pll`; `syntax=True` adds
+#   dependency roles to the diff.
+# * Re-run with `MODEL = "roberta-base"` (and `FT_LR = 2e-5`); notebook 04 has the head statistics
+#   and importance one analysis at a time, notebook 06 a full fine-tuning run diffed the same way.
+#
+# ## Papers to cite
+#
+# * Yeh, Chen, Wu, Zhao, Kunkel, Wattenberg & Viégas 2023, *AttentionViz: A Global View of
+#   Transformer Attention* (IEEE VIS 2023, IEEE TVCG): the joint query–key projection and its
+#   softmax-preserving alignment.
+# * Clark, Khandelwal, Levy & Manning 2019, *What Does BERT Look At? An Analysis of BERT's
+#   Attention* (BlackboxNLP): positional, special-token and dependency heads, fixed-offset
+#   baselines.
+# * Kovaleva, Romanov, Rogers & Rumshisky 2019, *Revealing the Dark Secrets of BERT*
+#   (EMNLP-IJCNLP): attention pattern classes, attention change under fine-tuning.
+# * Michel, Levy & Neubig 2019, *Are Sixteen Heads Really Better than One?* (NeurIPS): head
+#   importance.
+# * Kornblith, Norouzi, Lee & Hinton 2019, *Similarity of Neural Network Representations
+#   Revisited* (ICML): CKA.
+# * Salazar, Liang, Nguyen & Kirchhoff 2020, *Masked Language Model Scoring* (ACL):
+#   pseudo-log-likelihood.
+# * Liu et al. 2019, *RoBERTa: A Robustly Optimized BERT Pretraining Approach*
+#   (arXiv:1907.11692): the model.
