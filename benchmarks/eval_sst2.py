@@ -2,8 +2,9 @@
 
 Reads a GLUE-style folder of TSV files (`sentence`, `label`): `train.tsv` to train on, `dev.tsv`
 for validation during training, and `test.tsv`, the 872 sentences of GLUE's official SST-2 dev set
-that papers report on. The accuracy is printed beside roberta-base's published 94.8 (Liu et al.
-2019, Table 5, single-task dev) for whatever model it is given: the embedded default here,
+that papers report on. The accuracy is printed beside roberta-base's published 94.8 (SST-2 dev,
+the fairseq RoBERTa README's GLUE table; Liu et al. 2019's Table 5 reports only RoBERTa-large,
+96.4) for whatever model it is given: the embedded default here,
 roberta-base on a GPU machine. Default data folder: ../shared/data/sst2 beside the repository.
 
     python benchmarks/eval_sst2.py --model demo --max-examples 5000 --epochs 1

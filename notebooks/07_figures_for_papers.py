@@ -62,7 +62,8 @@ lm
 # ## The saved runs
 #
 # `wb.runs()` lists the run store: every pretraining and fine-tuning run, with its status and
-# summary metrics. After `make demo` it holds the runs of notebooks 01, 05 and 06. If the store is
+# summary metrics. After `make demo` it holds the runs of the notebooks before this one (01, 04, 05
+# and 06 train). If the store is
 # empty (you opened this notebook first), the next cell trains one short fine-tuning run so that
 # the report has a run to draw; skip it on your own projects.
 

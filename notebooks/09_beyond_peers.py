@@ -13,7 +13,9 @@
 # %% [markdown]
 # # 09 · Beyond the peers: the query–key atlas, named head roles, and a one-call model diff
 #
-# Three analyses no peer tool offers for encoders, on any checkpoint the workbench loads, offline:
+# Three analyses that the peer tools offer only in part (AttentionViz as a web prototype for a few
+# fixed models, TransformerLens's head detector for decoders, bertviz and LIT one model at a time),
+# here for encoders, on any checkpoint the workbench loads, offline:
 #
 # 1. **The query–key atlas** (`wb.qk_atlas`, after Yeh et al. 2023, "AttentionViz"): the query and
 #    key vectors of every token, for every head, projected *jointly* into 2-D, so a query lies
