@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"]
+from workbench.browser import HEADLESS_ARGS
+
 RENDER_TIMEOUT_MS = 120_000
 BERTVIZ_PAGE_LIMIT = 256  # tokens: above this bertviz's page is not built (bytes only)
 NEEDS_BROWSER = True  # renders in headless Chrome/Chromium (tests skip it without one)
@@ -59,7 +59,7 @@ def _render(path: Path, ready_js: str, switch_js: str | None) -> tuple[float, fl
     if exe is None:
         raise RuntimeError(f"this benchmark renders in a browser and none was found: {ENABLE_HINT}")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
+        browser = p.chromium.launch(executable_path=exe, args=HEADLESS_ARGS)
         try:
             page = browser.new_context(offline=True).new_page()
             page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")

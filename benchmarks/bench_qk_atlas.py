@@ -8,8 +8,10 @@ load average: on a shared machine wall time overstates what a free 2-core machin
 Page. Ours: `plots.qk_atlas.atlas_grid` (WebGL, 300 points per head, float32 binary arrays,
 integer colour codes, no per-point hover). Peer: the naive figure, every point of every head as
 an SVG `go.Scatter` in the same grid, with its token as hover text. Bytes of `fig.to_json()`
-(what a notebook output and an exported HTML page carry, plotly.js aside). Render time needs a
-browser and is not measured here.
+(what a notebook output and an exported HTML page carry, plotly.js aside). Render time: each
+figure drawn by `Plotly.newPlot` in one headless Chromium page with plotly.js loaded, from the
+call to its promise resolving (median of 3 draws, the page purged in between; WebGL in a
+headless browser runs on the CPU, as both sides do here).
 
 Model: RobertaConfig() defaults (12 layers, 768 wide, 12 heads; the demo tokenizer's vocabulary)
 with random weights, which is what the timing depends on. Quick mode: the tiny test model.
@@ -17,6 +19,7 @@ with random weights, which is what the timing depends on. Quick mode: the tiny t
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -24,6 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+NEEDS_BROWSER = True  # the render-time row draws both figures in headless Chrome/Chromium
+DRAW = """async (fig) => {
+  const div = document.getElementById('g'); const times = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now(); await Plotly.newPlot(div, fig.data, fig.layout);
+    times.push(performance.now() - t); Plotly.purge(div);
+  }
+  times.sort((a, b) => a - b); return times[1];
+}"""
 
 
 def _lm(quick: bool, tmp: Path):
@@ -57,7 +70,7 @@ def _texts(lm, tokens: int) -> list[str]:
     return out
 
 
-def _naive_page(atlas) -> int:
+def _naive_figure(atlas):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -69,7 +82,29 @@ def _naive_page(atlas) -> int:
                                  marker=dict(color=np.where(one["kind"] == "query", "#0072B2",
                                                             "#E69F00").tolist())),
                       row=layers.index(layer) + 1, col=heads.index(head) + 1)
-    return len(fig.to_json())
+    return fig
+
+
+def _render_ms(figures: list) -> list[float]:
+    """Median ms of `Plotly.newPlot` for each figure, in one headless browser page."""
+    import plotly
+    from playwright.sync_api import sync_playwright
+
+    from workbench.browser import ENABLE_HINT, HEADLESS_ARGS, find_browser
+
+    exe = find_browser()
+    if exe is None:
+        raise RuntimeError(f"this benchmark renders in a browser and none was found: {ENABLE_HINT}")
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=HEADLESS_ARGS)
+        try:
+            page = browser.new_context(offline=True).new_page()
+            page.set_content('<div id="g"></div>')
+            page.add_script_tag(path=str(plotly_js))
+            return [page.evaluate(DRAW, json.loads(fig.to_json())) for fig in figures]
+        finally:
+            browser.close()
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -92,8 +127,9 @@ def run(quick: bool = False) -> list[dict]:
                 project(np.concatenate(align_qk(vec.queries[li, h], vec.keys[li, h])[:2]),
                         "pca", 0)
         project_s = time.perf_counter() - t0
-        ours_bytes = len(atlas_grid(atlas, max_points=300).to_json())
-        peer_bytes = _naive_page(atlas)
+        ours_fig, peer_fig = atlas_grid(atlas, max_points=300), _naive_figure(atlas)
+        ours_bytes, peer_bytes = len(ours_fig.to_json()), len(peer_fig.to_json())
+        ours_ms, peer_ms = _render_ms([ours_fig, peer_fig])
     n_tok = int(atlas.attrs["tokens"])
     heads = lm.num_layers * lm.num_heads
     load = os.getloadavg()[0]
@@ -108,11 +144,14 @@ def run(quick: bool = False) -> list[dict]:
          "ours": ours_bytes / 1e6, "peer": peer_bytes / 1e6,
          "peer_name": "naive go.Scatter of all points", "higher_is_better": False,
          "notes": f"ours: WebGL, 300 points per head; peer: {2 * n_tok} points per head"},
+        {"benchmark": "qk_atlas", "measure": "all-heads figure render (Plotly.newPlot)",
+         "unit": "ms", "ours": ours_ms, "peer": peer_ms,
+         "peer_name": "naive go.Scatter of all points", "higher_is_better": False,
+         "notes": "headless Chromium on the CPU, median of 3 draws each, plotly.js aside"},
     ]
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     print(json.dumps(run(quick="--quick" in sys.argv), indent=1))

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 import workbench as wb
+from workbench.browser import HEADLESS_ARGS
 from workbench.views import attention as views
 from workbench.views.bertviz_adapter import offline_html
 
 TEXT = "The pizzeria was closed, unfortunately."
 EVIL = '<script>alert("x")</script>'
 URL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|https?://|url\(\s*["']?https?:""", re.I)
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +157,7 @@ def _open_offline(page_html_path, sync_playwright, exe, script):
     """Open a file with all network refused; return (script result, requests tried, errors)."""
     tried, errors, dialogs = [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
+        browser = p.chromium.launch(executable_path=exe, args=HEADLESS_ARGS)
         try:
             context = browser.new_context(offline=True)
             page = context.new_page()

@@ -26,11 +26,11 @@ from urllib.parse import urlparse
 
 import pytest
 
+from workbench.browser import HEADLESS_ARGS
+
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 FIGURE = ".js-plotly-plot .main-svg, svg"  # plotly figure, or any SVG the view draws
 ERROR_TEXT = "Error displaying widget"
 NOTES = ("gd => (gd._fullLayout.annotations || []).filter(a => a.visible !== false)"
@@ -289,7 +289,7 @@ def test_widgets_render_and_react_in_jupyterlab(lab, tiny_model_dir):
 
     problems, rendered = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=_chromium(), args=HEADLESS_ARGS)
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.route("**/*", _local_only)
@@ -597,7 +597,7 @@ def test_wrong_on_screen_cases_are_right_in_jupyterlab(lab, tiny_model_dir, tiny
     }
     problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=_chromium(), args=HEADLESS_ARGS)
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.route("**/*", _local_only)

@@ -19,6 +19,9 @@ import sys
 
 ENABLE_HINT = ("to enable it, install Chromium (`sudo apt install chromium`) or Chrome "
                "(`plotly_get_chrome`, needs the internet), or set BROWSER_PATH to one")
+# how the benchmarks and browser tests launch it: headless, offline-quiet, no sandbox (root in CI)
+HEADLESS_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
