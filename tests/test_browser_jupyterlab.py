@@ -505,16 +505,28 @@ def _check_qk(page, output, view) -> None:
 
 
 def _click_head(page, output, layer: int, head: int) -> None:
-    """Click cell (layer, head) of HeadExplorer's heatmap (its first plotly graph)."""
-    x, y = _plotly(output, 0, f"""gd => {{
-        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        const box = gd.getBoundingClientRect();
-        return [box.left + xa._offset + xa.l2p({head}), box.top + ya._offset + ya.l2p({layer})];
-    }}""")
-    page.mouse.move(x, y)
-    page.mouse.click(x, y)
-    _wait_for(page, lambda: f"layer {layer}, head {head}" in output.inner_text(),
-              f"HeadExplorer to show layer {layer}, head {head}", 30)
+    """Click cell (layer, head) of HeadExplorer's heatmap (its first plotly graph).
+
+    The graph is scrolled into view first and its position read just before the click: opening
+    the embedded attention views below it reflows the page, and a click at coordinates read
+    before that lands elsewhere. One more click if the first was lost in a reflow."""
+    graph = output.locator(".js-plotly-plot").first
+    shown = lambda: f"layer {layer}, head {head}" in output.inner_text()  # noqa: E731
+    for attempt, wait_s in enumerate((10, 30)):
+        graph.scroll_into_view_if_needed()
+        x, y = _plotly(output, 0, f"""gd => {{
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const box = gd.getBoundingClientRect();
+            return [box.left + xa._offset + xa.l2p({head}), box.top + ya._offset + ya.l2p({layer})];
+        }}""")
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        try:
+            _wait_for(page, shown, f"HeadExplorer to show layer {layer}, head {head}", wait_s)
+            return
+        except AssertionError:
+            if attempt:
+                raise
 
 
 def _check_heads(page, output) -> None:
