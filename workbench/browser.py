@@ -118,7 +118,7 @@ def provision(allow_download: bool = True, allow_apt: bool = True) -> tuple[str 
         reasons.append(what + (", but no usable browser appeared" if _ok else ""))
     why = "; ".join(reasons) or "provisioning disabled"
     return None, ("static figure export: no Chrome/Chromium found and none could be provisioned "
-                  f"({why}). Figures will be written as HTML instead; to enable PNG/SVG/PDF, "
+                  f"({why}). Figures will be written as HTML instead of PNG/SVG/PDF; "
                   + ENABLE_HINT + ".")
 
 
