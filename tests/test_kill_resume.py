@@ -150,13 +150,17 @@ def test_a_kill_resumes_exactly_from_the_cli(kind, point, inputs, tiny_model_dir
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pretrain", "finetune"])
 def test_twelve_random_kills_per_loop_resume_exactly(kind, inputs, tiny_model_dir, tmp_path):
-    steps = 24
+    steps = 48
     args = commands(kind, inputs, tiny_model_dir, steps)
+    start = time.monotonic()
     reference = uninterrupted(tmp_path, args)
+    # random kill times scaled to this machine: within the time a whole launch takes (start-up
+    # included), so a kill lands before the launch ends on a fast machine as on a loaded one
+    whole = time.monotonic() - start
     rng = np.random.default_rng(1 if kind == "pretrain" else 2)
     points = [("before-checkpoint", 0), ("checkpoint-write", 0)]
-    points += [("checkpoint-write", 0) if rng.random() < 0.3 else ("time", float(rng.uniform(1, 8)))
-               for _ in range(14)]
+    points += [("checkpoint-write", 0) if rng.random() < 0.3
+               else ("time", float(rng.uniform(0.3, 0.9) * whole)) for _ in range(14)]
     harness = kill_and_resume(tmp_path, args, points)
     assert harness.kills[:2] == ["before-checkpoint", "checkpoint-write"]
     assert len(harness.kills) >= 10, harness.kills  # some launches may finish before their kill
