@@ -152,7 +152,11 @@ def execute_notebook(source: str | Path, output: str | Path | None = None, *,
                             resources={"metadata": {"path": str(cwd)}},
                             # widget state would embed plotly.js once per FigureWidget (~5 MB
                             # each) and static HTML cannot render widgets offline anyway
-                            record_timing=True, store_widget_state=False)
+                            record_timing=True, store_widget_state=False,
+                            # the kernel's own log (its start-up notices, e.g. "running over TCP
+                            # without encryption" for a local kernel) is noise in a headless
+                            # run; cell outputs and errors are unaffected
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     if on_cell is not None:
         client.on_cell_start = lambda cell, cell_index: on_cell(cell_index, len(nb.cells), cell)
     failure = None
