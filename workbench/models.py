@@ -254,10 +254,6 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
     >>> lm.tokens("Hello world").tokens                  # doctest: +SKIP
     ['<s>', 'Hello', 'world', '</s>']
     """
-    from safetensors import SafetensorError
-    from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM,
-                              AutoModelForSequenceClassification)
-
     check_choice("task", task, ("auto", "mlm", "classifier", "encoder"))
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
@@ -265,9 +261,24 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
     display = Path(local).name if local else source
     if local and is_run_folder(Path(local).parent.parent):
         display = f"{Path(local).parent.parent.name}/{Path(local).name}"
+    config, tokenizer = _read_config_and_tokenizer(source, local)
+    archs = config.architectures or []
+    if task == "auto":
+        task = "classifier" if any("SequenceClassification" in a for a in archs) else "mlm"
+    model, task, missing_reason = _load_weights(source, local, task, torch_dtype,
+                                                archs or config.model_type)
+    model.to(dev)
+    model.eval()
+    return LM(model=model, tokenizer=tokenizer, device=dev, name=display, kind=task,
+              path=local, missing_head_reason=missing_reason)
+
+
+def _read_config_and_tokenizer(source: str, local: str | None):
+    """(config, tokenizer) of `source`, or a ModelNotFoundError saying what is wrong."""
+    from transformers import AutoConfig
+
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-        tokenizer = _load_tokenizer(source)
+        return AutoConfig.from_pretrained(source, trust_remote_code=False), _load_tokenizer(source)
     except OSError as err:
         if local:
             raise ModelNotFoundError(f"could not read {local}: {err}") from err
@@ -277,31 +288,28 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
                                  f"unsupported ({type(err).__name__}: {err}); if it is a cached "
                                  "download, delete it and download it again") from err
 
-    archs = config.architectures or []
-    if task == "auto":
-        if any("SequenceClassification" in a for a in archs):
-            task = "classifier"
-        else:
-            task = "mlm"
+
+def _load_weights(source: str, local: str | None, task: str, torch_dtype, archs):
+    """(model, task, why it has no MLM head or None) for `task`; a checkpoint without MLM head
+    weights asked for as "mlm" loads as an encoder. Unreadable weights: ModelNotFoundError."""
+    from safetensors import SafetensorError
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
     kwargs = dict(dtype=torch_dtype, attn_implementation="sdpa", trust_remote_code=False)
-    missing_reason = None
     try:
         if task == "classifier":
             model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
-            missing_reason = "fine-tuned classifier checkpoint"
-        elif task == "mlm":
-            model, info = AutoModelForMaskedLM.from_pretrained(
-                source, output_loading_info=True, **kwargs)
-            head_missing = [k for k in info.get("missing_keys", [])
-                            if any(h in k for h in ("lm_head", "cls.predictions", "vocab_"))]
-            if head_missing:
-                # the checkpoint has an encoder only: don't pretend a random head is a model
-                model = AutoModel.from_pretrained(source, **kwargs)
-                task = "encoder"
-                missing_reason = f"checkpoint has no MLM head weights ({head_missing[0]} missing)"
-        else:
-            model = AutoModel.from_pretrained(source, **kwargs)
-            missing_reason = "loaded with task='encoder'"
+            return model, task, "fine-tuned classifier checkpoint"
+        if task == "encoder":
+            return AutoModel.from_pretrained(source, **kwargs), task, "loaded with task='encoder'"
+        model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True, **kwargs)
+        head_missing = [k for k in info.get("missing_keys", [])
+                        if any(h in k for h in ("lm_head", "cls.predictions", "vocab_"))]
+        if not head_missing:
+            return model, task, None
+        # the checkpoint has an encoder only: don't pretend a random head is a model
+        return (AutoModel.from_pretrained(source, **kwargs), "encoder",
+                f"checkpoint has no MLM head weights ({head_missing[0]} missing)")
     except OSError as err:
         if local:
             raise ModelNotFoundError(f"could not load weights from {local}: {err}") from err
@@ -309,7 +317,7 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
     except ValueError as err:
         if "Unrecognized" in str(err) or "not supported" in str(err).lower():
             raise ModelNotFoundError(
-                f"{source!r} is not a supported encoder architecture ({archs or config.model_type}); "
+                f"{source!r} is not a supported encoder architecture ({archs}); "
                 "the workbench supports BERT-family encoders (RoBERTa, XLM-R, BERT, DistilRoBERTa ...)"
             ) from err
         raise
@@ -319,10 +327,6 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
         raise ModelNotFoundError(
             f"the weights of {local or source!r} are corrupt or do not match its config.json "
             f"({type(err).__name__}: {str(err)[:300]}); save or download the model again") from err
-    model.to(dev)
-    model.eval()
-    return LM(model=model, tokenizer=tokenizer, device=dev, name=display, kind=task,
-              path=local, missing_head_reason=missing_reason)
 
 
 def check_lm(lm, what: str = "lm") -> LM:
