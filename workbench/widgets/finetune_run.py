@@ -37,6 +37,10 @@ _COMPARE_METRICS = ["eval_accuracy", "eval_loss", "eval_macro_f1", "eval_mcc", "
                     "eval_pearson", "eval_spearman"]
 
 
+STYLE = {"description_width": "110px"}
+WIDE = "420px"  # form and runs-list width
+
+
 class FineTuneRun(widgets.VBox):
     """A fine-tuning form with Start / Stop / Resume, live curves and a runs table.
 
@@ -63,39 +67,6 @@ class FineTuneRun(widgets.VBox):
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         self.stop_flag = StopFlag()
-        style = {"description_width": "110px"}
-        wide = widgets.Layout(width="420px")
-        self.model_text = widgets.Text(value=str(model) if self.lm is None else self.lm.name,
-                                       description="model", style=style, layout=wide,
-                                       disabled=self.lm is not None)
-        default_path = "" if data is not None else str(sentiment_demo_path())
-        self.data_text = widgets.Text(value=default_path if not isinstance(data, (str, Path))
-                                      else str(data), description="data",
-                                      placeholder="CSV / TSV / JSONL path or datasets name",
-                                      style=style, layout=wide,
-                                      disabled=data is not None and not isinstance(data, (str, Path)))
-        self.text_column = widgets.Text(value=cfg.text_column, description="text column", style=style)
-        self.pair_column = widgets.Text(value=cfg.pair_column or "", description="pair column",
-                                        placeholder="(none)", style=style)
-        self.label_column = widgets.Text(value=cfg.label_column, description="label column",
-                                         style=style)
-        self.learning_rate = widgets.FloatText(value=cfg.learning_rate, description="learning rate",
-                                               style=style)
-        self.batch_size = widgets.BoundedIntText(value=cfg.batch_size, min=1, max=4096,
-                                                 description="batch size", style=style)
-        self.epochs = widgets.BoundedIntText(value=cfg.epochs, min=1, max=1000,
-                                             description="epochs", style=style)
-        self.max_steps = widgets.BoundedIntText(value=cfg.max_steps or 0, min=0, max=10_000_000,
-                                                description="max steps", style=style,
-                                                tooltip="0 = train for the epochs above")
-        self.max_length = widgets.BoundedIntText(value=cfg.max_length, min=2, max=100_000,
-                                                 description="max length", style=style)
-        self.eval_every = widgets.BoundedIntText(value=cfg.eval_every, min=0, max=10_000_000,
-                                                 description="eval every", style=style,
-                                                 tooltip="steps; 0 = once per epoch")
-        self.run_name = widgets.Text(value="", description="run name",
-                                     placeholder="(model-data, e.g. demo-rotten_tomatoes)",
-                                     style=style)
         self.start_button = widgets.Button(description="Start", icon="play", button_style="primary")
         self.resume_button = widgets.Button(description="Resume selected", icon="repeat",
                                             tooltip="continue the selected run from its last checkpoint")
@@ -103,9 +74,9 @@ class FineTuneRun(widgets.VBox):
         self.message = widgets.HTML()
         self.monitor = RunMonitor(self.stop_flag, title="fine-tuning", open_run=self._open_run)
         self.runs_select = widgets.SelectMultiple(options=[], description="runs", rows=6,
-                                                  style=style, layout=wide)
+                                                  style=STYLE, layout=widgets.Layout(width=WIDE))
         self.compare_metric = widgets.Dropdown(options=_COMPARE_METRICS, value="eval_accuracy",
-                                               description="compare", style=style)
+                                               description="compare", style=STYLE)
         self.runs_table = widgets.HTML()
         self.run_details = widgets.HTML()
         self.compare_figure = go.FigureWidget(placeholder("select runs above to compare them",
@@ -119,19 +90,58 @@ class FineTuneRun(widgets.VBox):
         self.runs_select.observe(lambda _: self.compare(), names="value")
         self.runs_select.observe(self._on_select, names="value")
         self.compare_metric.observe(lambda _: self.compare(), names="value")
-        form = widgets.HBox([
+        super().__init__([self._form(model, data, cfg),
+                          widgets.HBox([self.start_button, self.message]),
+                          self.monitor.widget, self._runs_panel(), self.explain])
+        self.refresh_runs()
+
+    def _form(self, model, data, cfg: FineTuneConfig) -> widgets.HBox:
+        """The model, data and hyper-parameter fields, filled from `cfg`."""
+        self.model_text = widgets.Text(value=str(model) if self.lm is None else self.lm.name,
+                                       description="model", style=STYLE,
+                                       layout=widgets.Layout(width=WIDE),
+                                       disabled=self.lm is not None)
+        default_path = "" if data is not None else str(sentiment_demo_path())
+        self.data_text = widgets.Text(value=default_path if not isinstance(data, (str, Path))
+                                      else str(data), description="data",
+                                      placeholder="CSV / TSV / JSONL path or datasets name",
+                                      style=STYLE, layout=widgets.Layout(width=WIDE),
+                                      disabled=data is not None and not isinstance(data, (str, Path)))
+        self.text_column = widgets.Text(value=cfg.text_column, description="text column", style=STYLE)
+        self.pair_column = widgets.Text(value=cfg.pair_column or "", description="pair column",
+                                        placeholder="(none)", style=STYLE)
+        self.label_column = widgets.Text(value=cfg.label_column, description="label column",
+                                         style=STYLE)
+        self.learning_rate = widgets.FloatText(value=cfg.learning_rate, description="learning rate",
+                                               style=STYLE)
+        self.batch_size = widgets.BoundedIntText(value=cfg.batch_size, min=1, max=4096,
+                                                 description="batch size", style=STYLE)
+        self.epochs = widgets.BoundedIntText(value=cfg.epochs, min=1, max=1000,
+                                             description="epochs", style=STYLE)
+        self.max_steps = widgets.BoundedIntText(value=cfg.max_steps or 0, min=0, max=10_000_000,
+                                                description="max steps", style=STYLE,
+                                                tooltip="0 = train for the epochs above")
+        self.max_length = widgets.BoundedIntText(value=cfg.max_length, min=2, max=100_000,
+                                                 description="max length", style=STYLE)
+        self.eval_every = widgets.BoundedIntText(value=cfg.eval_every, min=0, max=10_000_000,
+                                                 description="eval every", style=STYLE,
+                                                 tooltip="steps; 0 = once per epoch")
+        self.run_name = widgets.Text(value="", description="run name",
+                                     placeholder="(model-data, e.g. demo-rotten_tomatoes)",
+                                     style=STYLE)
+        return widgets.HBox([
             widgets.VBox([self.model_text, self.data_text, self.text_column, self.pair_column,
                           self.label_column, self.run_name]),
             widgets.VBox([self.learning_rate, self.batch_size, self.epochs, self.max_steps,
                           self.max_length, self.eval_every]),
         ])
-        runs = widgets.VBox([widgets.HBox([self.runs_select,
+
+    def _runs_panel(self) -> widgets.VBox:
+        """The runs list, the comparison metric, the table, details and comparison plot."""
+        return widgets.VBox([widgets.HBox([self.runs_select,
                                            widgets.VBox([self.compare_metric, self.refresh_button,
                                                          self.resume_button])]),
                              self.runs_table, self.run_details, self.compare_figure])
-        super().__init__([form, widgets.HBox([self.start_button, self.message]),
-                          self.monitor.widget, runs, self.explain])
-        self.refresh_runs()
 
     # ------------------------------------------------------------------ form -> config
     def config(self) -> FineTuneConfig:
