@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper below
+
+from fresh_process import load_average, side_result  # noqa: E402
 
 BATCH = 32
 MAX_LENGTH = 128
@@ -222,21 +225,10 @@ def measure_side(side: str, quick: bool) -> dict:
 
 def _child(side: str, quick: bool, env: dict) -> dict:
     cmd = [sys.executable, __file__, "--side", side] + (["--quick"] if quick else [])
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"bench_finetune --side {side} failed:\n{done.stderr[-3000:]}")
-    got = json.loads(lines[-1])
+    got = side_result(cmd, env, f"bench_finetune --side {side}")
     print(f"[bench_finetune] {side}: {got['speed']:.2f} examples/s, {got['cpu_speed']:.2f} per "
-          f"CPU-second, accuracy {got['accuracy']:.3f} ({_load()})", flush=True)
+          f"CPU-second, accuracy {got['accuracy']:.3f} ({load_average()})", flush=True)
     return got
-
-
-def _load() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
 
 
 def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
@@ -245,14 +237,14 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
     repeats = repeats or (1 if quick else 3)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     samples = {"ours": [], "trainer": []}
-    loads = [_load()]
+    loads = [load_average()]
     with tempfile.TemporaryDirectory() as tmp:
         if "WORKBENCH_BENCH_MODEL" not in env:  # build the random model once, not per process
             env["WORKBENCH_BENCH_MODEL"], env["WORKBENCH_BENCH_MODEL_DESC"] = _model(Path(tmp), quick)
         for r in range(repeats):
             for side in (("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")):
                 samples[side].append(_child(side, quick, env))
-            loads.append(_load())
+            loads.append(load_average())
     speed, cpu, accuracy = ({k: [x[m] for x in v] for k, v in samples.items()}
                             for m in ("speed", "cpu_speed", "accuracy"))
     pairs = [a / b for a, b in zip(speed["ours"], speed["trainer"])]

@@ -30,13 +30,16 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper below
+
+from fresh_process import load_average, side_result  # noqa: E402
 
 WARMUP_STEPS = 5
 REPO = Path(__file__).resolve().parent.parent
@@ -161,35 +164,24 @@ def _child(side: str, folder: Path, shape: str) -> dict:
     """Run one side in a fresh process; its result (one JSON line)."""
     cmd = [sys.executable, __file__, "--side", side, "--data", str(folder), "--shape", shape]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"bench_pretrain --side {side} --shape {shape} failed:\n{done.stderr[-3000:]}")
-    got = json.loads(lines[-1])
+    got = side_result(cmd, env, f"bench_pretrain --side {side} --shape {shape}")
     print(f"[bench_pretrain] {shape} {side}: {got['tokens_per_s']:.1f} tokens/s, "
-          f"{got['tokens_per_cpu_s']:.1f} tokens per CPU-second ({_load()})", flush=True)
+          f"{got['tokens_per_cpu_s']:.1f} tokens per CPU-second ({load_average()})", flush=True)
     return got
-
-
-def _load() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
 
 
 def compare(shape: str, repeats: int) -> list[dict]:
     """Ours vs the Trainer at `shape`: `repeats` pairs, order alternated, medians."""
     s = SHAPES[shape]
     got = {"ours": [], "peer": []}
-    loads = [_load()]
+    loads = [load_average()]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         prepare(folder, s["seq_len"])
         for r in range(repeats):
             for side in (("ours", "peer") if r % 2 == 0 else ("peer", "ours")):
                 got[side].append(_child(side, folder, shape))
-            loads.append(_load())
+            loads.append(load_average())
     o, p = ([x["tokens_per_s"] for x in got[k]] for k in ("ours", "peer"))
     oc, pc = ([x["tokens_per_cpu_s"] for x in got[k]] for k in ("ours", "peer"))
     pairs, cpu_pairs = [a / b for a, b in zip(o, p)], [a / b for a, b in zip(oc, pc)]
