@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.testing import chain_logprob_by_loop
 from workbench.training.masking import IGNORE_INDEX, Masker, TokenTables, word_start_positions
 
 HARD_TEXTS = [
@@ -407,19 +408,6 @@ def _sum_over_keys(per_token, units, drop_special, cap):
 
 # --------------------------------------------------------------------------- 6. candidate scores
 
-def _chain_loop(lm, sentence, positions):
-    """A plain chain rule: log P of the tokens at `positions`, left to right, later ones masked,
-    every other token (a prefix touching the mask included) left as it is."""
-    ids = torch.tensor(lm.tokenizer(sentence)["input_ids"])
-    total = 0.0
-    for k, p in enumerate(positions):
-        x = ids.clone()
-        x[positions[k:]] = lm.tokenizer.mask_token_id
-        with torch.no_grad():
-            logits = lm.model(input_ids=x[None]).logits[0, p]
-        total += float(torch.log_softmax(logits.double(), -1)[ids[p]])
-    return total
-
 
 def test_chain_scores_report_lengths_and_warn_when_they_mix(tiny_lm):
     import warnings
@@ -438,7 +426,7 @@ def test_chain_scores_report_lengths_and_warn_when_they_mix(tiny_lm):
         pos = [i for i, (a, b) in enumerate(enc["offset_mapping"])
                if b > a and a < start + len(row.candidate) and b > start]
         assert row.n_tokens == len(pos)
-        assert row.logprob == pytest.approx(_chain_loop(tiny_lm, row.filled, pos), abs=1e-4)
+        assert row.logprob == pytest.approx(chain_logprob_by_loop(tiny_lm, row.filled, pos), abs=1e-4)
         assert row.mean_logprob == pytest.approx(row.logprob / len(pos))
     per_token = df.sort_values("mean_logprob", ascending=False)["candidate"].tolist()
     with warnings.catch_warnings():
@@ -460,7 +448,7 @@ def test_a_prefix_touching_the_mask_is_context(tiny_lm):
     un = tokens.index("Ġun")                                  # the prefix is a token of its own
     pos = list(range(un + 1, un + 1 + df.n_tokens[0]))
     assert "".join(tokens[p] for p in pos) == "likely"        # exactly the pieces after the prefix
-    assert df.logprob[0] == pytest.approx(_chain_loop(tiny_lm, filled, pos), abs=1e-4)
+    assert df.logprob[0] == pytest.approx(chain_logprob_by_loop(tiny_lm, filled, pos), abs=1e-4)
     # 'true' after 'un' is tokenised 'Ġu nt rue': a token crosses the prefix, so chain refuses
     with pytest.raises(InputError, match="cannot be separated"):
         wb.score_candidates(tiny_lm, "It is un<mask> to rain.", ["true"], method="chain")

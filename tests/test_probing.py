@@ -17,6 +17,7 @@ import torch
 
 import workbench as wb
 from workbench.errors import InputError, MissingHeadError
+from workbench.testing import chain_logprob_by_loop
 
 TEXTS = ["The cat sat on the <mask>.", "A <mask> of [MASK] is a good thing to <mask>.",
          "Hello <mask>"]
@@ -79,19 +80,6 @@ def _reference_pll(lm, text, l2r=False):
             logits = lm.model(input_ids=x[None]).logits[0, p]
         out.append(float(torch.log_softmax(logits, -1)[ids[p]]))
     return out
-
-
-def _chain(lm, text, positions):
-    """log P of the tokens at `positions` of `text`, left to right, later ones masked."""
-    ids = torch.tensor(lm.tokenizer(text)["input_ids"])
-    total = 0.0
-    for k, p in enumerate(positions):
-        x = ids.clone()
-        x[positions[k:]] = lm.tokenizer.mask_token_id
-        with torch.no_grad():
-            logits = lm.model(input_ids=x[None]).logits[0, p]
-        total += float(torch.log_softmax(logits, -1)[ids[p]])
-    return total
 
 
 # --- fill_mask ---------------------------------------------------------------------------------
@@ -194,7 +182,7 @@ def test_multi_token_candidate_is_scored_whole_with_its_leading_space(tiny_lm):
     raw = tiny_lm.tokenizer.convert_ids_to_tokens(enc["input_ids"])
     pos = [raw.index("Ġp") + i for i in range(4)]
     assert [raw[p] for p in pos] == ["Ġp", "iz", "z", "a"]
-    assert df.logprob[0] == pytest.approx(_chain(tiny_lm, filled, pos), abs=1e-4)
+    assert df.logprob[0] == pytest.approx(chain_logprob_by_loop(tiny_lm, filled, pos), abs=1e-4)
     # transformers' pipeline silently scores only the first piece of the same target
     ref = _pipeline(tiny_lm)(text, targets=[" pizza"])
     assert len(ref) == 1 and ref[0]["token_str"] == " p"
@@ -229,7 +217,7 @@ def test_several_masks_are_scored_jointly(tiny_lm):
     pos = [i for i, (a, b) in enumerate(enc["offset_mapping"])
            if b > a and any(a < e and b > s for s, e in spans)]
     assert df.n_tokens[0] == len(pos) > 2
-    assert df.logprob[0] == pytest.approx(_chain(tiny_lm, filled, pos), abs=1e-4)
+    assert df.logprob[0] == pytest.approx(chain_logprob_by_loop(tiny_lm, filled, pos), abs=1e-4)
     pll = wb.score_candidates(tiny_lm, text, [("New York", "Paris")], method="pll-word-l2r")
     assert pll.logprob[0] == pytest.approx(
         wb.score(tiny_lm, filled, method="pll-word-l2r").logprob[0], abs=1e-5)

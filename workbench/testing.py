@@ -78,6 +78,23 @@ def run_two_processes(script: str, args: list[str], folder: str | Path, port: in
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def chain_logprob_by_loop(lm, text: str, positions: list[int]) -> float:
+    """Oracle for chain scoring: log P of the tokens at `positions` of `text`, left to right, each
+    predicted with itself and the later ones masked and every other token (a prefix touching the
+    mask included) as it is; one plain forward per position, in float64 log-softmax."""
+    import torch
+
+    ids = torch.tensor(lm.tokenizer(text)["input_ids"])
+    total = 0.0
+    for k, p in enumerate(positions):
+        x = ids.clone()
+        x[positions[k:]] = lm.tokenizer.mask_token_id
+        with torch.no_grad():
+            logits = lm.model(input_ids=x[None].to(lm.device)).logits[0, p]
+        total += float(torch.log_softmax(logits.double(), -1)[ids[p]])
+    return total
+
+
 def browser_for_tests():
     """(playwright's sync_playwright, browser path) for the browser tests, or a pytest skip.
 
