@@ -49,13 +49,13 @@ def _model(folder: Path, quick: bool) -> tuple[str, str]:
     """(path or name, description) of the model both sides train."""
     from transformers import RobertaConfig, RobertaForMaskedLM
 
-    from workbench.models import demo_model_path
+    from workbench.resources import demo_model_dir
     from workbench.testing import make_tiny_model
 
     if os.environ.get("WORKBENCH_BENCH_MODEL"):
         path = os.environ["WORKBENCH_BENCH_MODEL"]
         return path, os.environ.get("WORKBENCH_BENCH_MODEL_DESC", path)
-    if not quick and (demo_model_path() / "config.json").exists():
+    if not quick and (demo_model_dir() / "config.json").exists():
         return "demo", "demo (embedded default)"
     tiny = make_tiny_model(folder / "tiny")
     if quick:
@@ -103,9 +103,9 @@ def _trainer(model: str, data, cfg, bf16: bool, max_steps: int = -1,
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                               DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments)
 
-    from workbench.models import demo_model_path
+    from workbench.resources import demo_model_dir
 
-    path = str(demo_model_path()) if model == "demo" else model
+    path = str(demo_model_dir()) if model == "demo" else model
     tok = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(cfg.seed)
     # fp32 weights as ours (the Trainer's bf16 flag autocasts over them): transformers 5 loads
@@ -167,7 +167,7 @@ def _tables(quick: bool):
     Elsewhere the offline sentiment demo (800 rows, 1 epoch; 160 rows in quick mode)."""
     import pandas as pd
 
-    from workbench.training.demo_data import sentiment_demo_path
+    from workbench.resources import sentiment_sample_path
     from workbench.training.tables import load_task_data
 
     if torch.cuda.is_available() and not quick and (SST2 / "train.tsv").is_file():
@@ -177,7 +177,7 @@ def _tables(quick: bool):
         train, val = read("train.tsv", n), read("dev.tsv", 2000)
         return train, val, f"SST-2 ({SST2})", int(os.environ.get("WORKBENCH_BENCH_FT_EPOCHS", 2))
     n = 160 if quick else 800
-    table = pd.read_csv(sentiment_demo_path(), sep="\t", quoting=3).head(n)
+    table = pd.read_csv(sentiment_sample_path(), sep="\t", quoting=3).head(n)
     data = load_task_data(table, seed=0)
     names = data.label_names
     return (data.train.assign(label=[names[i] for i in data.train["label"]]),

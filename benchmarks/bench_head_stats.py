@@ -44,7 +44,7 @@ def sentences(n: int) -> list[str]:
 
 def _model_folder(tmp: Path, quick: bool, cuda: bool) -> tuple[str, str]:
     """(folder or 'demo', description)."""
-    from workbench.models import demo_model_path
+    from workbench.resources import demo_model_dir
     from workbench.testing import make_tiny_model
 
     if quick:
@@ -53,7 +53,7 @@ def _model_folder(tmp: Path, quick: bool, cuda: bool) -> tuple[str, str]:
         folder = make_tiny_model(tmp / "base", hidden_size=768, num_layers=12, num_heads=12,
                                  max_positions=514)
         return str(folder), "roberta-base-shaped random model (12 layers, 768 wide, 12 heads)"
-    if (demo_model_path() / "config.json").exists():
+    if (demo_model_dir() / "config.json").exists():
         return "demo", "the embedded default model"
     folder = make_tiny_model(tmp / "small", hidden_size=256, num_layers=4, num_heads=4,
                              max_positions=130)

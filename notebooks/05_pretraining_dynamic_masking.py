@@ -199,9 +199,9 @@ import json
 
 import plotly.express as px
 
-from workbench.models import demo_model_path
+from workbench.resources import demo_model_dir
 
-record_file = demo_model_path() / "workbench_record.json"
+record_file = demo_model_dir() / "workbench_record.json"
 if record_file.exists():
     record = json.loads(record_file.read_text())
     curve = pd.DataFrame(record["eval_curve"])

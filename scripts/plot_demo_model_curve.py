@@ -21,14 +21,14 @@ import plotly.graph_objects as go  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from workbench.figures import CATEGORICAL, apply_theme, export  # noqa: E402
-from workbench.models import demo_model_path  # noqa: E402
+from workbench.resources import demo_model_dir  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "docs" / "demo_model_curve.png"))
     args = ap.parse_args(argv)
-    record = json.loads((demo_model_path() / "workbench_record.json").read_text())
+    record = json.loads((demo_model_dir() / "workbench_record.json").read_text())
     curve = pd.DataFrame(record["eval_curve"])
     tokens = curve["tokens_seen"] / 1e6                                     # millions
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,

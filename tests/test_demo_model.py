@@ -13,13 +13,13 @@ import json
 import pytest
 
 import workbench as wb
-from workbench.models import demo_model_path
+from workbench.resources import demo_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_files_are_small_and_the_record_is_complete():
-    folder = demo_model_path()
+    folder = demo_model_dir()
     sizes = {f.name: f.stat().st_size for f in folder.iterdir()}
     assert sum(sizes.values()) < 40e6 and max(sizes.values()) < 16e6, sizes
     record = json.loads((folder / "workbench_record.json").read_text())
@@ -48,7 +48,7 @@ def test_loads_offline_with_its_trained_weights(demo):
 
 def test_agrees_with_its_training_record(demo):
     """The answers recorded at export time are what the committed files give today."""
-    record = json.loads((demo_model_path() / "workbench_record.json").read_text())
+    record = json.loads((demo_model_dir() / "workbench_record.json").read_text())
     example = record["fill_mask_examples"][2]
     got = wb.fill_mask(demo, example["text"], top_k=5)["token"].str.strip().tolist()
     assert got == [word for word, _ in example["top"]]

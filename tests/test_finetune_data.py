@@ -16,6 +16,7 @@ import pytest
 
 import workbench as wb
 from workbench.errors import InputError
+from workbench.resources import sentiment_sample_path
 from workbench.training import demo_data
 from workbench.training.finetune import FineTuneConfig, finetune
 from workbench.training.metrics import (classification_metrics, confusion_matrix,
@@ -184,7 +185,7 @@ def test_demo_data_is_read_from_the_wheel_archive(tmp_path, monkeypatch):
 
 
 def test_committed_demo_table_is_a_valid_balanced_task():
-    path = demo_data.sentiment_demo_path()
+    path = sentiment_sample_path()
     assert path.stat().st_size < 2_000_000
     data = load_task_data(path)
     assert data.label_names == ["negative", "positive"]

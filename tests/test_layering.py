@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parent.parent / "workbench"
 
 # module path prefix -> layer
 LAYERS = {
-    "errors": 0, "schema": 0, "config": 0, "device": 0,
+    "errors": 0, "schema": 0, "config": 0, "device": 0, "resources": 0,
     "models": 1, "tokens": 1, "capture": 1, "store": 1,
     "analysis": 2, "training": 2,
     "figures": 3, "plots": 3, "views": 3,

@@ -1,4 +1,4 @@
-"""Command-line interface: `workbench demo | lab | bench | pretrain | finetune`.
+"""Command-line interface: `workbench demo | lab | notebooks | bench | pretrain | finetune`.
 
 Flags map onto the library's dataclass configs (one generator, `training.flags`); no analysis
 logic lives here, and nothing here imports torch, so `workbench --help` answers at once.
@@ -23,12 +23,36 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _cmd_lab(args) -> int:
-    notebooks = REPO / "notebooks"
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}"]
-    if args.port:
-        cmd.append(f"--port={args.port}")
+def _cmd_notebooks(args) -> int:
+    from .resources import copy_notebooks
+
+    written = copy_notebooks(args.dir)
+    print(f"{len(written)} guided notebooks in {Path(args.dir).resolve()} (existing files kept)")
+    if args.open:
+        return _open_lab(Path(args.dir), args.port)
+    return 0
+
+
+def _open_lab(folder: Path, port: int | None) -> int:
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={folder}"]
+    if port:
+        cmd.append(f"--port={port}")
     return subprocess.call(cmd)
+
+
+def _cmd_lab(args) -> int:
+    from .resources import copy_notebooks, source_checkout
+
+    checkout = source_checkout()
+    if checkout is not None:
+        return _open_lab(checkout / "notebooks", args.port)
+    # an installed package: the notebooks are copied to a folder of the user's (never edited in
+    # site-packages), then opened there
+    folder = Path(args.dir or "workbench-notebooks")
+    written = copy_notebooks(folder)
+    print(f"No clone of the repository here: {len(written)} guided notebooks copied to "
+          f"{folder.resolve()} (existing files kept); opening JupyterLab there.")
+    return _open_lab(folder, args.port)
 
 
 def _cmd_bench(args) -> int:
@@ -55,9 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke test")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("lab", help="open JupyterLab on notebooks/")
+    p = sub.add_parser("lab", help="open JupyterLab on the guided notebooks (a clone's notebooks/, "
+                                   "else a copy made in --dir)")
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--dir", default=None,
+                   help="where to copy the notebooks when there is no clone (default: ./workbench-notebooks)")
     p.set_defaults(func=_cmd_lab)
+
+    p = sub.add_parser("notebooks", help="copy the guided notebooks into DIR (paired .py/.ipynb)")
+    p.add_argument("dir", metavar="DIR", help="folder to copy them into (created if missing)")
+    p.add_argument("--open", action="store_true", help="then open JupyterLab there")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser("bench", help="run benchmarks/ and print ours vs peer ratios")
     p.add_argument("--only", nargs="*", default=None, help="benchmark names to run")

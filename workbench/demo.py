@@ -26,9 +26,9 @@ from pathlib import Path
 
 from .errors import InputError, WorkbenchError
 from .figures import EXPORT_LOG_ENV, skipped_exports, skipped_summary
+from .resources import notebooks_dir
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOK_DIR = notebooks_dir()  # a clone's notebooks/, else the copy a wheel installs
 FIGURE_SUFFIXES = {".png", ".svg", ".pdf", ".html", ".jpg", ".jpeg", ".webp"}
 IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".webp"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".json", ".tsv"}
@@ -37,12 +37,12 @@ CELL_TIMEOUT_S = 1800
 _BANNER = "!" * 78
 
 
-def guided_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+def guided_notebooks(folder: Path | None = NOTEBOOK_DIR) -> list[Path]:
     """The guided notebooks' jupytext sources, `NN_name.py`, in order."""
-    found = sorted(p for p in Path(folder).glob("*.py") if re.match(r"\d\d_", p.name))
+    found = sorted(p for p in Path(folder).glob("*.py") if re.match(r"\d\d_", p.name)) if folder else []
     if not found:
-        raise InputError(f"no notebooks NN_*.py in {folder}: run the demo from a clone of the "
-                         "repository (the notebooks are not part of the installed package)")
+        raise InputError(f"no notebooks NN_*.py in {folder}: reinstall the workbench from its "
+                         "wheel or sdist (which carry them), or run the demo from a clone")
     return found
 
 
@@ -50,16 +50,16 @@ def _resolve_model(model: str, out: Path) -> tuple[str, str | None]:
     """(model argument for the notebooks, warning or None); builds the tiny fallback if needed."""
     if model != "demo":
         return model, None
-    from .models import demo_model_path
+    from .resources import demo_model_dir
 
-    if (demo_model_path() / "config.json").exists():
+    if (demo_model_dir() / "config.json").exists():
         return "demo", None
     from .testing import make_tiny_model
 
     folder = out / "tiny-random-model"
     if not (folder / "config.json").exists():
         make_tiny_model(folder)
-    warning = (f"The embedded default model ({demo_model_path()}) is not built yet, so this demo "
+    warning = (f"The embedded default model ({demo_model_dir()}) is not built yet, so this demo "
                "runs on a tiny RANDOM model. Its outputs show that the pipeline works, NOT what a "
                "trained model knows: attention patterns, predictions and scores are noise.")
     return str(folder.resolve()), warning

@@ -20,6 +20,7 @@ import torch
 from .device import resolve_device, resolve_dtype
 from .config import check_choice
 from .errors import InputError, MissingHeadError, ModelNotFoundError
+from .resources import demo_model_dir
 from .store import is_run_folder, resolve_checkpoint
 from .tokens import TokenView, token_view
 
@@ -28,14 +29,6 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
                  "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "vocab.json", "added_tokens.json")
-
-
-def demo_model_path() -> Path:
-    """Folder of the embedded default model (`$WORKBENCH_DEMO_MODEL` overrides)."""
-    env = os.environ.get("WORKBENCH_DEMO_MODEL")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "demo-model"
 
 
 @dataclass
@@ -177,11 +170,11 @@ def _resolve_source(name_or_path) -> tuple[str, str | None]:
             f"name_or_path={name_or_path!r}: pass a hub id such as 'roberta-base', a local folder, "
             "a workbench run (folder or Run), or 'demo' for the embedded default model")
     if str(name_or_path) == DEMO_NAME:
-        path = demo_model_path()
+        path = demo_model_dir()
         if not _has_weights(path):
             raise ModelNotFoundError(
                 f"the embedded default model is missing at {path}. It ships with the repository "
-                "(data/demo-model); reinstall from a full clone, or rebuild it with "
+                "(workbench/data/demo-model, package data); reinstall the package, or rebuild it with "
                 "`workbench pretrain --preset demo` (see data/README.md)."
             )
         _check_local_files(path)

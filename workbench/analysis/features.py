@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import capture
+from .. import capture, resources
 from .. import schema as S
 from ..errors import InputError
 from ..models import LM
@@ -234,9 +234,8 @@ def hooked(lm: LM) -> bool:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("WORKBENCH_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "workbench"
-    return base / "features"
+    """`$WORKBENCH_CACHE/features` (see `workbench.resources`)."""
+    return resources.cache_dir("features")
 
 
 def _cache_key(lm: LM, texts: list[str], words, layers, pool, max_length) -> str:

