@@ -50,9 +50,6 @@ def built(tmp_path_factory):
         if path.is_file() and not path.is_symlink():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_bytes(path.read_bytes())
-    for rel in ("workbench/resources.py",):  # untracked while a change is being made
-        if not (src / rel).exists() and (ROOT / rel).exists():
-            (src / rel).write_bytes((ROOT / rel).read_bytes())
     dist = tmp / "dist"
     code = ("from setuptools import build_meta as b; import sys; "
             f"print(b.build_sdist({str(dist)!r}))")
