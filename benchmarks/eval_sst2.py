@@ -50,7 +50,7 @@ def evaluate_sst2(model: str = "demo", data: str | Path = DEFAULT_DATA, *,
     started = time.time()
     run = wb.finetune(model, {"train": train, "validation": dev}, config=cfg,
                       name=f"sst2-{Path(str(model)).name}", root=root)
-    lm = run.load()
+    lm = wb.load(run)
     metrics, matrix = wb.evaluate_classifier(lm, data / "test.tsv", text_column="sentence",
                                              max_length=max_length)
     return {"model": str(model), "run": str(run.path), "train_examples": len(train),

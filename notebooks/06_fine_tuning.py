@@ -186,7 +186,7 @@ panel
 # ## 6. Using the fine-tuned model
 #
 # `wb.load(run)` opens, as a classifier, the checkpoint of the run's best evaluation (lowest
-# validation loss, or the config's `early_stopping_metric`); `run.load("latest")` opens the last
+# validation loss, or the config's `early_stopping_metric`); `wb.load(run, step="latest")` opens the last
 # one. `wb.evaluate_classifier` scores a labelled table and returns the metrics and the confusion
 # matrix. We score the demo table's fixed `"test"` rows: the model was trained and validated on
 # `"train"` rows only, so none of these were seen.

@@ -280,7 +280,7 @@ def test_the_best_evaluation_is_kept_and_opened_by_load(tiny_model_dir, run_root
     assert run.summary["disk_mb"] == pytest.approx(disk_mb(run.path), abs=0.05)
     assert Path(wb.load(run, device="cpu").path) == run.checkpoint(1)
     assert Path(wb.load(run.path, device="cpu").path) == run.checkpoint(1)
-    assert Path(run.load("latest", device="cpu").path) == run.checkpoint(6)
+    assert Path(wb.load(run, step="latest", device="cpu").path) == run.checkpoint(6)
 
 
 @pytest.mark.gpu

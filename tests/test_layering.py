@@ -93,3 +93,40 @@ def test_every_public_name_resolves():
         except Exception as err:  # noqa: BLE001 - report every failure
             missing.append(f"{name}: {type(err).__name__}: {err}")
     assert not missing, "\n".join(missing)
+
+
+def _import_graph(modules) -> "nx.DiGraph":
+    """module -> workbench module it imports (any import, also inside functions), by AST."""
+    import networkx as nx
+
+    names = {module for _, module in modules}
+    graph = nx.DiGraph()
+    for path, module in modules:
+        graph.add_node(module)
+        for imp in _imports(path, module):
+            target = imp or ""
+            while target not in names and "." in target:
+                target = target.rsplit(".", 1)[0]  # workbench.store.Run -> workbench.store
+            if target in names and target != module and target.startswith("workbench"):
+                graph.add_edge(module, target)
+    return graph
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or around a loop: a cycle hides a layering
+    mistake from the layer check above (same-layer modules) and breaks partial imports."""
+    import networkx as nx
+
+    cycles = list(nx.simple_cycles(_import_graph(list(_modules()))))
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c + c[:1]) for c in cycles)
+
+
+def test_cycle_checker_catches_a_cycle(tmp_path):
+    pkg = tmp_path / "workbench"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("def f():\n    from .b import g\n")
+    (pkg / "b.py").write_text("from . import a\n")
+    mods = [(pkg / "a.py", "workbench.a"), (pkg / "b.py", "workbench.b")]
+    import networkx as nx
+
+    assert list(nx.simple_cycles(_import_graph(mods)))

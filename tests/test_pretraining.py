@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import workbench as wb
 from workbench.testing import run_two_processes
 from workbench.training.corpus import Corpus, pack, pack_sequences
 from workbench.training.events import Event, StopFlag
@@ -172,7 +173,7 @@ def test_a_tiny_run_lowers_held_out_loss(small_corpus, cache, tmp_path):
     assert last < first - 0.5
     assert run.status == "completed" and run.summary["steps"] == 40
     assert 0 <= run.summary["eval_unigram_accuracy"] <= 1
-    lm = run.load(device="cpu")  # the final checkpoint opens in every analysis
+    lm = wb.load(run, device="cpu")  # the final checkpoint opens in every analysis
     assert lm.kind == "mlm" and lm.num_layers == 2
 
 
@@ -327,7 +328,7 @@ def test_headline_accuracy_counts_mask_positions_only_against_a_full_forward(sma
 
     config = _tiny(max_steps=30, eval_every=30, lr=3e-3)
     run = pretrain(small_corpus, config=config, root=tmp_path / "runs", cache_dir=cache)
-    lm = run.load(device="cpu")
+    lm = wb.load(run, device="cpu")
     packed = PackedCorpus.load(run.info["packed_corpus"])
     ids = torch.from_numpy(packed.heldout[:config.eval_sequences].astype(np.int64))  # (N, T)
     masker = Masker(TokenTables.from_tokenizer(lm.tokenizer), mode=config.masking,
@@ -437,7 +438,7 @@ def test_two_processes_follow_one_process_with_twice_the_batch(small_corpus, tmp
     assert ea.loc[0] == pytest.approx(eb.loc[0], abs=1e-6)  # same initial weights
     assert ea.loc[12] == pytest.approx(eb.loc[12], abs=0.02)
     assert ea.loc[12] < ea.loc[0] - 0.3
-    assert two.load(device="cpu").kind == "mlm"
+    assert wb.load(two, device="cpu").kind == "mlm"
 
 
 def test_static_shape_head_gives_the_exact_loss_and_gradients(tokenizer, tables, batch):

@@ -161,7 +161,7 @@ def _check_local_files(folder: Path) -> None:
             _check_safetensors(folder / shard)
 
 
-def _resolve_source(name_or_path) -> tuple[str, str | None]:
+def _resolve_source(name_or_path, step: int | str | None = None) -> tuple[str, str | None]:
     """Return (what to pass to from_pretrained, local path or None)."""
     if hasattr(name_or_path, "path") and not isinstance(name_or_path, (str, os.PathLike)):
         name_or_path = name_or_path.path  # a Run or RunFolder
@@ -169,6 +169,8 @@ def _resolve_source(name_or_path) -> tuple[str, str | None]:
         raise InputError(
             f"name_or_path={name_or_path!r}: pass a hub id such as 'roberta-base', a local folder, "
             "a workbench run (folder or Run), or 'demo' for the embedded default model")
+    if step is not None and not is_run_folder(Path(str(name_or_path)).expanduser()):
+        raise InputError(f"step={step!r} applies to a workbench run; {name_or_path!r} is not one")
     if str(name_or_path) == DEMO_NAME:
         path = demo_model_dir()
         if not _has_weights(path):
@@ -183,8 +185,7 @@ def _resolve_source(name_or_path) -> tuple[str, str | None]:
     if path.exists():
         if not path.is_dir():
             raise ModelNotFoundError(f"{path} is a file; pass the folder that holds config.json")
-        if is_run_folder(path):
-            path = resolve_checkpoint(path)
+        path = resolve_checkpoint(path, step)
         if not (path / "config.json").exists():
             raise ModelNotFoundError(
                 f"{path} has no config.json: pass a folder written by save_pretrained, "
@@ -232,14 +233,16 @@ def _load_tokenizer(source: str):
     return tok
 
 
-def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
-         task: str = "auto") -> LM:
+def load(name_or_path, *, step: int | str | None = None, device: str | torch.device = "auto",
+         dtype: str | torch.dtype = "auto", task: str = "auto") -> LM:
     """Load a RoBERTa-family checkpoint as an `LM`.
 
     `name_or_path`: a hub id ('roberta-base', 'xlm-roberta-base', 'bert-base-uncased', ...), a
     folder written by `save_pretrained`, a workbench run folder (the checkpoint of a finished
     fine-tuning run's best evaluation, else its latest), a `Run`,
-    or 'demo' for the embedded default model. `device="auto"` picks cuda, then mps, then cpu;
+    or 'demo' for the embedded default model. For a run, `step=None` opens its best checkpoint
+    (a finished fine-tuning run's best evaluation), else its latest; `step="latest"` or a step
+    number picks one. `device="auto"` picks cuda, then mps, then cpu;
     `dtype="auto"` picks bf16 on a CUDA device that supports it, else fp32. `task` is "auto",
     "mlm", "classifier" or "encoder".
 
@@ -250,7 +253,7 @@ def load(name_or_path, *, device: str | torch.device = "auto", dtype: str | torc
     check_choice("task", task, ("auto", "mlm", "classifier", "encoder"))
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    source, local = _resolve_source(name_or_path)
+    source, local = _resolve_source(name_or_path, step)
     display = Path(local).name if local else source
     if local and is_run_folder(Path(local).parent.parent):
         display = f"{Path(local).parent.parent.name}/{Path(local).name}"

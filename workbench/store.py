@@ -434,16 +434,6 @@ class Run:
         steps = [s for s, _ in self.checkpoints()]
         return best if isinstance(best, int) and best in steps else None
 
-    def load(self, step: int | str | None = None, **load_kwargs):
-        """Open a checkpoint as an `LM` with `wb.load`: `step=None` gives the best one (the best
-        evaluation of a finished fine-tuning run), else the latest; `"latest"` or a step number
-        picks one."""
-        from .models import load
-
-        if step is None:
-            step = self.best_step
-        return load(self.checkpoint(None if step == "latest" else step), **load_kwargs)
-
     @contextlib.contextmanager
     def writing_checkpoint(self, step: int, keep_last: int | None = None,
                            keep_steps: Iterable[int] = ()) -> Iterator[Path]:
@@ -630,16 +620,23 @@ def runs(root: str | Path | None = None) -> pd.DataFrame:
                              na_position="last").reset_index(drop=True)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Map a run folder to its best checkpoint (a finished fine-tuning run's best evaluation), else
-    its latest complete one; other folders are returned as they are."""
+def resolve_checkpoint(path: str | Path, step: int | str | None = None) -> Path:
+    """Map a run folder to a checkpoint: `step=None` gives its best one (a finished fine-tuning
+    run's best evaluation), else its latest complete one; `"latest"` or a step number picks one.
+    Other folders are returned as they are (and take no `step`)."""
     path = Path(path)
-    if is_run_folder(path):
-        run = Run(path)
-        if not run.checkpoints():
-            raise ModelNotFoundError(
-                f"run {path} has no complete checkpoint yet; wait for its first checkpoint or "
-                "resume it (wb.finetune(..., resume=run) / wb.pretrain(..., resume=run))"
-            )
+    if not is_run_folder(path):
+        if step is not None:
+            raise InputError(f"step={step!r} applies to a workbench run; {path} is not a run folder")
+        return path
+    run = Run(path)
+    if not run.checkpoints():
+        raise ModelNotFoundError(
+            f"run {path} has no complete checkpoint yet; wait for its first checkpoint or "
+            "resume it (wb.finetune(..., resume=run) / wb.pretrain(..., resume=run))"
+        )
+    if step is None:
         return run.checkpoint(run.best_step)
-    return path
+    if step != "latest" and not (isinstance(step, int) and not isinstance(step, bool)):
+        raise InputError(f"step={step!r}: pass None (the best checkpoint), 'latest' or a step number")
+    return run.checkpoint(None if step == "latest" else step)

@@ -265,7 +265,7 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
              resume=None, callbacks: Iterable[Callback] = (), stop: StopFlag | None = None,
              name: str | None = None, root: str | Path | None = None, progress: bool = False,
              cache_dir: str | Path | None = None) -> Run | None:
-    """Pretrain a RoBERTa-style masked LM on `corpus`; return its `Run` (open it with `run.load()`).
+    """Pretrain a RoBERTa-style masked LM on `corpus`; return its `Run` (open it with `wb.load(run)`).
 
     `corpus`: a `Corpus`, "demo", texts, a text file/folder, a DataFrame with a 'text' column, a
     `datasets.Dataset`, a `PackedCorpus` or a packed-corpus folder. `config`: a PretrainConfig,

@@ -35,6 +35,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_pretrain(args) -> int:
+    from ..models import load
     from .pretrain import pretrain
 
     overrides = given_fields(args)
@@ -51,7 +52,7 @@ def _cmd_pretrain(args) -> int:
         return 0
     print_run(run)
     if args.export:
-        lm = run.load(device="cpu")
+        lm = load(run, device="cpu")
         lm.model.save_pretrained(args.export)
         lm.tokenizer.save_pretrained(args.export)
         print(f"exported to {args.export}")

@@ -3,7 +3,7 @@
 Controls (corpus, preset, masking, whole-word, steps, learning rate) -> `training.pretrain.pretrain`
 in a background thread (other notebook cells keep running) -> `RunMonitor` (live train and
 held-out loss and masked-token accuracy beside the unigram baseline, progress with ETA, Stop)
--> the finished `Run` in `.run`, ready for `run.load()` and every analysis.
+-> the finished `Run` in `.run`, ready for `wb.load(run)` and every analysis.
 """
 
 from __future__ import annotations
