@@ -239,7 +239,7 @@ class Run:
     """One run folder: the only handle on a run, for training loops and users alike.
 
     Reading (any process, any time): `.id`, `.short_id`, `.name`, `.kind`, `.status`, `.reason`,
-    `.info`, `.config`, `.summary`, `.metrics()`, `.checkpoints()`, `.checkpoint()`, `.load()`.
+    `.info`, `.config`, `.summary`, `.metrics()`, `.checkpoints()`, `.checkpoint()` (`wb.load(run)` opens one).
     Writing (only while holding `run.lock()`): `.set_status()`, `.log_metrics()`,
     `.truncate_metrics()`, `.writing_checkpoint()`, `.write_summary()`, `.write_config()`.
     """
