@@ -113,7 +113,7 @@ def ours(folder: Path, s: dict, steps: int) -> dict:
     # a step row (which reads the loss) every WARMUP_STEPS steps, as a run logs every log_every
     config = PretrainConfig(**s, max_steps=WARMUP_STEPS + steps, warmup_steps=2,
                             log_every=WARMUP_STEPS, eval_every=10**9, checkpoint_every=10**9,
-                            checkpoint_minutes=0, eval_sequences=8, vocab_size=len(tok), lr=5e-4)
+                            checkpoint_minutes=0, eval_sequences=8, vocab_size=len(tok), learning_rate=5e-4)
     run = pretrain(packed, config=config, tokenizer=tok, root=folder / f"runs-{os.getpid()}",
                    callbacks=[on_event])
     return {**clock.result(config.tokens_per_step), "compiled": run.summary.get("compiled"),

@@ -8,7 +8,7 @@ the fairseq RoBERTa README's GLUE table; Liu et al. 2019's Table 5 reports only 
 roberta-base on a GPU machine. Default data folder: ../shared/data/sst2 beside the repository.
 
     python benchmarks/eval_sst2.py --model demo --max-examples 5000 --epochs 1
-    python benchmarks/eval_sst2.py --model roberta-base --epochs 3 --batch-size 32 --lr 2e-5  # GPU
+    python benchmarks/eval_sst2.py --model roberta-base --epochs 3 --batch-size 32 --learning-rate 2e-5  # GPU
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--learning-rate", type=float, default=2e-5)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default=None, help="run store folder")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = evaluate_sst2(a.model, a.data, max_examples=a.max_examples,
                            max_validation=a.max_validation, max_steps=a.max_steps, epochs=a.epochs,
-                           batch_size=a.batch_size, learning_rate=a.lr, max_length=a.max_length,
+                           batch_size=a.batch_size, learning_rate=a.learning_rate, max_length=a.max_length,
                            seed=a.seed, root=a.root)
     print(f"\nSST-2 (GLUE dev, 872 sentences) accuracy of {result['model']} fine-tuned for "
           f"{result['steps']} steps on {result['train_examples']} examples: "

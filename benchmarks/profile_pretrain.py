@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         bench.prepare(Path(tmp), sizes["seq_len"])
         packed = PackedCorpus.load(Path(tmp) / "packed")
         tok = packed.tokenizer()
-    config = PretrainConfig(**sizes, max_steps=1000, warmup_steps=2, vocab_size=len(tok), lr=5e-4)
+    config = PretrainConfig(**sizes, max_steps=1000, warmup_steps=2, vocab_size=len(tok), learning_rate=5e-4)
     loop = _Pretrainer(config, packed, tok, Engine(config.device, config.precision))
     loop.mlm.train()
     for _ in range(bench.WARMUP_STEPS):

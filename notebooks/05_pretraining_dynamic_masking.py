@@ -89,7 +89,7 @@ if QUICK:
 else:
     base = wb.PretrainConfig.from_preset(
         "tiny", num_layers=2, hidden_size=128, num_heads=2, intermediate_size=512, seq_len=128,
-        vocab_size=8000, batch_size=32, lr=1e-3, max_steps=STEPS, warmup_steps=STEPS // 10,
+        vocab_size=8000, batch_size=32, learning_rate=1e-3, max_steps=STEPS, warmup_steps=STEPS // 10,
         eval_every=max(1, STEPS // 12), eval_sequences=256, checkpoint_every=STEPS, log_every=10)
 
 policies = {

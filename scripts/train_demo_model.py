@@ -139,7 +139,7 @@ def main(argv=None) -> int:
                     help="training time budget (with --resume: the run's total across sessions)")
     ap.add_argument("--runs", default="/tmp/workbench-demo-runs", help="run store for checkpoints")
     ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--learning-rate", type=float, default=None)
     ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--compile", choices=("auto", "yes", "no"), default="auto")
     ap.add_argument("--device", default="auto")
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     packed = PackedCorpus.load(args.data)
     print(packed, flush=True)
-    overrides = {k: v for k, v in dict(batch_size=args.batch_size, lr=args.lr,
+    overrides = {k: v for k, v in dict(batch_size=args.batch_size, learning_rate=args.learning_rate,
                                        eval_every=args.eval_every, max_steps=args.max_steps).items()
                  if v is not None}
     if args.tiny:

@@ -404,11 +404,11 @@ case("Run-missing-folder", lambda k: wb.Run("no_such_run_folder"), "no_such_run_
 for field, value in [("eval_every", 0), ("checkpoint_every", 0), ("log_every", 0),
                      ("num_heads", 0), ("max_grad_norm", -1.0), ("eval_sequences", 0),
                      ("weight_decay", -0.1), ("warmup_steps", -1), ("batch_size", "8"),
-                     ("batch_size", 0), ("lr", NAN), ("lr", -1.0), ("max_steps", 0),
+                     ("batch_size", 0), ("learning_rate", NAN), ("learning_rate", -1.0), ("max_steps", 0),
                      ("num_layers", 0), ("hidden_size", 0), ("vocab_size", 10),
                      ("heldout", 1.5), ("heldout", NAN), ("whole_word", "no"),
                      ("keep_checkpoints", 0), ("beta2", 1.5), ("eps", 0.0), ("device", "tpu"),
-                     ("intermediate_size", 0), ("grad_accum", 0), ("seq_len", "128")]:
+                     ("intermediate_size", 0), ("grad_accumulation", 0), ("seq_len", "128")]:
     case(f"PretrainConfig-{field}-{value!r}", lambda k, f=field, v=value: wb.PretrainConfig(**{f: v}),
          field)
 case("PretrainConfig-preset", lambda k: wb.PretrainConfig.from_preset("enormous"), "enormous")
@@ -547,7 +547,7 @@ CLI_CASES = [
     pytest.param(["pretrain", "{corpus.txt}", "--preset", "tiny", "--max-steps", "1",
                   "--batch-size", "0"],
                  "batch_size", id="pretrain-batch-size-0"),
-    pytest.param(["pretrain", "{corpus.txt}", "--preset", "tiny", "--max-steps", "1", "--lr", "nan"], "lr",
+    pytest.param(["pretrain", "{corpus.txt}", "--preset", "tiny", "--max-steps", "1", "--learning-rate", "nan"], "learning_rate",
                  id="pretrain-lr-nan"),
     pytest.param(["pretrain", "{corpus.txt}", "--preset", "tiny", "--max-steps", "1",
                   "--device", "tpu"], "device",

@@ -390,10 +390,10 @@ def test_non_finite_regression_labels_are_refused_before_the_run_exists(tiny_mod
 def test_the_default_learning_rate_follows_the_model_size(tiny_model_dir, run_root):
     from transformers import RobertaConfig
 
-    from workbench.training.finetune import default_learning_rate
-
-    assert default_learning_rate(RobertaConfig(hidden_size=768)) == 2e-5  # roberta-base
-    assert default_learning_rate(RobertaConfig(hidden_size=384)) == 1e-4  # the demo model
+    auto = FineTuneConfig(learning_rate=0.0)
+    assert auto.peak_learning_rate(RobertaConfig(hidden_size=768).hidden_size) == 2e-5  # roberta-base
+    assert auto.peak_learning_rate(384) == 1e-4  # the demo model
+    assert FineTuneConfig(learning_rate=3e-5).peak_learning_rate(384) == 3e-5
     cfg = FineTuneConfig(**{**FAST, "learning_rate": 0.0}, max_steps=1)
     run = finetune(tiny_model_dir, separable(64), config=cfg, progress=False)
     assert run.summary["learning_rate"] == run.info["learning_rate"] == 1e-4

@@ -166,7 +166,7 @@ def _tiny(**overrides) -> PretrainConfig:
 
 
 def test_a_tiny_run_lowers_held_out_loss(small_corpus, cache, tmp_path):
-    run = pretrain(small_corpus, config=_tiny(max_steps=40, eval_every=10, lr=3e-3),
+    run = pretrain(small_corpus, config=_tiny(max_steps=40, eval_every=10, learning_rate=3e-3),
                    root=tmp_path / "runs", cache_dir=cache)
     evals = run.metrics("eval")
     first, last = evals["eval_loss"].iloc[0], evals["eval_loss"].iloc[-1]
@@ -214,13 +214,13 @@ def test_cli_flags_map_onto_the_config(monkeypatch):
 
     monkeypatch.setattr("workbench.training.pretrain.pretrain", fake_pretrain)
     args = cli.build_parser().parse_args(
-        ["pretrain", "notes.txt", "--preset", "tiny", "--lr", "0.01", "--whole-word",
+        ["pretrain", "notes.txt", "--preset", "tiny", "--learning-rate", "0.01", "--whole-word",
          "--masking", "static", "--minutes", "2"])
     with pytest.raises(SystemExit):
         pretrain_cli._cmd_pretrain(args)
     config = seen["config"]
     assert seen["corpus"] == "notes.txt"
-    assert (config.preset, config.lr, config.whole_word, config.masking) == ("tiny", 0.01, True, "static")
+    assert (config.preset, config.learning_rate, config.whole_word, config.masking) == ("tiny", 0.01, True, "static")
     assert config.time_budget_s == 120 and config.hidden_size == 64
 
 
@@ -326,7 +326,7 @@ def test_headline_accuracy_counts_mask_positions_only_against_a_full_forward(sma
     the held-out sequences under the same fixed evaluation mask, scored by hand."""
     from workbench.training.corpus import PackedCorpus
 
-    config = _tiny(max_steps=30, eval_every=30, lr=3e-3)
+    config = _tiny(max_steps=30, eval_every=30, learning_rate=3e-3)
     run = pretrain(small_corpus, config=config, root=tmp_path / "runs", cache_dir=cache)
     lm = wb.load(run, device="cpu")
     packed = PackedCorpus.load(run.info["packed_corpus"])
@@ -386,8 +386,8 @@ def test_resume_may_extend_the_budget_but_not_change_the_experiment(small_corpus
 
     root = tmp_path / "runs"
     run = pretrain(small_corpus, config=_tiny(max_steps=6, eval_every=3), root=root, cache_dir=cache)
-    with pytest.raises(InputError, match="cannot change .*'lr'"):
-        pretrain(small_corpus, resume=run, config={"lr": 0.5}, root=root, cache_dir=cache)
+    with pytest.raises(InputError, match="cannot change .*'learning_rate'"):
+        pretrain(small_corpus, resume=run, config={"learning_rate": 0.5}, root=root, cache_dir=cache)
     longer = pretrain(small_corpus, resume=run, config={"max_steps": 9}, root=root, cache_dir=cache)
     assert longer.summary["steps"] == 9 and longer.config["max_steps"] == 9
     steps = longer.metrics("step")["step"].tolist()
@@ -416,7 +416,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_two_processes_follow_one_process_with_twice_the_batch(small_corpus, tmp_path):
-    config = _tiny(max_steps=12, eval_every=6, batch_size=4, lr=3e-3, dropout=0.0)
+    config = _tiny(max_steps=12, eval_every=6, batch_size=4, learning_rate=3e-3, dropout=0.0)
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(list(small_corpus.texts())))
     cache, root = tmp_path / "cache", tmp_path / "runs2"  # a fresh cache: both ranks need it

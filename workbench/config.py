@@ -13,8 +13,9 @@ import json
 import math
 import numbers
 import typing
+import warnings
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, ClassVar, Iterable, TypeVar
 
 import numpy as np
 
@@ -23,9 +24,37 @@ from .errors import InputError
 T = TypeVar("T", bound="ConfigBase")
 
 
+class _AcceptsRenamedFields(type):
+    """Lets a config be built with a field's old name (`lr=` for `learning_rate=`) for one release:
+    the value goes to the new field, with a FutureWarning naming the new spelling."""
+
+    def __call__(cls, *args, **kwargs):
+        for old, new in getattr(cls, "renamed_fields", {}).items():
+            if old in kwargs:
+                if new in kwargs:
+                    raise InputError(f"{cls.__name__}: give {new}= only ({old}= is its old name)")
+                warnings.warn(f"{cls.__name__}({old}=...) is deprecated: use {new}=... (the old "
+                              "name is accepted until the next release)", FutureWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+        return super().__call__(*args, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
-class ConfigBase:
-    """Base for configs: subclasses are frozen dataclasses and may define `validate()`."""
+class ConfigBase(metaclass=_AcceptsRenamedFields):
+    """Base for configs: subclasses are frozen dataclasses and may define `validate()`.
+
+    `renamed_fields` maps a field's old name to its new one: `Config(old=...)`, `config.old` and
+    stored dicts with the old key keep working (the first two with a FutureWarning)."""
+
+    renamed_fields: ClassVar[dict[str, str]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
+        new = type(self).renamed_fields.get(name)
+        if new is None:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+        warnings.warn(f"{type(self).__name__}.{name} is deprecated: use .{new}", FutureWarning,
+                      stacklevel=2)
+        return getattr(self, new)
 
     def __post_init__(self) -> None:
         _check_field_types(self)
@@ -42,6 +71,8 @@ class ConfigBase:
         if not isinstance(data, dict):
             raise InputError(f"{cls.__name__}.from_dict takes a dict of fields, not "
                              f"{type(data).__name__}")
+        # a config saved by an earlier release may use a field's old name
+        data = {cls.renamed_fields.get(k, k): v for k, v in data.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

@@ -10,15 +10,18 @@ exists, with an `InputError` that names the field, the value and what to use ins
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import typing
+import warnings
 from dataclasses import dataclass, field
 
 from ..config import ConfigBase, require
 from ..errors import DeviceError, InputError
 
 MASK_MODES = ("dynamic", "static")
+# field names of earlier releases -> today's (one vocabulary for both configs); the old spellings
+# still work, with a FutureWarning, until the next release
+RENAMED_FIELDS = {"lr": "learning_rate", "grad_accum": "grad_accumulation"}
 TASKS = ("auto", "classification", "regression")
 PRECISIONS = ("auto", "bf16", "fp32")
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "mcc")
@@ -28,18 +31,18 @@ EVAL_METRICS = ("eval_loss",) + tuple(f"eval_{m}" for m in CLASSIFICATION_METRIC
 # model sizes: layers, hidden, heads, intermediate; and the training settings that suit them
 PRESETS: dict[str, dict] = {
     "tiny": dict(num_layers=2, hidden_size=64, num_heads=2, intermediate_size=256, seq_len=64,
-                 vocab_size=2000, batch_size=16, lr=1e-3, max_steps=200, warmup_steps=20,
+                 vocab_size=2000, batch_size=16, learning_rate=1e-3, max_steps=200, warmup_steps=20,
                  eval_every=50, checkpoint_every=100),
     "mini": dict(num_layers=4, hidden_size=256, num_heads=4, intermediate_size=1024, seq_len=128,
-                 vocab_size=8000, batch_size=64, lr=1e-3, max_steps=5000, warmup_steps=300),
+                 vocab_size=8000, batch_size=64, learning_rate=1e-3, max_steps=5000, warmup_steps=300),
     "small": dict(num_layers=6, hidden_size=512, num_heads=8, intermediate_size=2048, seq_len=128,
-                  vocab_size=16000, batch_size=128, lr=7e-4, max_steps=20000, warmup_steps=1000),
+                  vocab_size=16000, batch_size=128, learning_rate=7e-4, max_steps=20000, warmup_steps=1000),
     "base": dict(num_layers=12, hidden_size=768, num_heads=12, intermediate_size=3072, seq_len=512,
-                 vocab_size=50265, batch_size=32, grad_accum=8, lr=6e-4, max_steps=100000,
+                 vocab_size=50265, batch_size=32, grad_accumulation=8, learning_rate=6e-4, max_steps=100000,
                  warmup_steps=6000),
     # the embedded default model (data/demo-model): 6 x 384, 16k BPE, 256-token sequences
     "demo": dict(num_layers=6, hidden_size=384, num_heads=6, intermediate_size=1536, seq_len=256,
-                 vocab_size=16000, batch_size=256, lr=7e-4, max_steps=20000, warmup_steps=1000,
+                 vocab_size=16000, batch_size=256, learning_rate=7e-4, max_steps=20000, warmup_steps=1000,
                  dropout=0.1, eval_every=500, checkpoint_every=2000, eval_sequences=400),
 }
 
@@ -58,26 +61,6 @@ def field_types(cls) -> dict[str, tuple[type, bool]]:
         base = [a for a in args if a is not type(None)][0]
         out[f.name] = (base, type(None) in args)
     return out
-
-
-def check_field_types(config) -> None:
-    """Each field holds its annotated type (an int where an int is due, not '8' or 8.5; no bool
-    for a number; finite floats), else an InputError naming field, value and type."""
-    for name, (base, optional) in field_types(type(config)).items():
-        value = getattr(config, name)
-        if value is None:
-            require(optional, f"{name}=None; give a {base.__name__}")
-            continue
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        elif base in (int, float):
-            ok = isinstance(value, base) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, base)
-        require(ok, f"{name}={value!r} is a {type(value).__name__}; give a {base.__name__}"
-                    + (" (or None)" if optional else ""))
-        if base is float:
-            require(math.isfinite(value), f"{name}={value!r}; give a finite number")
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -99,8 +82,10 @@ def _at_least(config, names: tuple[str, ...], low: int | float, what: str) -> No
 
 @dataclass(frozen=True)
 class PretrainConfig(ConfigBase):
-    """Settings of one pretraining run; `PretrainConfig.from_preset("mini", lr=5e-4)` starts from a preset."""
+    """Settings of one pretraining run; `PretrainConfig.from_preset("mini", learning_rate=5e-4)`
+    starts from a preset."""
 
+    renamed_fields = RENAMED_FIELDS
     preset: str | None = _f(None, "preset the sizes came from", choices=tuple(PRESETS))
     # model (RobertaConfig sizes)
     num_layers: int = _f(4, "transformer layers")
@@ -123,8 +108,8 @@ class PretrainConfig(ConfigBase):
     whole_word: bool = _f(False, "mask every piece of a selected word")
     # optimisation
     batch_size: int = _f(64, "sequences per micro-batch (per process)")
-    grad_accum: int = _f(1, "micro-batches per optimiser step")
-    lr: float = _f(1e-3, "peak learning rate (AdamW)")
+    grad_accumulation: int = _f(1, "micro-batches per optimiser step")
+    learning_rate: float = _f(1e-3, "peak learning rate (AdamW)")
     warmup_steps: int = _f(300, "linear warm-up steps (transformers' schedule), then linear decay to 0")
     weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and LayerNorm)")
     beta1: float = _f(0.9, "AdamW beta1")
@@ -150,12 +135,11 @@ class PretrainConfig(ConfigBase):
     seed: int = _f(0, "seed of the weights, data order and masks")
 
     def validate(self) -> None:
-        check_field_types(self)
         _check_device(self)
         require(self.preset is None or self.preset in PRESETS,
                 f"preset={self.preset!r}; use one of {sorted(PRESETS)}")
         _at_least(self, ("num_layers", "num_heads", "hidden_size", "intermediate_size", "batch_size",
-                         "grad_accum", "max_steps", "eval_every", "eval_sequences", "checkpoint_every",
+                         "grad_accumulation", "max_steps", "eval_every", "eval_sequences", "checkpoint_every",
                          "keep_checkpoints", "log_every", "static_copies"), 1, "1 or more")
         _at_least(self, ("warmup_steps", "weight_decay", "checkpoint_minutes", "seed", "eval_seed",
                          "max_grad_norm"), 0, "0 or more")
@@ -172,7 +156,8 @@ class PretrainConfig(ConfigBase):
         require(self.vocab_size >= 262, f"vocab_size={self.vocab_size}; use 262 or more "
                                         "(256 bytes + 5 special tokens, plus merges)")
         require(0 < self.heldout < 1, f"heldout={self.heldout}; use a fraction in (0, 1)")
-        require(0 < self.lr < 1, f"lr={self.lr}; use a positive value such as 1e-3")
+        require(0 < self.learning_rate < 1,
+                f"learning_rate={self.learning_rate}; use a positive value such as 1e-3")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
         require(self.eps > 0, f"eps={self.eps}; use a small positive value such as 1e-6")
         require(self.precision in PRECISIONS, f"precision={self.precision!r}; use one of {PRECISIONS}")
@@ -185,16 +170,23 @@ class PretrainConfig(ConfigBase):
     def from_preset(cls, name: str, **overrides) -> "PretrainConfig":
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; use one of {sorted(PRESETS)}")
+        for old, new in RENAMED_FIELDS.items():
+            if old in overrides and new not in overrides:
+                warnings.warn(f"PretrainConfig.from_preset({old}=...) is deprecated: use {new}=...",
+                              FutureWarning, stacklevel=2)
+                overrides[new] = overrides.pop(old)
         return cls(preset=name, **{**PRESETS[name], **overrides})
 
     @property
     def tokens_per_step(self) -> int:
-        return self.batch_size * self.grad_accum * self.seq_len
+        return self.batch_size * self.grad_accumulation * self.seq_len
 
 
 @dataclass(frozen=True)
 class FineTuneConfig(ConfigBase):
     """How to fine-tune. Defaults follow the RoBERTa paper's GLUE recipe where it gives one."""
+
+    renamed_fields = RENAMED_FIELDS
 
     # data
     text_column: str = _f("text", "column with the (first) sentence")
@@ -230,8 +222,16 @@ class FineTuneConfig(ConfigBase):
                                     choices=EVAL_METRICS)
     log_every: int = _f(10, "steps between train-loss rows")
 
+    def peak_learning_rate(self, hidden_size: int) -> float:
+        """The peak learning rate for a model of `hidden_size`: `learning_rate`, or for 0 ("auto")
+        2e-5 at hidden size 768 or more (roberta-base; the RoBERTa paper's GLUE runs used
+        1e-5..3e-5) and 1e-4 below (the embedded 6x384 demo model barely moves at 2e-5; notebook 06
+        measured 1e-4 best, 1e-3 unstable)."""
+        if self.learning_rate:
+            return self.learning_rate
+        return 2e-5 if hidden_size >= 768 else 1e-4
+
     def validate(self) -> None:
-        check_field_types(self)
         _check_device(self)
         require(self.task in TASKS, f"task={self.task!r}; use one of {list(TASKS)}")
         require(0.0 < self.validation_split < 1.0,

@@ -43,13 +43,6 @@ _RESUME_FREE = ("eval_every", "checkpoint_every", "checkpoint_minutes", "keep_ch
                 "log_every", "device")
 
 
-def default_learning_rate(model_config) -> float:
-    """The peak learning rate `learning_rate=0` stands for: 2e-5 for models of hidden size 768 or
-    more (roberta-base; the RoBERTa paper's GLUE runs used 1e-5..3e-5), 1e-4 for smaller ones (the
-    embedded 6x384 demo model barely moves at 2e-5; notebook 06 measured 1e-4 best, 1e-3 unstable)."""
-    return 2e-5 if getattr(model_config, "hidden_size", 768) >= 768 else 1e-4
-
-
 # ----------------------------------------------------------------------------- batching
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
@@ -143,10 +136,11 @@ def _build_classifier(lm: LM, data: TaskData, seed: int) -> torch.nn.Module:
 class _Trainer:
     """The fine-tuning loop: model, optimizer, schedule and the position in the epochs."""
 
-    def __init__(self, model, tokenizer, data: TaskData, config: FineTuneConfig, engine: Engine,
-                 learning_rate: float):
+    def __init__(self, model, tokenizer, data: TaskData, config: FineTuneConfig, engine: Engine):
         self.cfg, self.data, self.engine, self.tokenizer = config, data, engine, tokenizer
-        self.device, self.learning_rate = engine.device, learning_rate
+        self.device = engine.device
+        # "auto" (0) resolved once, by the config, for this model
+        self.learning_rate = config.peak_learning_rate(model.config.hidden_size)
         self.train_ids = tokenize(tokenizer, data.train, config.max_length)
         self.val_ids = tokenize(tokenizer, data.validation, config.max_length)
         self.train_labels = data.train[LABEL].to_numpy()
@@ -160,7 +154,8 @@ class _Trainer:
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
         warmup = config.warmup_steps or int(round(config.warmup_ratio * self.total_steps))
         model.to(self.device)  # before the optimizer: fused AdamW wants its params on the GPU
-        self.raw_optimizer = make_optimizer(model, lr=learning_rate, weight_decay=config.weight_decay)
+        self.raw_optimizer = make_optimizer(model, lr=self.learning_rate,
+                                            weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(self.raw_optimizer, warmup, self.total_steps)
         self.raw_model = model
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -364,9 +359,8 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
     lm, base_name = _base_model(lm_or_name, run, checkpoint)
     check_max_length(config.max_length, lm.config, lm.tokenizer)
     model = _build_classifier(lm, data_obj, config.seed)
-    lr = config.learning_rate or default_learning_rate(lm.config)
     # tokenising and planning can still refuse the input: do it before the run folder exists
-    trainer = _Trainer(model, lm.tokenizer, data_obj, config, engine, lr)
+    trainer = _Trainer(model, lm.tokenizer, data_obj, config, engine)
     if run is None and engine.is_main:
         run = held.take(Run.create(KIND, config.to_dict(), name=name, base_model=str(base_name),
                                    root=root))
@@ -378,7 +372,7 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
         spine.begin(trainer.step, config, resumed,
                     task=data_obj.task, label_names=data_obj.label_names, data=data_obj.source,
                     data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
-                    learning_rate=lr, attention=model.config._attn_implementation,
+                    learning_rate=trainer.learning_rate, attention=model.config._attn_implementation,
                     machine=describe_machine())
         status = trainer.fit(spine, stop)
         trainer.finish(spine, status)
@@ -433,4 +427,4 @@ def _base_model(lm_or_name, run: Run | None, checkpoint) -> tuple[LM, str]:
 
 
 __all__ = ["FineTuneConfig", "finetune", "collate", "length_grouped_batches", "pad_multiple",
-           "default_learning_rate", "KIND"]
+           "KIND"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from .configs import field_types
 
@@ -27,6 +28,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...]
             continue
         base, _ = types[f.name]
         flag, dest = "--" + f.name.replace("_", "-"), PREFIX + f.name
+        old = [o for o, new in getattr(cls, "renamed_fields", {}).items() if new == f.name]
+        if old and base is not bool:  # the old spelling still works for one release, and says so
+            group.add_argument(*("--" + o.replace("_", "-") for o in old), dest=dest, type=base,
+                               default=None, help=argparse.SUPPRESS, action=_DeprecatedFlag,
+                               new_flag=flag)
         text = f"{f.metadata.get('help', f.name.replace('_', ' '))} (default: {f.default})"
         if base is bool:
             group.add_argument(flag, dest=dest, default=None, help=text,
@@ -34,6 +40,19 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...]
         else:
             group.add_argument(flag, dest=dest, type=base, default=None, help=text,
                                metavar=base.__name__.upper(), choices=f.metadata.get("choices"))
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old flag name (`--lr`): stores into the new field and warns once on stderr."""
+
+    def __init__(self, *args, new_flag: str, **kwargs):
+        self.new_flag = new_flag
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated, use {self.new_flag} (the old flag works "
+              "until the next release)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:

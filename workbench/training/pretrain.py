@@ -353,7 +353,7 @@ class _Pretrainer:
         self.cfg, self.packed, self.tokenizer, self.engine = config, packed, tokenizer, engine
         device = engine.device
         self.model = build_model(config, tokenizer).to(device)
-        self.raw_optimizer = make_optimizer(self.model, lr=config.lr, weight_decay=config.weight_decay,
+        self.raw_optimizer = make_optimizer(self.model, lr=config.learning_rate, weight_decay=config.weight_decay,
                                             betas=(config.beta1, config.beta2), eps=config.eps)
         self.scheduler = make_scheduler(self.raw_optimizer, config.warmup_steps, config.max_steps)
         self.schedule: WarmupLinear = self.scheduler.lr_lambdas[0]
@@ -394,11 +394,11 @@ class _Pretrainer:
 
     # ---- one optimiser step ------------------------------------------------------------------
     def train_step(self):
-        """`grad_accum` micro-batches, clip, step; returns (mean loss tensor, grad norm or None).
+        """`grad_accumulation` micro-batches, clip, step; returns (mean loss tensor, grad norm or None).
         Nothing here waits for the device: the data, masks and head shape live on it."""
         cfg, st, device = self.cfg, self.state, self.engine.device
         loss_sum = 0.0
-        for k in range(cfg.grad_accum):
+        for k in range(cfg.grad_accumulation):
             if st["batch_in_epoch"] >= self.batches.per_epoch:
                 st["epoch"], st["batch_in_epoch"] = st["epoch"] + 1, 0
             rows_np = self.batches.rows(st["epoch"], st["batch_in_epoch"])
@@ -410,7 +410,7 @@ class _Pretrainer:
             # no padding in the micro-batch (known on the host): no mask, so sdpa may take its
             # flash kernel, and transformers need not read the mask back to find it all ones
             full = self.row_tokens[rows_np].min() == cfg.seq_len
-            with self.engine.no_sync(self.mlm, sync=k == cfg.grad_accum - 1):
+            with self.engine.no_sync(self.mlm, sync=k == cfg.grad_accumulation - 1):
                 loss = self._forward_backward(inputs, None if full else ids != self.pad_id, labels)
             self.selected += (labels != IGNORE_INDEX).sum()
             self.positions += labels.numel()
@@ -423,7 +423,7 @@ class _Pretrainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss_sum / cfg.grad_accum, grad_norm
+        return loss_sum / cfg.grad_accumulation, grad_norm
 
     def _count_tokens(self) -> int:
         """Non-pad tokens of the current micro-batch over every process (host arrays: no sync)."""
@@ -435,7 +435,7 @@ class _Pretrainer:
         try:
             with self.engine.autocast():
                 loss = self.mlm(inputs, attention_mask, labels)[0]
-            self.engine.backward(loss / self.cfg.grad_accum)
+            self.engine.backward(loss / self.cfg.grad_accumulation)
             return loss
         except Exception as err:  # noqa: BLE001 - a compile failure falls back to eager
             if not self.compiled:

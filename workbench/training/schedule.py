@@ -11,6 +11,12 @@ from __future__ import annotations
 import torch
 
 
+def capped_warmup(warmup_steps: int, total_steps: int) -> int:
+    """Warm-up of a run of `total_steps`: the asked `warmup_steps`, but at most a tenth of the run
+    (at least 1), so a short run (a time budget, a few-step run from the widget) still decays."""
+    return min(warmup_steps, max(1, total_steps // 10))
+
+
 class WarmupLinear:
     """lr factor: `step / warmup` during warm-up, then `(total - step) / (total - warmup)`, >= 0."""
 
@@ -42,4 +48,4 @@ def fit_to_budget(schedule: WarmupLinear, step: int, step_times: list[float], *,
     remaining = max(0.0, budget_s - elapsed_s)
     total = min(max_steps, step + int(remaining / max(per_step, 1e-6)))
     schedule.total = max(step + 1, total)
-    schedule.warmup = min(warmup_steps, max(1, schedule.total // 10))
+    schedule.warmup = capped_warmup(warmup_steps, schedule.total)

@@ -114,6 +114,11 @@ class FineTuneRun(widgets.VBox):
                                          style=STYLE)
         self.learning_rate = widgets.FloatText(value=cfg.learning_rate, description="learning rate",
                                                style=STYLE)
+        # what 0 ("auto") stands for, from the config's own rule, updated as the value changes
+        self.learning_rate_hint = widgets.HTML(self._learning_rate_hint(cfg.learning_rate))
+        self.learning_rate.observe(
+            lambda change: setattr(self.learning_rate_hint, "value",
+                                   self._learning_rate_hint(change["new"])), names="value")
         self.batch_size = widgets.BoundedIntText(value=cfg.batch_size, min=1, max=4096,
                                                  description="batch size", style=STYLE)
         self.epochs = widgets.BoundedIntText(value=cfg.epochs, min=1, max=1000,
@@ -132,9 +137,20 @@ class FineTuneRun(widgets.VBox):
         return widgets.HBox([
             widgets.VBox([self.model_text, self.data_text, self.text_column, self.pair_column,
                           self.label_column, self.run_name]),
-            widgets.VBox([self.learning_rate, self.batch_size, self.epochs, self.max_steps,
-                          self.max_length, self.eval_every]),
+            widgets.VBox([self.learning_rate, self.learning_rate_hint, self.batch_size, self.epochs,
+                          self.max_steps, self.max_length, self.eval_every]),
         ])
+
+    def _learning_rate_hint(self, value) -> str:
+        """One line under the field: the rate the run will use when the field is 0 (auto)."""
+        if value:
+            return ""
+        if self.lm is not None:
+            hidden = self.lm.model.config.hidden_size
+            rate = FineTuneConfig(learning_rate=0.0).peak_learning_rate(hidden)
+            return f"<small>0 = auto: {rate:.0e} for this model (hidden size {hidden})</small>"
+        return ("<small>0 = auto: 2e-05 for hidden size &ge; 768 (roberta-base), "
+                "1e-04 below</small>")
 
     def _runs_panel(self) -> widgets.VBox:
         """The runs list, the comparison metric, the table, details and comparison plot."""

@@ -18,6 +18,7 @@ import ipywidgets as widgets
 from ..errors import InputError
 from ..training.pretrain import PRESETS, PretrainConfig, pretrain
 from ..training.run import Run
+from ..training.schedule import capped_warmup
 from .common import error_html
 from .runs_table import short_id
 from .training_monitor import RunMonitor
@@ -61,8 +62,9 @@ class PretrainRun(widgets.VBox):
         self.whole_word = widgets.Checkbox(value=b.whole_word, description="whole-word masking")
         self.max_steps = widgets.BoundedIntText(value=b.max_steps, min=1, max=10**7,
                                                 description="steps", style=style)
-        self.lr = widgets.FloatLogSlider(value=b.lr, base=10, min=-5, max=-2, step=0.1,
-                                         description="peak lr", style=style, readout_format=".1e")
+        self.learning_rate = widgets.FloatLogSlider(value=b.learning_rate, base=10, min=-5, max=-2,
+                                                    step=0.1, description="peak lr", style=style,
+                                                    readout_format=".1e")
         self.start_button = widgets.Button(description="Start", icon="play", button_style="success")
         self.resume_button = widgets.Button(description="Resume", icon="redo",
                                             tooltip="continue the last run from its latest checkpoint",
@@ -72,7 +74,7 @@ class PretrainRun(widgets.VBox):
         self.resume_button.on_click(lambda _b: self.start(resume=True))
         self.preset.observe(self._on_preset, names="value")
         form = widgets.VBox([self.corpus_path, self.preset, self.masking, self.static_copies,
-                             self.whole_word, self.max_steps, self.lr,
+                             self.whole_word, self.max_steps, self.learning_rate,
                              widgets.HBox([self.start_button, self.resume_button])])
         super().__init__([form, self.monitor.widget, self.message])
 
@@ -82,7 +84,7 @@ class PretrainRun(widgets.VBox):
     def _on_preset(self, change) -> None:
         preset = PRESETS[change["new"]]
         self.max_steps.value = preset.get("max_steps", self.max_steps.value)
-        self.lr.value = preset.get("lr", self.lr.value)
+        self.learning_rate.value = preset.get("learning_rate", self.learning_rate.value)
 
     def config(self) -> PretrainConfig:
         """The PretrainConfig the form describes: the given config (or the chosen preset's
@@ -93,7 +95,8 @@ class PretrainRun(widgets.VBox):
         steps = int(self.max_steps.value)
         return cfg.replace(masking=self.masking.value, static_copies=int(self.static_copies.value),
                            whole_word=bool(self.whole_word.value), max_steps=steps,
-                           lr=float(self.lr.value), warmup_steps=min(cfg.warmup_steps, max(1, steps // 10)))
+                           learning_rate=float(self.learning_rate.value),
+                           warmup_steps=capped_warmup(cfg.warmup_steps, steps))
 
     @property
     def running(self) -> bool:
