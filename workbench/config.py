@@ -47,6 +47,7 @@ class ConfigBase(metaclass=_AcceptsRenamedFields):
     stored dicts with the old key keep working (the first two with a FutureWarning)."""
 
     renamed_fields: ClassVar[dict[str, str]] = {}
+    resumable_changes: ClassVar[tuple[str, ...]] = ()  # fields a resumed run may change
 
     def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
         new = type(self).renamed_fields.get(name)

@@ -86,6 +86,11 @@ class PretrainConfig(ConfigBase):
     starts from a preset."""
 
     renamed_fields = RENAMED_FIELDS
+    # what may change when a run is resumed: budgets, intervals and the machine, never the model,
+    # data, masking or optimiser (those would make the resumed curve a different experiment)
+    resumable_changes = ("time_budget_s", "max_steps", "eval_every", "eval_sequences",
+                         "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "log_every",
+                         "device", "precision", "compile")
     preset: str | None = _f(None, "preset the sizes came from", choices=tuple(PRESETS))
     # model (RobertaConfig sizes)
     num_layers: int = _f(4, "transformer layers")
@@ -187,6 +192,9 @@ class FineTuneConfig(ConfigBase):
     """How to fine-tune. Defaults follow the RoBERTa paper's GLUE recipe where it gives one."""
 
     renamed_fields = RENAMED_FIELDS
+    # what may change when a run is resumed (nothing that changes what is computed)
+    resumable_changes = ("eval_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
+                         "log_every", "device")
 
     # data
     text_column: str = _f("text", "column with the (first) sentence")

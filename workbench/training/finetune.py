@@ -38,9 +38,6 @@ from .spine import RunHold, Spine, open_for_resume, resume_config
 from .tables import LABEL, TaskData, check_max_length, load_task_data, tokenize
 
 KIND = "finetune"
-# config fields that may differ when a run is resumed (they do not change what is computed)
-_RESUME_FREE = ("eval_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
-                "log_every", "device")
 
 
 # ----------------------------------------------------------------------------- batching
@@ -345,7 +342,7 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
               progress):
     resumed = run is not None
     if resumed:
-        config = resume_config(FineTuneConfig, run, config, _RESUME_FREE)
+        config = resume_config(FineTuneConfig, run, config)
     config = FineTuneConfig() if config is None else config
     if not isinstance(config, FineTuneConfig):
         raise InputError(f"config={config!r}; pass a FineTuneConfig")

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .configs import MASK_MODES
 
 IGNORE_INDEX = -100
-MASK_MODES = ("dynamic", "static")
 _M32 = 0xFFFFFFFF
 
 

@@ -44,11 +44,6 @@ from .spine import RunHold, Spine, open_for_resume, resume_config
 
 logger = logging.getLogger(__name__)
 KIND = "pretrain"
-# what may change when a run is resumed: budgets, intervals and the machine, never the model,
-# data, masking or optimiser (those would make the resumed curve a different experiment)
-RESUMABLE_CHANGES = ("time_budget_s", "max_steps", "eval_every", "eval_sequences", "checkpoint_every",
-                     "checkpoint_minutes", "keep_checkpoints", "log_every", "device", "precision",
-                     "compile")
 
 
 # --------------------------------------------------------------------------- model and loss
@@ -272,7 +267,7 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
     path/id) to continue from its newest checkpoint, or from step 0 if it was killed before one;
     its config and corpus are reused (a corpus passed again must be the same, checked by hash);
-    `config` may then change only RESUMABLE_CHANGES (e.g. a larger `max_steps` or `time_budget_s`,
+    `config` may then change only `PretrainConfig.resumable_changes` (e.g. a larger `max_steps` or `time_budget_s`,
     which counts training time across sessions). `stop`: a StopFlag for a graceful stop from
     another thread. On extra processes of a multi-GPU launch the function returns None.
     """
@@ -316,7 +311,7 @@ def _config(config, run: Run | None) -> PretrainConfig:
     if isinstance(config, str):
         config = PretrainConfig.from_preset(config)
     if run is not None:
-        return resume_config(PretrainConfig, run, config, RESUMABLE_CHANGES)
+        return resume_config(PretrainConfig, run, config)
     if isinstance(config, dict):
         return PretrainConfig.from_dict(config)
     if config is None:

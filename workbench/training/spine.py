@@ -53,13 +53,15 @@ class RunHold(contextlib.ExitStack):
         return run
 
 
-def resume_config(cls, run: Run, requested, free: Iterable[str]):
+def resume_config(cls, run: Run, requested):
     """The run's saved config with the `requested` changes (a config, or a dict of fields), which
-    may touch only the `free` fields (`Spine.begin` writes the result to config.json)."""
+    may touch only `cls.resumable_changes` (`Spine.begin` writes the result to config.json)."""
+    free = cls.resumable_changes
     saved = cls.from_dict({k: v for k, v in run.config.items() if not k.startswith("_")})
     if requested is None:
         return saved
     asked = requested if isinstance(requested, dict) else requested.to_dict()
+    asked = {cls.renamed_fields.get(k, k): v for k, v in asked.items()}  # old spellings
     changes = {k: v for k, v in asked.items() if v != getattr(saved, k, None)}
     refused = sorted(k for k in changes if k not in free)
     if refused:
