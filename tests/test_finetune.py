@@ -330,8 +330,11 @@ def test_two_processes_match_one_with_gradient_accumulation(tiny_model_dir, tmp_
 
     one = finetune(tiny_model_dir, data, config=cfg.replace(grad_accumulation=2), progress=False)
     assert two.summary["examples_seen"] == one.summary["examples_seen"]
+    # evaluation is sharded over the two processes and summed: the same numbers as one process
+    assert len(two.metrics("eval")) == len(one.metrics("eval")) == 2
     for a, b in zip(two.metrics("eval")["eval_loss"], one.metrics("eval")["eval_loss"]):
         assert a == pytest.approx(b, abs=1e-5)
+    assert two.metrics("eval")["eval_accuracy"].tolist() == one.metrics("eval")["eval_accuracy"].tolist()
     wa, wb_ = _weights(two), _weights(one)
     for k in wa:
         torch.testing.assert_close(wa[k], wb_[k], atol=1e-5, rtol=1e-4)

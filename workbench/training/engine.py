@@ -19,6 +19,7 @@ import functools
 import os
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..device import resolve_device
@@ -145,6 +146,14 @@ class Engine:
         t = torch.tensor(list(values), dtype=torch.float64, device=self.device)
         torch.distributed.broadcast(t, src=0)
         return t.tolist()
+
+    def sum_across(self, values: np.ndarray) -> np.ndarray:
+        """Element-wise sum of a float64 array over the processes (the array itself for one)."""
+        if self.world == 1:
+            return values
+        t = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return t.cpu().numpy()
 
     def shard(self, batches: list) -> list:
         """This process's batches: every world-th one, the same count on every process."""

@@ -174,16 +174,19 @@ class _Trainer:
     # ---- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Loss and task metrics on the whole validation split (every process computes all of it)."""
+        """Loss and task metrics on the whole validation split. Each process scores every
+        world-th row by length (shares of equal cost), and the per-row predictions and the loss
+        sum are added up across processes; one process scores every row in the same batches."""
         model = self.engine.unwrap(self.model)
         model.eval()
         lengths = [len(x) for x in self.val_ids["input_ids"]]
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        mine = order[self.engine.rank::self.engine.world]
         size = self.cfg.batch_size * 2
-        preds = np.zeros(len(lengths), dtype=float if self.data.task == "regression" else np.int64)
+        preds = np.zeros(len(lengths), dtype=np.float64)  # 0 where another process scores the row
         loss_sum = 0.0
-        for start in range(0, len(order), size):
-            rows = order[start:start + size]
+        for start in range(0, len(mine), size):
+            rows = mine[start:start + size]
             batch = collate(self.val_ids, self.val_labels, rows, self.pad_id, self.device,
                             self.pad_multiple, self.cfg.max_length)
             with self.engine.autocast():
@@ -193,6 +196,10 @@ class _Trainer:
             preds[rows] = (logits[:, 0] if self.data.task == "regression"
                            else logits.argmax(-1)).cpu().numpy()
         model.train()
+        summed = self.engine.sum_across(np.append(preds, loss_sum))
+        preds, loss_sum = summed[:-1], float(summed[-1])
+        if self.data.task != "regression":
+            preds = preds.astype(np.int64)
         scores = task_metrics(self.data.task, self.val_labels, preds)
         out = {"eval_loss": loss_sum / len(lengths)}
         out.update({f"eval_{k}": v for k, v in scores.items()})
