@@ -86,7 +86,7 @@ _API = {
 }
 
 # subpackages reachable as attributes: wb.widgets.AttentionExplorer, wb.figures.export, ...
-_SUBMODULES = {"widgets", "figures", "plots", "views", "analysis", "training", "schema"}
+_SUBMODULES = {"widgets", "figures", "plots", "views", "analysis", "training", "schema", "resources"}
 
 __all__ = sorted(_API) + sorted(_SUBMODULES)
 
