@@ -125,3 +125,208 @@ def test_export_table_writes_booktabs_with_intervals_and_provenance(tmp_path):
     assert manifest[0]["source"]["workbench"] == wb.__version__
     with pytest.raises(InputError, match="path"):
         wb.export_table(df, tmp_path / "t.pdf")
+
+
+@pytest.fixture(scope="module")
+def tiny_roles(tiny_lm):
+    import workbench as wb
+
+    return wb.head_roles(tiny_lm, SENTENCES, syntax=False, n_boot=40, progress=False)
+
+
+def test_head_roles_carry_margin_support_and_stability(tiny_lm, tiny_roles):
+    import workbench as wb
+
+    df = tiny_roles
+    for col in (S.MARGIN, S.SUPPORT, S.N_TEXTS, S.STABLE, S.STABLE_FRACTION, S.CI_LOW,
+                S.CI_HIGH, S.N_BOOT, S.LEVEL):
+        assert col in df.columns, col
+    n_queries = sum(len(tiny_lm.tokenizer(t)["input_ids"]) for t in SENTENCES)
+    assert (df[S.SUPPORT] == n_queries).all() and (df[S.N_TEXTS] == len(SENTENCES)).all()
+    targeted = ~df[S.ROLE].isin(["broad", "mixed"])
+    assert np.allclose(df.loc[targeted, S.MARGIN],
+                       df.loc[targeted, S.SCORE] - df.loc[targeted, S.RUNNER_UP_SCORE])
+    assert df.loc[~targeted, S.MARGIN].isna().all()
+    assert ((df[S.STABLE_FRACTION] >= 0) & (df[S.STABLE_FRACTION] <= 1)).all()
+    assert (df[S.STABLE] == (df[S.STABLE_FRACTION] >= 0.9)).all()
+    # without the bootstrap: the same roles, no stability columns
+    plain = wb.head_roles(tiny_lm, SENTENCES, syntax=False, n_boot=None, progress=False)
+    assert plain[S.ROLE].tolist() == df[S.ROLE].tolist() and S.STABLE not in plain
+
+
+def test_vectorised_role_rule_reproduces_classify_heads(tiny_lm, tiny_roles):
+    """The resampled rule, on the full sample (every text once), gives classify_heads' roles."""
+    from workbench.analysis import head_roles as hr
+    from workbench.analysis.heads import accumulate
+
+    acc = accumulate(tiny_lm, SENTENCES, per_text=True, progress=False)
+    per = hr._PerText(acc, *hr.offset_sums_per_text(tiny_lm, SENTENCES), "text")
+    scores, entropy = per.resampled(np.ones((1, len(SENTENCES))))
+    # a synthetic dependency candidate on head (0, 0), used when no positional role passes
+    dep = np.full(scores.shape[1:3] + (1,), np.nan)
+    dep[0, 0, 0] = 0.95
+    stats = acc.frame("m", "text", pooled=True)
+    table = pd.concat([hr.role_scores(stats, per.offsets_frame()), pd.DataFrame(
+        {S.LAYER: [0], S.HEAD: [0], S.ROLE: ["dep: x"], S.SCORE: [0.95], S.WEIGHT: [np.nan]})],
+        ignore_index=True)
+    for threshold, broad in ((0.5, 0.8), (0.2, 0.95), (0.9, 0.99)):
+        codes = hr.resampled_roles(scores, entropy, dep, threshold=threshold, broad=broad)[0]
+        frame = hr.classify_heads(stats, table, threshold=threshold, broad=broad)
+        names = per.names + ["dep: x", "broad", "mixed"]
+        got = [names[c] for c in codes[frame[S.LAYER], frame[S.HEAD]]]
+        assert got == frame[S.ROLE].tolist()
+
+
+def test_a_deterministic_role_is_stable():
+    """Synthetic per-text scores: head 0 is 'previous token' on every text -> stable 1.0; head 1
+    flips between two roles text by text -> unstable."""
+    from workbench.analysis import head_roles as hr
+
+    rng = np.random.default_rng(0)
+    n = 30
+    per_text = np.zeros((n, 1, 2, 3))                      # (N, L, H, R): prev, self, next
+    per_text[:, 0, 0] = [0.9, 0.05, 0.05]                  # always previous token
+    flip = rng.random(n) < 0.5
+    per_text[:, 0, 1] = np.where(flip[:, None], [0.7, 0.2, 0.1], [0.2, 0.1, 0.7])
+    counts = B.resample_counts(n, 100)
+    scores = B.resample_ratio(counts, per_text)
+    codes = hr.resampled_roles(scores, np.zeros((100, 1, 2)), np.full((1, 2, 0), np.nan),
+                               threshold=0.4, broad=0.8)
+    stable = B.label_stability(np.array([[0, 0]]), codes)
+    assert stable[0, 0] == 1.0
+    assert 0.05 < stable[0, 1] < 0.95
+
+
+@pytest.mark.parametrize("method", ["gradient", "loo"])
+def test_head_importance_interval_is_the_loop_over_per_text_importances(tiny_lm, method):
+    import workbench as wb
+    from workbench.analysis.ablation import objective_loss, ablate
+
+    out = wb.head_importance(tiny_lm, SENTENCES, method=method, n_boot=25, progress=False)
+    plain = wb.head_importance(tiny_lm, SENTENCES, method=method, progress=False)
+    assert np.allclose(out[S.SCORE], plain[S.SCORE]) and S.CI_LOW not in plain
+    assert (out[S.CI_LOW] <= out[S.CI_HIGH]).all() and (out[S.N_BOOT] == 25).all()
+    if method == "gradient":   # oracle: each text's own importance, resampled by a loop
+        from workbench.analysis.ablation import _gradient_scores, _prepare
+
+        prep = _prepare(tiny_lm, SENTENCES, "mlm", None, 16, 0.15, 0, None)
+        per = _gradient_scores(tiny_lm, prep, False).reshape(len(SENTENCES), -1)  # (N, L*H)
+        assert np.allclose(per.mean(0), out[S.SCORE])
+        lo, hi = loop_interval(per, None, 25, 0.95)
+        assert np.allclose(out[S.CI_LOW], lo) and np.allclose(out[S.CI_HIGH], hi)
+        return
+    # oracle for one head: per-text losses, intact and with the head removed, resampled by a loop
+    base = objective_loss(tiny_lm, SENTENCES, by_text=True)        # each text's mean loss
+    with ablate(tiny_lm, [(1, 1)]):
+        gated = objective_loss(tiny_lm, SENTENCES, by_text=True)
+    from workbench.analysis.ablation import _prepare, _losses
+
+    prep = _prepare(tiny_lm, SENTENCES, "mlm", None, 16, 0.15, 0, None)
+    sums, counts = _losses(tiny_lm, prep)
+    with ablate(tiny_lm, [(1, 1)]):
+        sums_gated, _ = _losses(tiny_lm, prep)
+    assert np.allclose(sums / counts, base) and np.allclose(sums_gated / counts, gated)
+    stats = [sums_gated[r].sum() / counts[r].sum() - sums[r].sum() / counts[r].sum()
+             for r in B.resample_indices(len(SENTENCES), 25)]
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    row = out[(out[S.LAYER] == 1) & (out[S.HEAD] == 1)].iloc[0]
+    assert np.isclose(row[S.CI_LOW], lo) and np.isclose(row[S.CI_HIGH], hi)
+
+
+def _synthetic_features(n_texts=60, rows_per_text=3, seed=0):
+    from workbench.analysis.features import Features
+
+    rng = np.random.default_rng(seed)
+    text_id = np.repeat(np.arange(n_texts), rows_per_text)
+    y = rng.integers(0, 2, size=len(text_id))
+    signal = np.stack([rng.normal(size=(len(y), 4)),                          # layer 0: noise
+                       rng.normal(size=(len(y), 4)) + 1.5 * y[:, None]], 1)   # layer 1: label
+    index = pd.DataFrame({S.TEXT_ID: text_id, S.WORD: [f"w{i % 7}" for i in range(len(y))]})
+    return Features(signal.astype(np.float32), index, [0, 1], "words", "synthetic"), y
+
+
+def test_probe_interval_resamples_test_texts_like_a_loop():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupShuffleSplit
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import workbench as wb
+
+    feats, y = _synthetic_features()
+    out = wb.linear_probe(feats, y, n_boot=50, control=False)
+    acc = out[out[S.METRIC] == "accuracy"].set_index(S.LAYER)
+    groups = feats.index[S.TEXT_ID].to_numpy()
+    tr, te = next(GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=0).split(
+        np.zeros(len(y)), y, groups))
+    x = feats.array[:, 1]
+    hits = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        x[tr], y[tr]).predict(x[te]) == y[te]
+    test_texts = np.unique(groups[te])
+    stats = []
+    for draw in B.resample_indices(len(test_texts), 50):    # texts drawn, all their rows with them
+        rows = np.concatenate([np.flatnonzero(groups[te] == test_texts[k]) for k in draw])
+        stats.append(hits[rows].mean())
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    assert np.isclose(acc.loc[1, S.VALUE], hits.mean())
+    assert np.isclose(acc.loc[1, S.CI_LOW], lo) and np.isclose(acc.loc[1, S.CI_HIGH], hi)
+    assert (out[S.N_TEXTS] == len(test_texts)).all()
+    assert acc.loc[1, S.CI_LOW] > acc.loc[0, S.CI_HIGH]   # the informative layer stands apart
+    plain = wb.linear_probe(feats, y, control=False)
+    assert np.allclose(plain[S.VALUE], out[S.VALUE]) and S.CI_LOW not in plain
+
+
+def test_weighted_cka_is_cka_of_duplicated_rows_and_identity_gives_one():
+    from workbench.analysis.similarity import linear_cka, weighted_cka
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 5)), rng.normal(size=(12, 3))
+    for draw in B.resample_indices(12, 5):
+        w = np.bincount(draw, minlength=12).astype(float)
+        assert np.isclose(weighted_cka(x, y, w), linear_cka(x[draw], y[draw]))
+        assert np.isclose(weighted_cka(x, x, w), 1.0)
+    wide = rng.normal(size=(6, 20))                           # example-space form (n < d)
+    w = np.bincount(B.resample_indices(6, 1)[0], minlength=6).astype(float)
+    draw = np.repeat(np.arange(6), w.astype(int))
+    assert np.isclose(weighted_cka(wide, wide[:, :9], w), linear_cka(wide[draw], wide[draw, :9]))
+
+
+def test_cka_bootstrap_of_a_model_with_itself_is_one(tiny_lm):
+    import workbench as wb
+
+    out = wb.similarity(tiny_lm, SENTENCES, n_boot=20, progress=False, cache=False)
+    same = out[out[S.LAYER_A] == out[S.LAYER_B]]
+    assert np.allclose(same[S.CI_LOW], 1.0) and np.allclose(same[S.CI_HIGH], 1.0)
+    assert out.loc[out[S.LAYER_A] != out[S.LAYER_B], S.CI_LOW].isna().all()
+    assert (out[S.N_TEXTS] == len(SENTENCES)).all()
+
+
+def test_role_grid_outlines_unstable_cells_and_says_how_much_data(tiny_roles):
+    from workbench.plots.head_roles import role_grid
+
+    df = tiny_roles.copy()
+    df[S.STABLE] = [i % 3 == 0 for i in range(len(df))]         # a known set of unstable heads
+    fig = role_grid(df)
+    outlined = {(round((s.x0 + s.x1) / 2), round((s.y0 + s.y1) / 2)) for s in fig.layout.shapes}
+    shaky = {(h, la) for la, h, ok in zip(df[S.LAYER], df[S.HEAD], df[S.STABLE]) if not ok}
+    assert outlined == shaky
+    title = fig.layout.title.text
+    assert f"{len(SENTENCES)} texts" in title and "40 bootstrap resamples" in title
+    assert "same role in" in fig.data[0].hovertext[0][0]
+
+
+def test_importance_bars_draw_the_interval():
+    from workbench.plots.heads import importance_bars
+
+    df = pd.DataFrame({S.LAYER: [0, 0, 1], S.HEAD: [0, 1, 0], S.SCORE: [0.3, 0.5, 0.1],
+                       S.METHOD: "gradient", S.CI_LOW: [0.2, 0.45, 0.0],
+                       S.CI_HIGH: [0.35, 0.7, 0.2], S.N_TEXTS: 9, S.N_BOOT: 200, S.LEVEL: 0.95})
+    fig = importance_bars(df)
+    bar = fig.data[0]
+    order = [f"L{la} H{h}" for la, h in zip(df[S.LAYER], df[S.HEAD])]
+    for y, plus, minus in zip(bar.y, bar.error_x.array, bar.error_x.arrayminus):
+        row = df.iloc[order.index(y)]
+        assert np.isclose(plus, row[S.CI_HIGH] - row[S.SCORE])
+        assert np.isclose(minus, row[S.SCORE] - row[S.CI_LOW])
+    assert "95% bootstrap intervals, 200 resamples of 9 texts" in fig.layout.title.text
+    assert importance_bars(df.drop(columns=[S.CI_LOW, S.CI_HIGH])).data[0].error_x.array is None

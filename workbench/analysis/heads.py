@@ -173,12 +173,14 @@ class HeadStatsAccumulator:
             self.per_text[idx] = per_layer.double().cpu()
             self.per_text_queries[idx] = counts.double().cpu()
 
-    def frame(self, model: str = "", average: str = "token") -> pd.DataFrame:
-        """One row per (layer, head) (or per (text_id, layer, head) when kept per text); `average`
-        "token" pools every query of the corpus, "text" averages the per-text means."""
+    def frame(self, model: str = "", average: str = "token", pooled: bool = False
+              ) -> pd.DataFrame:
+        """One row per (layer, head) (or per (text_id, layer, head) when kept per text, unless
+        `pooled`); `average` "token" pools every query of the corpus, "text" averages the
+        per-text means."""
         _check_definition(average)
         by_text = average == "text"
-        if self.per_text is None:
+        if self.per_text is None or pooled:
             means = (self.text_means / max(self.texts, 1) if by_text
                      else self.sums / self.queries.clamp(min=1)).cpu().numpy()  # (L, H, F)
             L, H, _ = means.shape
