@@ -330,3 +330,100 @@ def test_importance_bars_draw_the_interval():
         assert np.isclose(minus, row[S.SCORE] - row[S.CI_LOW])
     assert "95% bootstrap intervals, 200 resamples of 9 texts" in fig.layout.title.text
     assert importance_bars(df.drop(columns=[S.CI_LOW, S.CI_HIGH])).data[0].error_x.array is None
+
+
+def _changed_copy(tiny_lm, name, factor):
+    import copy
+
+    import torch
+
+    import workbench as wb
+
+    other = wb.LM(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer,
+                  device=tiny_lm.device, name=name)
+    with torch.no_grad():
+        q = other.model.base_model.encoder.layer[1].attention.self.query
+        q.weight[:8] *= factor                         # head 0 of layer 1 (head_dim 8) sharpens
+    return other
+
+
+def test_compare_models_intervals_are_paired_loops_over_texts(tiny_lm):
+    import workbench as wb
+    from workbench.analysis.compare import attention_change_by_text
+
+    other = _changed_copy(tiny_lm, "changed", 20.0)
+    diff = wb.compare_models(tiny_lm, other, SENTENCES, n_boot=30, predictions=False,
+                             progress=False)
+    iv = diff.intervals.set_index([S.METRIC, S.LAYER, S.HEAD]).sort_index()
+    js, _, q = attention_change_by_text(tiny_lm, other, SENTENCES, progress=False)
+    lo, hi = loop_interval(js[:, 1, 0], q, 30, 0.95)
+    assert np.isclose(iv.loc[(S.JS_DISTANCE, 1, 0), S.CI_LOW], lo)
+    assert np.isclose(iv.loc[(S.JS_DISTANCE, 1, 0), S.CI_HIGH], hi)
+    heads = diff.heads.set_index([S.LAYER, S.HEAD])
+    for metric in (S.JS_DISTANCE, S.COSINE, S.IMPORTANCE_CHANGE):
+        assert np.allclose(iv.loc[metric, S.VALUE].sort_index(), heads[metric].sort_index())
+    assert iv.loc[(S.JS_DISTANCE, 1, 0), S.CI_LOW] > 0.05          # the changed head
+    assert np.allclose(iv.loc[(S.JS_DISTANCE, 0), [S.CI_LOW, S.CI_HIGH]], 0, atol=1e-6)
+    layers = diff.layer_intervals.set_index([S.METRIC, S.LAYER])
+    assert np.isclose(layers.loc[(S.JS_DISTANCE, 1), S.VALUE],
+                      diff.layers.set_index(S.LAYER).loc[1, S.JS_DISTANCE])
+    assert np.isclose(layers.loc[(S.CKA, 0), S.CI_LOW], 1.0)        # layer 0's output unchanged
+
+
+def test_seed_spread_rule_on_synthetic_runs():
+    from workbench.analysis.compare_models import seed_spread
+
+    runs = pd.DataFrame({S.LAYER: 0, S.HEAD: [0, 1, 2] * 3,
+                         S.JS_DISTANCE: [0.30, 0.05, 0.0, 0.32, 0.25, 0.0, 0.28, 0.01, 0.0],
+                         S.IMPORTANCE_CHANGE: [1.0, 0.5, 0.0, 1.1, -0.4, 0.0, 0.9, 0.1, 0.0]})
+    out = seed_spread(runs).set_index([S.METRIC, S.HEAD])
+    js = out.loc[S.JS_DISTANCE]
+    assert np.isclose(js.loc[0, S.VALUE], 0.30) and np.isclose(js.loc[0, S.SEED_SD], 0.02)
+    assert js.loc[0, S.EXCEEDS_SEEDS]                  # 0.30 > 2 x 0.02: consistent change
+    assert not js.loc[1, S.EXCEEDS_SEEDS]              # one seed moved, the others did not
+    assert not js.loc[2, S.EXCEEDS_SEEDS]              # no change, no spread: nothing to report
+    imp = out.loc[S.IMPORTANCE_CHANGE]
+    assert imp.loc[0, S.EXCEEDS_SEEDS] and not imp.loc[1, S.EXCEEDS_SEEDS]
+    assert (out[S.N_SEEDS] == 3).all()
+    with pytest.raises(InputError, match="two runs"):
+        seed_spread(runs.iloc[:3])
+
+
+def test_compare_models_takes_several_runs(tiny_lm):
+    import workbench as wb
+
+    runs = [_changed_copy(tiny_lm, f"seed{i}", f) for i, f in enumerate((18.0, 20.0, 22.0))]
+    diff = wb.compare_models(tiny_lm, runs, SENTENCES, cka=False, progress=False)
+    seeds = diff.seeds.set_index([S.METRIC, S.LAYER, S.HEAD])
+    assert (diff.seeds[S.N_SEEDS] == 3).all()
+    assert seeds.loc[(S.JS_DISTANCE, 1, 0), S.EXCEEDS_SEEDS]       # changed alike in all runs
+    assert not seeds.loc[(S.JS_DISTANCE, 0, 0), S.EXCEEDS_SEEDS]   # untouched: JS 0, SD 0
+    one = wb.compare_models(tiny_lm, runs[1], SENTENCES, cka=False, predictions=False,
+                            progress=False)
+    js = diff.heads.set_index([S.LAYER, S.HEAD])[S.JS_DISTANCE]
+    assert js.loc[(1, 0)] > 0 and np.isclose(js.loc[(0, 0)], 0, atol=1e-6)
+    assert one.seeds is None and "predictions" in diff.skipped
+    with pytest.raises(InputError, match="n_boot"):
+        wb.compare_models(tiny_lm, runs, SENTENCES, n_boot=10, progress=False)
+
+
+def test_probe_curve_and_diff_overview_draw_intervals(tiny_lm):
+    import workbench as wb
+    from workbench.plots.compare_models import diff_overview
+    from workbench.plots.representations import probe_curve
+
+    feats, y = _synthetic_features()
+    fig = probe_curve(wb.linear_probe(feats, y, n_boot=20))
+    probe = next(t for t in fig.data if t.name == "probe")
+    assert probe.error_y.array is not None and len(probe.error_y.array) == 2
+    assert "95% bootstrap intervals, 20 resamples of 15 test texts" in fig.layout.title.text
+    diff = wb.compare_models(tiny_lm, _changed_copy(tiny_lm, "changed", 20.0), SENTENCES,
+                             n_boot=20, predictions=False, importance=False, roles=False,
+                             progress=False)
+    fig = diff_overview(diff)
+    bar = next(t for t in fig.data if t.name == "mean over heads")
+    js = diff.layer_intervals[diff.layer_intervals[S.METRIC] == S.JS_DISTANCE]
+    assert np.allclose(bar.error_y.array, js[S.CI_HIGH] - js[S.VALUE])
+    cka = next(t for t in fig.data if t.name == "CKA")
+    assert cka.error_y.array is not None
+    assert f"20 resamples of {len(SENTENCES)} texts" in fig.layout.title.text

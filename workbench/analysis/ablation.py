@@ -290,7 +290,7 @@ def _importance_samples(method: str, parts, counts: np.ndarray | None) -> np.nda
 def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str = "mlm",
                     labels=None, batch_size: int = 16, mask_prob: float = 0.15, seed: int = 0,
                     max_length: int | None = None, normalize: str | None = None,
-                    n_boot: int | None = None, level: float = LEVEL,
+                    n_boot: int | None = None, level: float = LEVEL, by_text: bool = False,
                     progress: bool = True) -> pd.DataFrame:
     """Importance of every head of `lm` for its loss on `texts`: one row per (layer, head).
 
@@ -307,7 +307,9 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
     Columns: model, layer, head, score, method, objective; `df.attrs` holds `normalize`, and
     `base_loss` for "loo". `n_boot` (e.g. 200; default None) adds the score's percentile
     bootstrap interval over texts at `level`: ci_low, ci_high, n_texts, n_boot, level (the model
-    runs once: each resample re-weights the per-text gradients or losses).
+    runs once: each resample re-weights the per-text gradients or losses). `by_text=True`
+    (gradient method, raw scores) gives one row per (text_id, layer, head) instead: each text's
+    |dL(x)/dgate_h| (NaN for a text with nothing to predict), whose mean over texts is the score.
     """
     if method not in METHODS:
         raise InputError(f"method={method!r}; use one of {METHODS}")
@@ -315,6 +317,9 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
         raise InputError(f"normalize={normalize!r}; use one of {NORMALIZE}")
     texts = as_text_list(texts)
     n_boot, level = check_boot(n_boot, level)
+    if by_text and (method != "gradient" or normalize is not None or n_boot is not None):
+        raise InputError("by_text=True gives each text's raw gradient score: use it with "
+                         "method='gradient', normalize=None and n_boot=None")
     prep = _prepare(lm, texts, objective, labels, batch_size, mask_prob, seed, max_length)
     attrs = {"normalize": normalize}
     if method == "gradient":
@@ -322,6 +327,12 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
     else:
         parts = _loo_scores(lm, prep, progress)
         attrs["base_loss"] = float(parts[1].sum() / max(parts[2].sum(), 1))
+    if by_text:
+        N, L, H = parts.shape
+        return pd.DataFrame({S.MODEL: lm.name, S.TEXT_ID: np.repeat(np.arange(N), L * H),
+                             S.LAYER: np.tile(np.repeat(np.arange(L), H), N),
+                             S.HEAD: np.tile(np.arange(H), N * L), S.SCORE: parts.reshape(-1),
+                             S.METHOD: method, S.OBJECTIVE: objective})
     scores = _normalized(_importance_samples(method, parts, None), normalize)
     L, H = scores.shape
     df = pd.DataFrame({S.MODEL: lm.name, S.LAYER: np.repeat(np.arange(L), H),

@@ -18,9 +18,9 @@ def has_interval(df: pd.DataFrame) -> bool:
     return S.CI_LOW in df.columns and S.CI_HIGH in df.columns
 
 
-def error_bars(df: pd.DataFrame, value: str) -> dict | None:
+def error_bars(df: pd.DataFrame | None, value: str) -> dict | None:
     """plotly `error_y`/`error_x` for `df[value]` from its ci columns (None when it has none)."""
-    if not has_interval(df):
+    if df is None or not has_interval(df):
         return None
     v = df[value].to_numpy(dtype=float)
     return dict(type="data", symmetric=False, thickness=1, width=2, color="#333",
