@@ -393,7 +393,7 @@ def test_compare_models_takes_several_runs(tiny_lm):
     import workbench as wb
 
     runs = [_changed_copy(tiny_lm, f"seed{i}", f) for i, f in enumerate((18.0, 20.0, 22.0))]
-    diff = wb.compare_models(tiny_lm, runs, SENTENCES, cka=False, progress=False)
+    diff = wb.compare_models(tiny_lm, runs, SENTENCES, cka=False, roles=False, progress=False)
     seeds = diff.seeds.set_index([S.METRIC, S.LAYER, S.HEAD])
     assert (diff.seeds[S.N_SEEDS] == 3).all()
     assert seeds.loc[(S.JS_DISTANCE, 1, 0), S.EXCEEDS_SEEDS]       # changed alike in all runs

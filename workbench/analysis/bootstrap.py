@@ -26,6 +26,8 @@ in a paper pass `n_boot=1000` or more: the cost is one (n_boot, N) matrix produc
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..config import check_finite, check_positive_int
@@ -92,7 +94,8 @@ def resample_ratio(counts: np.ndarray, num: np.ndarray, den: np.ndarray | None =
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """(low, high): the percentile interval of the resampled statistic along axis 0."""
     tail = (1.0 - level) / 2.0
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():      # a statistic that is NaN in every resample stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanquantile(np.asarray(samples, dtype=np.float64), [tail, 1.0 - tail],
                                    axis=0)
     return low, high

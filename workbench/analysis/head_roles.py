@@ -39,6 +39,12 @@ Each row also carries `weight`, the attention MASS on the role's target (Clark's
 statistics), and Kovaleva et al. 2019's pattern class from `head_clusters.label_patterns` as
 a cross-check: `df.attrs["pattern_agreement"]` is the share of heads whose role implies a class
 (`EXPECTED_PATTERN`) that carry that class.
+
+How sure a name is: `margin` (score - runner-up score), `support` (the query tokens, or arcs, the
+score is computed on) and, from `n_boot` resamples of the texts (`analysis.bootstrap`; the rule
+above re-applied to each resample's scores, `resampled_roles`), `stable_fraction` (share of
+resamples giving the head the same role) and `stable` (>= 0.9). A role read off 100 texts can
+change with the sample; an unstable head is reported as such rather than silently renamed.
 """
 
 from __future__ import annotations

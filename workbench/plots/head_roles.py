@@ -2,7 +2,9 @@
 
 Each cell is coloured by the role's family (previous token, next token, self, fixed offset, <s>,
 </s>, punctuation, dependency, broad, mixed) and labelled with a short name and its score; hover
-adds the runner-up and Kovaleva et al.'s pattern class. Layer 3: no torch.
+adds the runner-up and Kovaleva et al.'s pattern class, and (from `head_roles`' bootstrap) the
+margin, support and stability; heads whose role holds in < 90% of resamples get a dotted outline
+and the title says on how many texts and resamples. Layer 3: no torch.
 """
 
 from __future__ import annotations
