@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL
-from .intervals import error_bars, interval_note
+from ._intervals import error_bars, interval_note
 from .labels import finish, plot_text
 
 

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL
-from .intervals import error_bars, interval_note
+from ._intervals import error_bars, interval_note
 from .labels import finish, plot_text, short_name, short_ticks
 
 # readable titles of the statistics (columns not listed are shown as they are named); plain text:

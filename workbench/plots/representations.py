@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, DIVERGING, SEQUENTIAL
-from .intervals import error_bars, interval_note
+from ._intervals import error_bars, interval_note
 from .labels import TICK_CHARS, TITLE_CHARS, finish, plot_text, short_label, short_name
 
 _PROBE_STYLE = {  # metric -> (legend name, dash)
