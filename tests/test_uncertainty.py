@@ -427,3 +427,21 @@ def test_probe_curve_and_diff_overview_draw_intervals(tiny_lm):
     cka = next(t for t in fig.data if t.name == "CKA")
     assert cka.error_y.array is not None
     assert f"20 resamples of {len(SENTENCES)} texts" in fig.layout.title.text
+
+
+def test_bad_interval_arguments_are_refused_at_the_boundary(tiny_lm):
+    import workbench as wb
+
+    feats, y = _synthetic_features()
+    with pytest.raises(InputError, match="n_boot"):
+        wb.head_roles(tiny_lm, SENTENCES, n_boot=0, progress=False)
+    with pytest.raises(InputError, match="level"):
+        wb.linear_probe(feats, y, n_boot=10, level=1.5)
+    with pytest.raises(InputError, match="n_boot"):
+        wb.similarity(tiny_lm, SENTENCES, n_boot="200", progress=False, cache=False)
+    with pytest.raises(InputError, match="by_text"):
+        wb.head_importance(tiny_lm, SENTENCES, method="loo", by_text=True, progress=False)
+    with pytest.raises(InputError, match="list of fine-tuned runs"):
+        wb.compare_models(tiny_lm, [tiny_lm, "run-2"], SENTENCES, progress=False)
+    with pytest.raises(InputError, match="stats"):
+        wb.head_stat_intervals(tiny_lm, SENTENCES, stats=["attn_nowhere"], progress=False)
