@@ -131,7 +131,9 @@ def test_export_table_writes_booktabs_with_intervals_and_provenance(tmp_path):
 def tiny_roles(tiny_lm):
     import workbench as wb
 
-    return wb.head_roles(tiny_lm, SENTENCES, syntax=False, n_boot=40, progress=False)
+    # sharpened heads and low thresholds: a mix of targeted, broad and mixed heads
+    return wb.head_roles(_sharpened(tiny_lm), SENTENCES, syntax=False, threshold=0.1,
+                         broad=0.21, n_boot=40, progress=False)
 
 
 def test_head_roles_carry_margin_support_and_stability(tiny_lm, tiny_roles):
@@ -144,37 +146,66 @@ def test_head_roles_carry_margin_support_and_stability(tiny_lm, tiny_roles):
     n_queries = sum(len(tiny_lm.tokenizer(t)["input_ids"]) for t in SENTENCES)
     assert (df[S.SUPPORT] == n_queries).all() and (df[S.N_TEXTS] == len(SENTENCES)).all()
     targeted = ~df[S.ROLE].isin(["broad", "mixed"])
+    assert targeted.any() and not targeted.all()
+    inside = df[targeted & df[S.CI_LOW].notna()]
+    assert ((inside[S.CI_LOW] <= inside[S.SCORE] + 1e-9)
+            & (inside[S.SCORE] <= inside[S.CI_HIGH] + 1e-9)).all()
     assert np.allclose(df.loc[targeted, S.MARGIN],
                        df.loc[targeted, S.SCORE] - df.loc[targeted, S.RUNNER_UP_SCORE])
     assert df.loc[~targeted, S.MARGIN].isna().all()
     assert ((df[S.STABLE_FRACTION] >= 0) & (df[S.STABLE_FRACTION] <= 1)).all()
     assert (df[S.STABLE] == (df[S.STABLE_FRACTION] >= 0.9)).all()
     # without the bootstrap: the same roles, no stability columns
-    plain = wb.head_roles(tiny_lm, SENTENCES, syntax=False, n_boot=None, progress=False)
+    plain = wb.head_roles(_sharpened(tiny_lm), SENTENCES, syntax=False, threshold=0.1,
+                          broad=0.21, n_boot=None, progress=False)
     assert plain[S.ROLE].tolist() == df[S.ROLE].tolist() and S.STABLE not in plain
 
 
-def test_vectorised_role_rule_reproduces_classify_heads(tiny_lm, tiny_roles):
+@pytest.mark.parametrize("average", ["text", "token"])
+def test_vectorised_role_rule_reproduces_classify_heads(tiny_lm, average):
     """The resampled rule, on the full sample (every text once), gives classify_heads' roles."""
+    import workbench as wb
     from workbench.analysis import head_roles as hr
     from workbench.analysis.heads import accumulate
 
-    acc = accumulate(tiny_lm, SENTENCES, per_text=True, progress=False)
-    per = hr._PerText(acc, *hr.offset_sums_per_text(tiny_lm, SENTENCES), "text")
+    lm = _sharpened(tiny_lm)            # random tiny heads are near-uniform: sharpen them
+    acc = accumulate(lm, SENTENCES, per_text=True, progress=False)
+    per = hr._PerText(acc, *hr.offset_sums_per_text(lm, SENTENCES), average)
+    offsets = wb.analysis.head_roles.offset_profile(lm, SENTENCES, average=average)
+    assert np.allclose(per.offsets_frame()[S.SCORE], offsets[S.SCORE])
     scores, entropy = per.resampled(np.ones((1, len(SENTENCES))))
     # a synthetic dependency candidate on head (0, 0), used when no positional role passes
     dep = np.full(scores.shape[1:3] + (1,), np.nan)
     dep[0, 0, 0] = 0.95
-    stats = acc.frame("m", "text", pooled=True)
+    stats = acc.frame("m", average, pooled=True)
     table = pd.concat([hr.role_scores(stats, per.offsets_frame()), pd.DataFrame(
         {S.LAYER: [0], S.HEAD: [0], S.ROLE: ["dep: x"], S.SCORE: [0.95], S.WEIGHT: [np.nan]})],
         ignore_index=True)
-    for threshold, broad in ((0.5, 0.8), (0.2, 0.95), (0.9, 0.99)):
+    seen = set()
+    for threshold, broad in ((0.1, 0.21), (0.12, 0.3), (0.2, 0.19), (0.5, 0.8), (0.96, 0.99)):
         codes = hr.resampled_roles(scores, entropy, dep, threshold=threshold, broad=broad)[0]
         frame = hr.classify_heads(stats, table, threshold=threshold, broad=broad)
         names = per.names + ["dep: x", "broad", "mixed"]
         got = [names[c] for c in codes[frame[S.LAYER], frame[S.HEAD]]]
         assert got == frame[S.ROLE].tolist()
+        seen |= set(got)
+    assert len(seen) >= 4 and {"broad", "mixed", "dep: x"} <= seen   # every branch was taken
+
+
+def _sharpened(tiny_lm):
+    import copy
+
+    import torch
+
+    import workbench as wb
+
+    lm = wb.LM(model=copy.deepcopy(tiny_lm.model), tokenizer=tiny_lm.tokenizer,
+               device=tiny_lm.device, name="sharp")
+    with torch.no_grad():
+        for layer in lm.model.base_model.encoder.layer:
+            layer.attention.self.query.weight *= 25.0
+            layer.attention.self.key.weight *= 25.0
+    return lm
 
 
 def test_a_deterministic_role_is_stable():
