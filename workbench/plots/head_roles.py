@@ -115,8 +115,9 @@ def _mark_unstable(fig: go.Figure, df: pd.DataFrame) -> str:
     for la, h in zip(shaky[S.LAYER], shaky[S.HEAD]):
         fig.add_shape(type="rect", x0=h - 0.42, x1=h + 0.42, y0=la - 0.42, y1=la + 0.42,
                       line=dict(color="#111", width=1.5, dash="dot"), layer="above")
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="unstable (dotted)",
-                             marker=dict(symbol="square-open", size=10, color="#111")))
+    if len(shaky):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="unstable (dotted)",
+                                 marker=dict(symbol="square-open", size=10, color="#111")))
     first = df.iloc[0]
     return (f": {int(first[S.N_TEXTS])} texts; dotted = role held in < 90% of "
             f"{int(first[S.N_BOOT])} bootstrap resamples ({len(shaky)} of {len(df)} heads)")
