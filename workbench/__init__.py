@@ -71,6 +71,10 @@ _API = {
     "compare_models": "workbench.analysis.compare_models",
     "ModelDiff": "workbench.analysis.compare_models",
     "qk_atlas": "workbench.analysis.qk_atlas",
+    # --- uncertainty (issue 28): bootstrap intervals over texts, LaTeX tables ---
+    "head_stat_intervals": "workbench.analysis.heads",
+    "bootstrap_interval": "workbench.analysis.bootstrap",
+    "export_table": "workbench.figures",
     # --- representations (issue 9) ---
     "features": "workbench.analysis.features",
     "Features": "workbench.analysis.features",

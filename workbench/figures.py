@@ -182,3 +182,77 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
             raise _missing_browser_error(fmt, msg) from err
         raise
     return path
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}"}
+
+
+def export_table(df, path: str | Path, *, caption: str = "", value: str | None = None,
+                 interval: str = "brackets", digits: int = 3, source: dict | None = None
+                 ) -> Path:
+    """Write `df` as a booktabs LaTeX table (`.tex`) and record it in `figures.json` beside it.
+
+    A frame with `ci_low`/`ci_high` (from any `n_boot=` analysis) shows its `value` column (or
+    `score`) as "v [lo, hi]" (`interval="brackets"`) or "v $\\pm$ h" with h half the interval's
+    width (`interval="pm"`); constant `n_texts`, `n_boot`, `level` columns move into the caption.
+    Text is escaped; numbers get `digits` decimals; booleans read yes/no. The provenance entry is
+    that of `make_report`'s figures (name, caption, files, `source` plus the workbench version
+    and the date). The paper needs `\\usepackage{booktabs}`.
+    """
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    from . import __version__
+    from . import schema as S
+
+    tex = lambda text: "".join(_TEX_ESCAPES.get(c, c) for c in str(text))  # noqa: E731
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        raise InputError("df: pass a non-empty DataFrame (a workbench result table)")
+    path = Path(path)
+    if path.suffix.lower() != ".tex":
+        raise InputError(f"path={str(path)!r}: a LaTeX table is written to a file ending in .tex")
+    if interval not in ("brackets", "pm"):
+        raise InputError(f"interval={interval!r}: use 'brackets' ('v [lo, hi]') or 'pm' ('v ± h')")
+    table, notes, done = df.copy(), [], None
+    if S.CI_LOW in table and S.CI_HIGH in table:
+        done = value or next((c for c in (S.VALUE, S.SCORE) if c in table), None)
+        if done is None:
+            raise InputError("df has ci_low/ci_high but no value or score column: name it, value=")
+        lo, hi, v = table.pop(S.CI_LOW), table.pop(S.CI_HIGH), table[done]
+        table[done] = [f"{a:.{digits}f} [{b:.{digits}f}, {c:.{digits}f}]" if interval == "brackets"
+                       else f"{a:.{digits}f} $\\pm$ {(c - b) / 2:.{digits}f}"
+                       for a, b, c in zip(v, lo, hi)]
+        for col in (S.LEVEL, S.N_BOOT, S.N_TEXTS):
+            if col in table and table[col].nunique() == 1:
+                notes.append(f"{col} = {table.pop(col).iloc[0]:g}")
+
+    def cell(x) -> str:
+        if isinstance(x, (bool, np.bool_)):
+            return "yes" if x else "no"
+        if isinstance(x, (float, np.floating)):
+            return "--" if np.isnan(x) else f"{x:.{digits}f}"
+        return tex(x)
+
+    align = "".join("r" if c == done or pd.api.types.is_numeric_dtype(table[c]) else "l"
+                    for c in table)
+    text = caption + (f" ({'; '.join(notes)}; percentile bootstrap over texts)" if notes else "")
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{tex(text)}}}",
+             f"\\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(tex(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(str(x) if c == done else cell(x) for c, x in zip(table.columns, row))
+              + r" \\" for row in table.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    manifest_path = path.parent / "figures.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    manifest = [m for m in manifest if path.name not in m.get("files", [])]
+    manifest.append({"figure": path.stem, "caption": text, "files": [path.name],
+                     "source": {**(source or {}), "workbench": __version__,
+                                "created": time.strftime("%Y-%m-%d %H:%M:%S")}})
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    return path

@@ -84,4 +84,18 @@ PREDICTION_A, PREDICTION_B = "prediction_a", "prediction_b"
 LOGPROB_A, LOGPROB_B = "logprob_a", "logprob_b"
 LOGPROB_CHANGE = "logprob_change"        # b - a
 
+# uncertainty (issue 28): bootstrap intervals over texts (`analysis.bootstrap`), role stability,
+# changes measured against the spread between fine-tuning seeds
+CI_LOW, CI_HIGH = "ci_low", "ci_high"    # percentile bootstrap interval of the row's value
+N_TEXTS = "n_texts"        # texts (units resampled) behind the row's value
+N_BOOT = "n_boot"          # bootstrap resamples behind ci_low / ci_high
+LEVEL = "level"            # the interval's confidence level, e.g. 0.95
+SUPPORT = "support"        # query tokens (or dependency arcs) a head's role score is computed on
+MARGIN = "margin"          # score - runner_up_score of a targeted role (NaN for broad / mixed)
+STABLE_FRACTION = "stable_fraction"  # share of resamples in which the head keeps its role
+STABLE = "stable"          # stable_fraction >= analysis.bootstrap.STABLE_AT (0.9)
+N_SEEDS = "n_seeds"        # fine-tuning runs (seeds) a change is averaged over
+SEED_SD = "seed_sd"        # standard deviation of the change between seeds (ddof=1)
+EXCEEDS_SEEDS = "exceeds_seeds"  # |mean change| > 2 x seed_sd (compare_models with several runs)
+
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))

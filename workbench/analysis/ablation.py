@@ -38,6 +38,8 @@ from ..errors import InputError, MissingHeadError
 from ..models import LM
 from .heads import iter_batches
 from ..config import check_finite, check_sequence
+from .bootstrap import (LEVEL, add_interval, check_boot, percentile_interval, resample_counts,
+                        resample_ratio)
 
 METHODS = ("gradient", "loo")
 NORMALIZE = (None, "layer")
@@ -226,18 +228,19 @@ def objective_loss(lm: LM, texts, *, objective: str = "mlm", labels=None, batch_
 
 
 def _gradient_scores(lm: LM, prep: _Prepared, progress: bool) -> np.ndarray:
-    """(L, H): the mean over texts of |dL(x)/dgate| (see the module docstring)."""
+    """(N, L, H): each text's |dL(x)/dgate| (NaN for a text with nothing to predict); the mean
+    over texts is the score (see the module docstring)."""
     from tqdm.auto import tqdm
 
     shape = (lm.num_layers, lm.num_heads)
-    scores = torch.zeros(shape, dtype=torch.float64, device=lm.device)
-    n_texts = 0
+    per_text = np.full((sum(len(i) for i in prep.index),) + shape, np.nan)
     frozen = [p for p in lm.model.parameters() if p.requires_grad]
     for p in frozen:                                 # gradients only for the gates
         p.requires_grad_(False)
     try:
-        for inputs, targets in tqdm(prep.batches, desc="head gradients", leave=False,
-                                    disable=not progress):
+        for idx, (inputs, targets) in tqdm(list(zip(prep.index, prep.batches)),
+                                           desc="head gradients", leave=False,
+                                           disable=not progress):
             values = torch.ones((len(targets),) + shape, device=lm.device,
                                 requires_grad=True)                  # (B, L, H): one copy per text
             with torch.enable_grad(), gates(lm, values):
@@ -245,31 +248,49 @@ def _gradient_scores(lm: LM, prep: _Prepared, progress: bool) -> np.ndarray:
                 has = counts > 0                                      # (B,)
                 if not has.any():
                     continue
-                per_text = sums[has] / counts[has]                    # each text's mean loss
-                (grad,) = torch.autograd.grad(per_text.sum(), values)   # (B, L, H)
-            scores += grad[has].abs().double().sum(0)
-            n_texts += int(has.sum())
+                losses = sums[has] / counts[has]                      # each text's mean loss
+                (grad,) = torch.autograd.grad(losses.sum(), values)   # (B, L, H)
+            rows = np.asarray(idx)[has.cpu().numpy()]
+            per_text[rows] = grad[has].abs().double().cpu().numpy()
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    return (scores / max(n_texts, 1)).cpu().numpy()
+    return per_text
 
 
-def _loo_scores(lm: LM, prep: _Prepared, progress: bool) -> tuple[np.ndarray, float]:
+def _loo_scores(lm: LM, prep: _Prepared, progress: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per text: summed loss with each head gated to 0 (N, L, H), intact (N,), and targets (N,)."""
     from tqdm.auto import tqdm
 
-    base = _mean_loss(lm, prep)
-    scores = np.zeros((lm.num_layers, lm.num_heads))
+    base, counts = _losses(lm, prep)
+    ablated = np.zeros((len(base), lm.num_layers, lm.num_heads))
     pairs = [(layer, head) for layer in range(lm.num_layers) for head in range(lm.num_heads)]
     for layer, head in tqdm(pairs, desc="leave-one-out", leave=False, disable=not progress):
         with ablate(lm, [(layer, head)]):
-            scores[layer, head] = _mean_loss(lm, prep) - base
-    return scores, base
+            ablated[:, layer, head] = _losses(lm, prep)[0]
+    return ablated, base, counts
+
+
+def _importance_samples(method: str, parts, counts: np.ndarray | None) -> np.ndarray:
+    """Importance (L, H) on every text once (`counts=None`) or per resample (B, L, H)."""
+    if method == "gradient":
+        per_text = parts                                             # (N, L, H)
+        keep = ~np.isnan(per_text[:, 0, 0])                          # texts with targets
+        c = np.ones((1, len(per_text))) if counts is None else counts
+        out = resample_ratio(c[:, keep], per_text[keep])             # mean over texts
+    else:
+        ablated, base, n = parts
+        c = np.ones((1, len(base))) if counts is None else counts
+        out = (resample_ratio(c, ablated, n)
+               - resample_ratio(c, base, n)[:, None, None])            # corpus-loss difference
+    return out[0] if counts is None else out
 
 
 def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str = "mlm",
                     labels=None, batch_size: int = 16, mask_prob: float = 0.15, seed: int = 0,
                     max_length: int | None = None, normalize: str | None = None,
+                    n_boot: int | None = None, level: float = LEVEL, by_text: bool = False,
                     progress: bool = True) -> pd.DataFrame:
     """Importance of every head of `lm` for its loss on `texts`: one row per (layer, head).
 
@@ -284,24 +305,50 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
     `objective="classifier"` needs a fine-tuned classifier and `labels` (one per text: class ids,
     or class names as in the classifier's `label2id`).
     Columns: model, layer, head, score, method, objective; `df.attrs` holds `normalize`, and
-    `base_loss` for "loo".
+    `base_loss` for "loo". `n_boot` (e.g. 200; default None) adds the score's percentile
+    bootstrap interval over texts at `level`: ci_low, ci_high, n_texts, n_boot, level (the model
+    runs once: each resample re-weights the per-text gradients or losses). `by_text=True`
+    (gradient method, raw scores) gives one row per (text_id, layer, head) instead: each text's
+    |dL(x)/dgate_h| (NaN for a text with nothing to predict), whose mean over texts is the score.
     """
     if method not in METHODS:
         raise InputError(f"method={method!r}; use one of {METHODS}")
     if normalize not in NORMALIZE:
         raise InputError(f"normalize={normalize!r}; use one of {NORMALIZE}")
     texts = as_text_list(texts)
+    n_boot, level = check_boot(n_boot, level)
+    if by_text and (method != "gradient" or normalize is not None or n_boot is not None):
+        raise InputError("by_text=True gives each text's raw gradient score: use it with "
+                         "method='gradient', normalize=None and n_boot=None")
     prep = _prepare(lm, texts, objective, labels, batch_size, mask_prob, seed, max_length)
     attrs = {"normalize": normalize}
     if method == "gradient":
-        scores = _gradient_scores(lm, prep, progress)
+        parts = _gradient_scores(lm, prep, progress)
     else:
-        scores, attrs["base_loss"] = _loo_scores(lm, prep, progress)
-    if normalize == "layer":
-        scores = scores / np.maximum(np.linalg.norm(scores, axis=1, keepdims=True), 1e-20)
+        parts = _loo_scores(lm, prep, progress)
+        attrs["base_loss"] = float(parts[1].sum() / max(parts[2].sum(), 1))
+    if by_text:
+        N, L, H = parts.shape
+        return pd.DataFrame({S.MODEL: lm.name, S.TEXT_ID: np.repeat(np.arange(N), L * H),
+                             S.LAYER: np.tile(np.repeat(np.arange(L), H), N),
+                             S.HEAD: np.tile(np.arange(H), N * L), S.SCORE: parts.reshape(-1),
+                             S.METHOD: method, S.OBJECTIVE: objective})
+    scores = _normalized(_importance_samples(method, parts, None), normalize)
     L, H = scores.shape
     df = pd.DataFrame({S.MODEL: lm.name, S.LAYER: np.repeat(np.arange(L), H),
                        S.HEAD: np.tile(np.arange(H), L), S.SCORE: scores.reshape(-1),
                        S.METHOD: method, S.OBJECTIVE: objective})
+    if n_boot is not None:
+        boot = _normalized(_importance_samples(method, parts, resample_counts(len(texts), n_boot)),
+                           normalize)                                 # (B, L, H)
+        low, high = percentile_interval(boot, level)
+        df = add_interval(df, low, high, n_texts=len(texts), n_boot=n_boot, level=level)
     df.attrs.update(attrs)
     return df
+
+
+def _normalized(scores: np.ndarray, normalize: str | None) -> np.ndarray:
+    """Michel et al.'s per-layer l2 normalisation over heads (last axis), or the scores as they are."""
+    if normalize != "layer":
+        return scores
+    return scores / np.maximum(np.linalg.norm(scores, axis=-1, keepdims=True), 1e-20)

@@ -41,7 +41,7 @@ def _check_compatible(lm_a: LM, lm_b: LM) -> None:
 
 def pair_sums(att_a: torch.Tensor, att_b: torch.Tensor, valid: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed JS distance over valid queries (H,), summed per-text cosine (H,)).
+    """Per text: (JS distance summed over its valid queries (B, H), cosine (B, H)).
 
     `att_a`, `att_b`: (B, H, T, T) maps of one layer on the same batch; `valid`: (B, T).
     """
@@ -50,11 +50,11 @@ def pair_sums(att_a: torch.Tensor, att_b: torch.Tensor, valid: torch.Tensor
     kl = lambda p: (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)  # noqa: E731
     js = 0.5 * (kl(a) + kl(b)) / np.log(2.0)                      # (B, H, T) bits
     q = valid[:, None, :].to(js.dtype)                            # (B, 1, T)
-    js_sum = (js.clamp(min=0).sqrt() * q).sum((0, 2))             # (H,)
+    js_sum = (js.clamp(min=0).sqrt() * q).sum(2)                  # (B, H)
     keep = (valid[:, :, None] & valid[:, None, :])[:, None].to(a.dtype)  # (B, 1, T, T)
     fa, fb = (a * keep).flatten(2), (b * keep).flatten(2)         # (B, H, T*T)
     cos = torch.nn.functional.cosine_similarity(fa, fb, dim=-1)   # (B, H)
-    return js_sum.double(), cos.sum(0).double()
+    return js_sum.double(), cos.double()
 
 
 def compare_attention(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
@@ -67,15 +67,40 @@ def compare_attention(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
 
     >>> wb.compare_attention(wb.load("roberta-base"), wb.load(run), sst2_sentences)  # doctest: +SKIP
     """
+    js, cos, queries = attention_change_by_text(lm_a, lm_b, texts, batch_size=batch_size,
+                                                max_length=max_length, progress=progress)
+    df = attention_change_frame(lm_a, lm_b, js, cos, queries)
+    df.attrs.update(texts=len(queries), queries=int(queries.sum()))
+    return df
+
+
+def attention_change_frame(lm_a: LM, lm_b: LM, js: np.ndarray, cos: np.ndarray,
+                           queries: np.ndarray) -> pd.DataFrame:
+    """`compare_attention`'s frame from the per-text sums of `attention_change_by_text`."""
+    N, L, H = js.shape
+    return pd.DataFrame({S.MODEL_A: lm_a.name, S.MODEL_B: lm_b.name,
+                         S.LAYER: np.repeat(np.arange(L), H), S.HEAD: np.tile(np.arange(H), L),
+                         S.JS_DISTANCE: (js.sum(0) / max(queries.sum(), 1)).reshape(-1),
+                         S.COSINE: cos.mean(0).reshape(-1)})
+
+
+def attention_change_by_text(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
+                             max_length: int | None = None, progress: bool = True
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per text: JS distance summed over its queries (N, L, H), cosine (N, L, H), queries (N,).
+
+    `compare_attention`'s numbers are js.sum(0) / queries.sum() and cos.mean(0); a bootstrap
+    over texts re-weights these rows (`analysis.bootstrap`).
+    """
     check_lm(lm_a, "lm_a"), check_lm(lm_b, "lm_b")
     _check_compatible(lm_a, lm_b)
     texts = as_text_list(texts)
     L, H = lm_a.num_layers, lm_a.num_heads
-    js = torch.zeros(L, H, dtype=torch.float64)
-    cos = torch.zeros(L, H, dtype=torch.float64)
-    queries = 0
-    for _, batch in iter_batches(lm_a, texts, batch_size=batch_size, max_length=max_length,
-                                 progress=progress, desc="compare attention"):
+    js = np.zeros((len(texts), L, H))
+    cos = np.zeros((len(texts), L, H))
+    queries = np.zeros(len(texts))
+    for idx, batch in iter_batches(lm_a, texts, batch_size=batch_size, max_length=max_length,
+                                   progress=progress, desc="compare attention"):
         att_a = forward(lm_a, batch, attentions=True).attentions  # L x (B, H, T, T)
         if lm_b.device != lm_a.device:
             batch.inputs = {k: v.to(lm_b.device) for k, v in batch.inputs.items()}
@@ -83,13 +108,6 @@ def compare_attention(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
         valid = batch.inputs["attention_mask"].bool().to(lm_a.device)
         for layer in range(L):
             j, c = pair_sums(att_a[layer], att_b[layer].to(lm_a.device), valid)
-            js[layer] += j.cpu()
-            cos[layer] += c.cpu()
-        queries += int(valid.sum())
-    df = pd.DataFrame({
-        S.MODEL_A: lm_a.name, S.MODEL_B: lm_b.name,
-        S.LAYER: np.repeat(np.arange(L), H), S.HEAD: np.tile(np.arange(H), L),
-        S.JS_DISTANCE: (js / max(queries, 1)).numpy().reshape(-1),
-        S.COSINE: (cos / len(texts)).numpy().reshape(-1)})
-    df.attrs.update(texts=len(texts), queries=queries)
-    return df
+            js[idx, layer], cos[idx, layer] = j.cpu().numpy(), c.cpu().numpy()
+        queries[idx] = valid.sum(1).cpu().numpy()
+    return js, cos, queries

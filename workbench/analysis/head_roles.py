@@ -39,6 +39,12 @@ Each row also carries `weight`, the attention MASS on the role's target (Clark's
 statistics), and Kovaleva et al. 2019's pattern class from `head_clusters.label_patterns` as
 a cross-check: `df.attrs["pattern_agreement"]` is the share of heads whose role implies a class
 (`EXPECTED_PATTERN`) that carry that class.
+
+How sure a name is: `margin` (score - runner-up score), `support` (the query tokens, or arcs, the
+score is computed on) and, from `n_boot` resamples of the texts (`analysis.bootstrap`; the rule
+above re-applied to each resample's scores, `resampled_roles`), `stable_fraction` (share of
+resamples giving the head the same role) and `stable` (>= 0.9). A role read off 100 texts can
+change with the sample; an unstable head is reported as such rather than silently renamed.
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ from .. import schema as S
 from ..capture import as_text_list, batches, encode, forward, token_lengths
 from ..errors import InputError, MissingDependencyError
 from ..models import LM
+from .bootstrap import (LEVEL, N_BOOT, STABLE_AT, add_interval, check_boot, percentile_interval,
+                        resample_counts, resample_ratio)
 from .head_clusters import label_patterns
-from .heads import head_stats
+from .heads import STATS, accumulate
 
 ROLES = {
     "previous token": "top key is the token before the query",
@@ -116,24 +124,32 @@ def offset_profile(lm: LM, texts, *, max_offset: int = 4, average: str = "text",
     al.) the mean over each text's queries, then over texts; `"token"` the mean over all queries.
     Offset -1 gives head_stats' attn_prev / top_prev.
     """
-    if max_offset < 1:
-        raise InputError(f"max_offset={max_offset}; use 1 or more tokens")
     if average not in ("text", "token"):
         raise InputError(f"average={average!r}; use 'text' or 'token'")
-    texts = as_text_list(texts)
+    sums, queries = offset_sums_per_text(lm, as_text_list(texts), max_offset=max_offset,
+                                         batch_size=batch_size, max_length=max_length)
+    if average == "text":
+        return offset_frame(torch.from_numpy(
+            (sums / np.maximum(queries, 1)[:, None, None, None, None]).sum(0)), len(queries))
+    return offset_frame(torch.from_numpy(sums.sum(0)), int(queries.sum()))
+
+
+def offset_sums_per_text(lm: LM, texts: list[str], *, max_offset: int = 4, batch_size: int = 16,
+                         max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`offset_sums` of every text and layer, (N, L, H, 2K+1, 2), and each text's queries (N,)."""
+    if max_offset < 1:
+        raise InputError(f"max_offset={max_offset}; use 1 or more tokens")
     L, H, K = lm.num_layers, lm.num_heads, max_offset
-    sums = torch.zeros(L, H, 2 * K + 1, 2, dtype=torch.float64)
-    over = 0                                                       # texts or queries
+    sums = np.zeros((len(texts), L, H, 2 * K + 1, 2))
+    queries = np.zeros(len(texts))
     for idx in batches(token_lengths(lm, texts), batch_size):
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
         valid = batch.inputs["attention_mask"].bool()
-        n = valid.sum(1).double()[:, None, None, None]             # (B, 1, 1, 1) queries per text
         att = forward(lm, batch, attentions=True).attentions       # L x (B, H, T, T)
         for layer in range(L):
-            per_text = offset_sums(att[layer], valid, K).cpu()     # (B, H, 2K+1, 2)
-            sums[layer] += (per_text / n if average == "text" else per_text).sum(0)
-        over += len(idx) if average == "text" else int(valid.sum())
-    return offset_frame(sums, over)
+            sums[idx, layer] = offset_sums(att[layer], valid, K).cpu().numpy()  # (B, H, 2K+1, 2)
+        queries[idx] = valid.sum(1).cpu().numpy()
+    return sums, queries
 
 
 def offset_frame(sums: torch.Tensor, queries: int) -> pd.DataFrame:
@@ -220,15 +236,22 @@ def classify_heads(stats: pd.DataFrame, scores: pd.DataFrame, *, threshold: floa
 
 def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshold: float = 0.5,
                broad: float = 0.8, max_offset: int = 4, syntax_margin: float = 0.1,
-               min_arcs: int = 20, average: str = "text", batch_size: int = 16,
-               max_length: int | None = None, progress: bool = True) -> pd.DataFrame:
+               min_arcs: int = 20, average: str = "text", n_boot: int | None = N_BOOT,
+               level: float = LEVEL, batch_size: int = 16, max_length: int | None = None,
+               progress: bool = True) -> pd.DataFrame:
     """Name every head of `lm` from the closed vocabulary `ROLES`, with the score behind it.
 
     Returns one row per (layer, head): model, layer, head, role, score, weight, runner_up,
-    runner_up_score, entropy (normalised), pattern. `syntax="auto"` adds dependency roles when
-    spaCy and an English pipeline are installed (True: require them; False: skip).
-    `average` ("text": Clark et al.'s mean of per-text means; "token") is that of `head_stats`.
-    `df.attrs` records the thresholds, the texts and queries counted, and the pattern agreement.
+    runner_up_score, entropy (normalised), pattern, and how sure the name is: `margin` (score -
+    runner_up_score; NaN for broad / mixed), `support` (query tokens the role is scored on; arcs
+    for a dependency role), `n_texts`, and with `n_boot` resamples of the texts (default 200, None
+    for none): `stable_fraction` (share of resamples in which the head gets the same role),
+    `stable` (>= 0.9), `ci_low`/`ci_high` (the score's percentile interval at `level`), `n_boot`,
+    `level`. Dependency roles keep their full-sample accuracy in every resample (the parse is not
+    resampled). `syntax="auto"` adds dependency roles when spaCy and an English pipeline are
+    installed (True: require them; False: skip). `average` ("text": Clark et al.'s mean of
+    per-text means; "token") is that of `head_stats`. `df.attrs` records the thresholds and the
+    pattern agreement.
 
     >>> wb.head_roles(wb.load("demo"), sentences).query("role == 'previous token'")  # doctest: +SKIP
     """
@@ -236,11 +259,17 @@ def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshol
         raise InputError("head_roles takes one model loaded with wb.load")
     if syntax not in (True, False, "auto"):
         raise InputError(f"syntax={syntax!r}; use True, False or 'auto'")
+    if average not in ("text", "token"):
+        raise InputError(f"average={average!r}; use 'text' or 'token'")
+    n_boot, level = check_boot(n_boot, level)
     texts = as_text_list(texts)
-    stats = head_stats(lm, texts, batch_size=batch_size, max_length=max_length, average=average,
-                       progress=progress)
-    offsets = offset_profile(lm, texts, max_offset=max_offset, average=average,
-                             batch_size=batch_size, max_length=max_length)
+    acc = accumulate(lm, texts, per_text=True, batch_size=batch_size, max_length=max_length,
+                     progress=progress, desc="head roles")
+    stats = acc.frame(lm.name, average, pooled=True)
+    per_text = _PerText(acc, *offset_sums_per_text(lm, texts, max_offset=max_offset,
+                                                   batch_size=batch_size, max_length=max_length),
+                        average)
+    offsets = per_text.offsets_frame()
     parsed, note = None, ""
     if syntax:
         from .syntax_heads import syntax_heads
@@ -255,6 +284,108 @@ def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshol
     scores = role_scores(stats, offsets, parsed, syntax_margin=syntax_margin, min_arcs=min_arcs)
     df = classify_heads(stats, scores, threshold=threshold, broad=broad)
     df.insert(0, S.MODEL, lm.name)
+    df = _add_support(df, scores, parsed, per_text.queries)
+    if n_boot is not None:
+        df = _add_stability(df, per_text, scores, threshold, broad, n_boot, level)
     df.attrs.update(texts=stats.attrs.get("texts"), queries=stats.attrs.get("queries"),
                     syntax=parsed is not None, syntax_note=note)
     return df
+
+
+class _PerText:
+    """Per-text numerators (and denominators) of every positional and token role score and of the
+    normalised entropy, so a resample of texts re-weights them (`bootstrap.resample_ratio`)."""
+
+    def __init__(self, acc, offset_sums: np.ndarray, queries: np.ndarray, average: str):
+        self.queries, self.offset_sums, self.average = queries, offset_sums, average
+        sums = acc.per_text.numpy()                                   # (N, L, H, F) sums
+        cols = [STATS.index(top) for top, _ in _STAT_ROLES.values()]
+        top = np.concatenate([offset_sums[..., 1], sums[..., cols]], -1)  # (N, L, H, R)
+        n = np.maximum(queries, 1)
+        uniform = np.log(n)                                           # entropy of uniform rows
+        if average == "text":        # per-text means, then the mean over texts
+            self.num, self.den = top / n[:, None, None, None], None
+            self.ent, self.uni = sums[..., STATS.index(S.ENTROPY)] / n[:, None, None], uniform
+        else:                        # every query pooled
+            self.num, self.den = top, queries
+            self.ent, self.uni = sums[..., STATS.index(S.ENTROPY)], n * uniform
+        K = (offset_sums.shape[3] - 1) // 2
+        self.names = [offset_role(k) for k in range(-K, K + 1)] + list(_STAT_ROLES)
+
+    def offsets_frame(self) -> pd.DataFrame:
+        s = self.offset_sums
+        if self.average == "text":
+            s = s / np.maximum(self.queries, 1)[:, None, None, None, None]
+            return offset_frame(torch.from_numpy(s.sum(0)), len(self.queries))
+        return offset_frame(torch.from_numpy(s.sum(0)), int(self.queries.sum()))
+
+    def resampled(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (B, L, H, R), normalised entropy (B, L, H)) of each resample."""
+        uniform = resample_ratio(counts, self.uni, self.den)          # (B,)
+        ent = resample_ratio(counts, self.ent, self.den) / uniform[:, None, None]
+        return resample_ratio(counts, self.num, self.den), ent
+
+
+def resampled_roles(scores: np.ndarray, entropy: np.ndarray, dep: np.ndarray, *,
+                    threshold: float, broad: float) -> np.ndarray:
+    """The rule of `classify_heads`, vectorised over resamples: role codes (B, L, H).
+
+    `scores` (B, L, H, R): positional and token role scores; `dep` (L, H, D): dependency role
+    scores (NaN where not a candidate). Code r < R is `scores`' role r, R + d dependency role d,
+    R + D "broad", R + D + 1 "mixed". Ties go to the first role, as `classify_heads`' stable sort.
+    """
+    R, D = scores.shape[-1], dep.shape[-1]
+    passing = np.nan_to_num(scores, nan=-np.inf) >= threshold
+    best = np.where(passing, scores, -np.inf).argmax(-1)              # (B, L, H)
+    dep_ok = np.nan_to_num(dep, nan=-np.inf) >= threshold             # (L, H, D)
+    dep_best = (np.where(dep_ok, dep, -np.inf).argmax(-1) if D else np.zeros(dep.shape[:2], int))
+    dep_code = np.where(dep_ok.any(-1), R + dep_best, R + D + 1) if D else np.full(
+        dep.shape[:2], R + D + 1)
+    code = np.where(passing.any(-1), best, dep_code[None])
+    return np.where(entropy >= broad, R + D, code)
+
+
+def _dep_candidates(scores: pd.DataFrame, L: int, H: int) -> tuple[list[str], np.ndarray]:
+    deps = scores[scores[S.ROLE].str.startswith("dep:")]
+    names = list(dict.fromkeys(deps[S.ROLE]))
+    table = np.full((L, H, len(names)), np.nan)
+    for la, h, role, sc in zip(deps[S.LAYER], deps[S.HEAD], deps[S.ROLE], deps[S.SCORE]):
+        table[la, h, names.index(role)] = sc
+    return names, table
+
+
+def _add_support(df: pd.DataFrame, scores: pd.DataFrame, parsed, queries: np.ndarray
+                 ) -> pd.DataFrame:
+    """margin, support (queries, or arcs for a dependency role) and n_texts columns."""
+    targeted = ~df[S.ROLE].isin(["broad", "mixed"])
+    margin = np.where(targeted, df[S.SCORE] - df[S.RUNNER_UP_SCORE], np.nan)
+    support = np.full(len(df), int(queries.sum()))
+    if parsed is not None and len(parsed):
+        arcs = {(la, h, f"dep: {r}"): n for la, h, r, n in zip(
+            parsed[S.LAYER], parsed[S.HEAD], parsed[S.RELATION], parsed[S.COUNT])}
+        support = np.array([arcs.get((la, h, r), s) for la, h, r, s in zip(
+            df[S.LAYER], df[S.HEAD], df[S.ROLE], support)])
+    return df.assign(**{S.MARGIN: margin, S.SUPPORT: support, S.N_TEXTS: len(queries)})
+
+
+def _add_stability(df: pd.DataFrame, per_text: _PerText, scores: pd.DataFrame, threshold: float,
+                   broad: float, n_boot: int, level: float) -> pd.DataFrame:
+    """stable_fraction, stable and the chosen score's interval from `n_boot` resamples."""
+    L, H = int(df[S.LAYER].max()) + 1, int(df[S.HEAD].max()) + 1
+    dep_names, dep = _dep_candidates(scores, L, H)
+    names = per_text.names + dep_names + ["broad", "mixed"]
+    counts = resample_counts(len(per_text.queries), n_boot)
+    boot_scores, boot_entropy = per_text.resampled(counts)           # (B, L, H, R), (B, L, H)
+    codes = resampled_roles(boot_scores, boot_entropy, dep, threshold=threshold, broad=broad)
+    la, h = df[S.LAYER].to_numpy(), df[S.HEAD].to_numpy()
+    chosen = np.array([names.index(r) for r in df[S.ROLE]])
+    fraction = (codes[:, la, h] == chosen[None]).mean(0)
+    R = len(per_text.names)
+    picked = np.full((n_boot, len(df)), np.nan)                       # the chosen role's score
+    own = chosen < R
+    picked[:, own] = boot_scores[:, la[own], h[own], chosen[own]]
+    is_broad = df[S.ROLE].to_numpy() == "broad"
+    picked[:, is_broad] = boot_entropy[:, la[is_broad], h[is_broad]]
+    low, high = percentile_interval(picked, level)
+    df = add_interval(df, low, high, n_texts=len(per_text.queries), n_boot=n_boot, level=level)
+    return df.assign(**{S.STABLE_FRACTION: fraction, S.STABLE: fraction >= STABLE_AT})

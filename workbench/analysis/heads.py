@@ -39,6 +39,7 @@ from ..capture import (Batch, as_text_list, attention_modules, batches, encode, 
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..config import check_positive_int
+from .bootstrap import LEVEL, N_BOOT, add_interval, check_boot, ratio_interval
 
 # the statistics, in the order of the last axis of `head_sums`
 STATS = (S.ATTN_BOS, S.ATTN_EOS, S.ATTN_PUNCT, S.ATTN_SELF, S.ATTN_PREV, S.ATTN_NEXT,
@@ -172,12 +173,14 @@ class HeadStatsAccumulator:
             self.per_text[idx] = per_layer.double().cpu()
             self.per_text_queries[idx] = counts.double().cpu()
 
-    def frame(self, model: str = "", average: str = "token") -> pd.DataFrame:
-        """One row per (layer, head) (or per (text_id, layer, head) when kept per text); `average`
-        "token" pools every query of the corpus, "text" averages the per-text means."""
+    def frame(self, model: str = "", average: str = "token", pooled: bool = False
+              ) -> pd.DataFrame:
+        """One row per (layer, head) (or per (text_id, layer, head) when kept per text, unless
+        `pooled`); `average` "token" pools every query of the corpus, "text" averages the
+        per-text means."""
         _check_definition(average)
         by_text = average == "text"
-        if self.per_text is None:
+        if self.per_text is None or pooled:
             means = (self.text_means / max(self.texts, 1) if by_text
                      else self.sums / self.queries.clamp(min=1)).cpu().numpy()  # (L, H, F)
             L, H, _ = means.shape
@@ -258,6 +261,19 @@ def iter_batches(lm: LM, texts: Sequence[str], *, batch_size: int = 32,
             bar.update(len(idx))
 
 
+def accumulate(lm: LM, texts: Sequence[str], *, per_text: bool = False, batch_size: int = 32,
+               max_length: int | None = None, punctuation: str = "clark", progress: bool = True,
+               desc: str = "head stats") -> HeadStatsAccumulator:
+    """Stream `texts` through one model into a `HeadStatsAccumulator` (kept per text if asked)."""
+    acc = HeadStatsAccumulator(lm.num_layers, lm.num_heads, lm.device,
+                               num_texts=len(texts) if per_text else None)
+    for idx, batch in iter_batches(lm, texts, batch_size=batch_size, max_length=max_length,
+                                   progress=progress, desc=desc):
+        masks = key_masks(lm, batch, punctuation).to(lm.device)
+        acc.add(layer_sums(lm, batch, masks), masks, idx)
+    return acc
+
+
 def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None,
                by_text: bool = False, average: str = "text", punctuation: str = "clark",
                progress: bool = True) -> pd.DataFrame:
@@ -280,13 +296,49 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
     texts = as_text_list(texts)
     frames = []
     for name, one in as_lm_dict(lm).items():
-        acc = HeadStatsAccumulator(one.num_layers, one.num_heads, one.device,
-                                   num_texts=len(texts) if by_text else None)
-        for idx, batch in iter_batches(one, texts, batch_size=batch_size, max_length=max_length,
-                                       progress=progress, desc=f"head stats {name}"):
-            masks = key_masks(one, batch, punctuation).to(one.device)
-            acc.add(layer_sums(one, batch, masks), masks, idx)
+        acc = accumulate(one, texts, per_text=by_text, batch_size=batch_size,
+                         max_length=max_length, punctuation=punctuation, progress=progress,
+                         desc=f"head stats {name}")
         frames.append(acc.frame(name, average))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df.attrs.update(frames[0].attrs, punctuation=punctuation)
     return df
+
+
+def head_stat_intervals(lm: LM, texts, *, stats: Sequence[str] = STATS, n_boot: int = N_BOOT,
+                        level: float = LEVEL, average: str = "text", punctuation: str = "clark",
+                        batch_size: int = 32, max_length: int | None = None,
+                        progress: bool = True) -> pd.DataFrame:
+    """`head_stats` with percentile bootstrap intervals over texts (`analysis.bootstrap`).
+
+    One row per (model, layer, head, metric): `value` is the statistic of `head_stats` (same
+    `average` and `punctuation`), `ci_low`/`ci_high` its interval at `level` from `n_boot`
+    resamples of the texts, `n_texts`, `n_boot`, `level`. The model runs once; each resample
+    re-weights the per-text sums (texts drawn twice count twice).
+
+    >>> wb.head_stat_intervals(lm, sentences, stats=["attn_prev"])            # doctest: +SKIP
+    """
+    _check_definition(average, punctuation)
+    n_boot, level = check_boot(n_boot, level)
+    unknown = [s for s in stats if s not in STATS]
+    if isinstance(stats, str) or unknown or not stats:
+        raise InputError(f"stats={stats!r}: pass a list of names from {list(STATS)}")
+    texts = as_text_list(texts)
+    cols = [STATS.index(s) for s in stats]
+    frames = []
+    for name, one in as_lm_dict(lm).items():
+        acc = accumulate(one, texts, per_text=True, batch_size=batch_size, max_length=max_length,
+                         punctuation=punctuation, progress=progress, desc=f"head stats {name}")
+        sums = acc.per_text[..., cols].numpy()                   # (N, L, H, F')
+        queries = acc.per_text_queries.numpy()                   # (N,)
+        if average == "text":   # mean over each text's queries, then over texts
+            num, den = sums / np.maximum(queries, 1)[:, None, None, None], None
+        else:                   # every query of the corpus pooled
+            num, den = sums, queries
+        point, low, high = ratio_interval(num, den, n_boot=n_boot, level=level)  # (L, H, F')
+        L, H, F_ = point.shape
+        df = pd.DataFrame({S.MODEL: name, S.LAYER: np.repeat(np.arange(L), H * F_),
+                           S.HEAD: np.tile(np.repeat(np.arange(H), F_), L),
+                           S.METRIC: np.tile(list(stats), L * H), S.VALUE: point.reshape(-1)})
+        frames.append(add_interval(df, low, high, n_texts=len(texts), n_boot=n_boot, level=level))
+    return pd.concat(frames, ignore_index=True)

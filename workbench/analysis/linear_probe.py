@@ -26,6 +26,8 @@ from .. import schema as S
 from ..config import check_finite, check_int
 from ..errors import InputError
 from ..models import LM, as_lm_dict
+from .bootstrap import (LEVEL, add_interval, check_boot, percentile_interval, resample_ratio,
+                        row_weights)
 from .features import Features, features
 from .pos_data import sentences
 
@@ -73,7 +75,8 @@ def control_labels(types: Sequence, labels: Sequence, seed: int = 0) -> np.ndarr
     return values[per_type[inverse]]
 
 
-def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> tuple[float, bool]:
+def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> tuple[np.ndarray, bool]:
+    """(whether each test row is predicted right (n_test,) bool, whether the fit converged)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -84,7 +87,12 @@ def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> tuple[float, 
         warnings.simplefilter("always", ConvergenceWarning)
         probe.fit(x_tr, y_tr)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return float((probe.predict(x_te) == y_te).mean()), converged
+    return probe.predict(x_te) == y_te, converged
+
+
+def _accuracy(weights: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """Accuracy under each row of `weights` (K, n_test): (K,)."""
+    return resample_ratio(weights, hits.astype(float))
 
 
 MIN_TEST_ROWS = 2     # fewer test rows: refused (an accuracy of 0 or 1 from one row)
@@ -93,12 +101,14 @@ WARN_TEST_ROWS = 30   # fewer: a UserWarning says the accuracy is coarse
 
 def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None = None,
                    groups: Sequence | None = None, test_size: float = 0.25, seed: int = 0,
-                   C: float = 1.0, max_iter: int = 1000, control: bool = True) -> pd.DataFrame:
+                   C: float = 1.0, max_iter: int = 1000, control: bool = True,
+                   n_boot: int | None = None, level: float = LEVEL) -> pd.DataFrame:
     """Probe already computed features: `labels` (and `types`, `groups`) align with `feats.index`.
 
     `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
     column, else the text) define the control task. Returns the same frame as `linear_probe`.
     """
+    n_boot, level = check_boot(n_boot, level)
     y = np.asarray(labels)
     if len(y) != len(feats):
         raise InputError(f"{len(y)} labels for {len(feats)} feature rows: they must align")
@@ -128,20 +138,29 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
     values, counts = np.unique(y[tr], return_counts=True)
     if len(values) < 2:
         raise InputError("the training split holds a single label: pass more data or another seed")
-    majority = float((y[te] == values[counts.argmax()]).mean())
+    majority = y[te] == values[counts.argmax()]                         # (n_test,) bool
     yc = control_labels(types, y, seed) if control else None
+    # each test row's weight in each resample of the test texts (rows go with their text)
+    weights = np.ones((1, len(te))) if n_boot is None else np.vstack(
+        [np.ones(len(te)), row_weights(groups[te], n_boot)])          # (1 + n_boot, n_test)
 
     rows, unconverged = [], []
     for j, layer in enumerate(feats.layers):
         x = feats.array[:, j]                                            # (N, D)
-        acc, ok = _fit_score(x[tr], y[tr], x[te], y[te], C, max_iter)
-        rows += [(layer, "accuracy", acc), (layer, "majority", majority)]
+        hits, ok = _fit_score(x[tr], y[tr], x[te], y[te], C, max_iter)
+        acc = _accuracy(weights, hits)
+        rows += [(layer, "accuracy", acc), (layer, "majority", _accuracy(weights, majority))]
         if not ok:
             unconverged.append(layer)
         if yc is not None:
-            cacc, _ = _fit_score(x[tr], yc[tr], x[te], yc[te], C, max_iter)
+            chits, _ = _fit_score(x[tr], yc[tr], x[te], yc[te], C, max_iter)
+            cacc = _accuracy(weights, chits)
             rows += [(layer, "control_accuracy", cacc), (layer, "selectivity", acc - cacc)]
-    out = pd.DataFrame(rows, columns=[S.LAYER, S.METRIC, S.VALUE])
+    out = pd.DataFrame([(la, m, v[0]) for la, m, v in rows], columns=[S.LAYER, S.METRIC, S.VALUE])
+    if n_boot is not None:    # row 0 of each is the full test set, rows 1: the resamples
+        low, high = percentile_interval(np.stack([v[1:] for _, _, v in rows], 1), level)
+        out = add_interval(out, low, high, n_texts=len(np.unique(groups[te])), n_boot=n_boot,
+                           level=level)
     out.insert(0, S.MODEL, feats.model)
     out[S.SPLIT] = "test"
     out.attrs.update(n_train=int(len(tr)), n_test=int(len(te)), n_labels=int(len(np.unique(y))),
@@ -152,7 +171,8 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
 def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | None = None,
                  text_col: str = S.TEXT, label_col: str = S.LABEL, test_size: float = 0.25,
                  seed: int = 0, C: float = 1.0, max_iter: int = 1000, control: bool = True,
-                 batch_size: int = 32, progress: bool = True, cache: bool = True) -> pd.DataFrame:
+                 n_boot: int | None = None, level: float = LEVEL, batch_size: int = 32,
+                 progress: bool = True, cache: bool = True) -> pd.DataFrame:
     """Per-layer probe accuracy with majority and control-task baselines.
 
     `lm`: an `LM`, a dict {name: LM} (one curve per model), or ready `Features` (then `data` are
@@ -165,6 +185,9 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
     whose probe did not converge in `max_iter` steps. A test split of fewer than 2 rows is
     refused and one of fewer than 30 rows warns: accuracies on so few rows are too coarse to read.
+    `n_boot` (e.g. 200; default None) adds percentile bootstrap intervals over the test texts
+    (a text's rows are resampled together; the probes are not refitted, so the interval is the
+    test-sample uncertainty of these probes): ci_low, ci_high, n_texts (test texts), n_boot, level.
     """
     check_finite("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
     check_finite("C", C, low=0, low_open=True), check_int("max_iter", max_iter, minimum=1)
@@ -172,7 +195,8 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
         raise InputError("data is None: pass a frame with text and label columns (or word rows)")
     if task not in TASKS:
         raise InputError(f"task={task!r}; use 'sentence' (one label per text) or 'token' (per word)")
-    opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control)
+    opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control,
+                n_boot=n_boot, level=level)
     if isinstance(lm, Features):
         return probe_features(lm, data, **opts)
     if task == "sentence":

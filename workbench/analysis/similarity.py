@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import schema as S
 from ..errors import InputError
+from .bootstrap import LEVEL, add_interval, check_boot, percentile_interval, row_weights
 from .features import Features, features
 from ..config import check_finite_array, check_positive_int
 
@@ -36,6 +37,11 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
         raise InputError(f"CKA compares the same inputs: {x.shape[0]} rows vs {y.shape[0]} rows")
     if x.shape[0] < 2:
         raise InputError("CKA needs at least two rows (inputs)")
+    return _cka_of_centred(x, y)
+
+
+def _cka_of_centred(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA of two column-centred (n, p), (n, q) float64 matrices."""
     n, p, q = x.shape[0], x.shape[1], y.shape[1]
     if n < max(p, q):          # example space: <K, L> / (|K| |L|) with K = X X^T
         k, l_ = x @ x.T, y @ y.T                                         # (n, n)
@@ -44,6 +50,31 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
         num = np.linalg.norm(y.T @ x) ** 2                               # (q, p)
         den = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
     return float(num / den) if den > 0 else float("nan")
+
+
+def weighted_cka(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Linear CKA with row i counted `w[i]` times (a bootstrap resample), without copying rows:
+    centre with the weighted mean, scale each row by sqrt(w)."""
+    keep = w > 0
+    x, y, w = np.asarray(x, np.float64)[keep], np.asarray(y, np.float64)[keep], w[keep]
+    root = np.sqrt(w / w.sum())[:, None]
+    return _cka_of_centred(root * (x - w @ x / w.sum()), root * (y - w @ y / w.sum()))
+
+
+def cka_intervals(a: Features, b: Features, table: pd.DataFrame, n_boot: int, level: float
+                  ) -> pd.DataFrame:
+    """`table` (from `cka_matrix`) with percentile bootstrap intervals over texts on its
+    same-layer rows (layer_a == layer_b; NaN elsewhere: each pair costs n_boot CKAs)."""
+    weights = row_weights(a.index[S.TEXT_ID], n_boot)                 # (n_boot, rows)
+    low, high = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    for i, (la, lb) in enumerate(zip(table[S.LAYER_A], table[S.LAYER_B])):
+        if la != lb:
+            continue
+        x, y = a.layer(la), b.layer(lb)
+        low[i], high[i] = percentile_interval(
+            np.array([weighted_cka(x, y, w) for w in weights]), level)
+    return add_interval(table, low, high, n_texts=a.index[S.TEXT_ID].nunique(), n_boot=n_boot,
+                        level=level)
 
 
 def cka_matrix(a: Features, b: Features) -> pd.DataFrame:
@@ -65,17 +96,21 @@ def cka_matrix(a: Features, b: Features) -> pd.DataFrame:
 
 
 def similarity(lm_a, lm_b=None, texts=None, *, pool: str = "tokens", layers="all",
-               max_rows: int | None = 5000, seed: int = 0, batch_size: int = 32,
-               progress: bool = True, cache: bool = True) -> pd.DataFrame:
+               max_rows: int | None = 5000, seed: int = 0, n_boot: int | None = None,
+               level: float = LEVEL, batch_size: int = 32, progress: bool = True,
+               cache: bool = True) -> pd.DataFrame:
     """Layer x layer linear CKA between `lm_a` and `lm_b` (or `lm_a` with itself) on `texts`.
 
     `pool`: "tokens" (one row per token: needs the same tokenizer), "words" or "mean"/"cls" (one
     row per text). Rows beyond `max_rows` are subsampled (seeded) to bound the cost.
     `similarity(lm, texts)` is short for `similarity(lm, None, texts)`.
 
-    Returns a tidy frame: model_a, model_b, layer_a, layer_b, value (CKA), metric.
+    Returns a tidy frame: model_a, model_b, layer_a, layer_b, value (CKA), metric. `n_boot`
+    (e.g. 200; default None) adds percentile bootstrap intervals over texts (a text's rows are
+    resampled together) to the same-layer rows: ci_low, ci_high, n_texts, n_boot, level.
     """
     check_positive_int("max_rows", max_rows, allow_none=True)
+    n_boot, level = check_boot(n_boot, level)
     if texts is None and lm_b is not None and not hasattr(lm_b, "model"):
         lm_b, texts = None, lm_b
     if texts is None:
@@ -89,4 +124,5 @@ def similarity(lm_a, lm_b=None, texts=None, *, pool: str = "tokens", layers="all
                       fa.pool, fa.model, fa.texts)
         fb = fa if lm_b is None else Features(fb.array[keep], fb.index.iloc[keep].reset_index(drop=True),
                                               fb.layers, fb.pool, fb.model, fb.texts)
-    return cka_matrix(fa, fb)
+    table = cka_matrix(fa, fb)
+    return table if n_boot is None else cka_intervals(fa, fb, table, n_boot, level)

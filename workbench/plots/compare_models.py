@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL
+from ._intervals import error_bars, interval_note
 from .labels import finish, plot_text
 
 
@@ -26,7 +27,22 @@ def _title(diff) -> str:
         parts.append(f"top-1 agreement {diff.predictions[S.AGREE].mean():.2f}")
     if getattr(diff, "pll", None) is not None:
         parts.append(f"mean PLL change {diff.pll[S.LOGPROB_CHANGE].mean():+.2f} nats")
-    return plot_text(" · ".join(parts))
+    seeds = getattr(diff, "seeds", None)
+    if seeds is not None and len(seeds):
+        n = int(seeds[S.N_SEEDS].iloc[0])
+        js = seeds[seeds[S.METRIC] == S.JS_DISTANCE]
+        parts.append(f"means over {n} runs; {int(js[S.EXCEEDS_SEEDS].sum())} of {len(js)} heads' "
+                     "JS exceeds 2 x seed SD")
+    bounds = getattr(diff, "layer_intervals", None)
+    return plot_text(" · ".join(parts)) + (interval_note(bounds) if bounds is not None else "")
+
+
+def _layer_bounds(layers, bounds, metric: str):
+    """`diff.layer_intervals`' rows of `metric`, aligned with `layers` (None without them)."""
+    if bounds is None or metric not in layers:
+        return None
+    rows = bounds[bounds[S.METRIC] == metric].set_index(S.LAYER)
+    return rows.reindex(layers[S.LAYER].to_numpy()).reset_index()
 
 
 def diff_overview(diff, *, title: str | None = None) -> go.Figure:
@@ -40,15 +56,19 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
                                         "(c) JS distance per head",
                                         "(d) importance and role changes"),
                         specs=[[{}, {}], [{}, {"secondary_y": True}]])
+    bounds = getattr(diff, "layer_intervals", None)
+    js_ci, cka_ci = (_layer_bounds(layers, bounds, m) for m in (S.JS_DISTANCE, S.CKA))
     fig.add_trace(go.Bar(x=layers[S.LAYER], y=layers[S.JS_DISTANCE], name="mean over heads",
-                         marker_color=CATEGORICAL[0], opacity=0.6), row=1, col=1)
+                         marker_color=CATEGORICAL[0], opacity=0.6,
+                         error_y=error_bars(js_ci, S.VALUE)), row=1, col=1)
     fig.add_trace(go.Scatter(x=heads[S.LAYER], y=heads[S.JS_DISTANCE], mode="markers",
                              name="one head", marker=dict(color="#333", size=4),
                              text=[f"L{a} H{b}" for a, b in zip(heads[S.LAYER], heads[S.HEAD])],
                              hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=1)
     if S.CKA in layers:
         fig.add_trace(go.Scatter(x=layers[S.LAYER], y=layers[S.CKA], mode="lines+markers",
-                                 name="CKA", marker_color=CATEGORICAL[2]), row=1, col=2)
+                                 name="CKA", marker_color=CATEGORICAL[2],
+                                 error_y=error_bars(cka_ci, S.VALUE)), row=1, col=2)
         fig.update_yaxes(range=[min(0.0, float(layers[S.CKA].min())), 1.02], row=1, col=2)
     grid = heads.pivot_table(index=S.LAYER, columns=S.HEAD, values=S.JS_DISTANCE)
     fig.add_trace(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index),

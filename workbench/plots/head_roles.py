@@ -2,7 +2,9 @@
 
 Each cell is coloured by the role's family (previous token, next token, self, fixed offset, <s>,
 </s>, punctuation, dependency, broad, mixed) and labelled with a short name and its score; hover
-adds the runner-up and Kovaleva et al.'s pattern class. Layer 3: no torch.
+adds the runner-up and Kovaleva et al.'s pattern class, and (from `head_roles`' bootstrap) the
+margin, support and stability; heads whose role holds in < 90% of resamples get a dotted outline
+and the title says on how many texts and resamples. Layer 3: no torch.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def role_grid(df: pd.DataFrame, *, title: str | None = None, show_scores: bool =
         extra = f"<br>runner-up: {plot_text(runner)} {r.get(S.RUNNER_UP_SCORE, np.nan):.2f}" \
             if isinstance(runner, str) else ""
         pattern = f"<br>pattern: {r[S.PATTERN]}" if S.PATTERN in r else ""
-        return f"layer {la}, head {h}<br>{plot_text(r[S.ROLE])}{score}{extra}{pattern}"
+        return (f"layer {la}, head {h}<br>{plot_text(r[S.ROLE])}{score}{extra}{pattern}"
+                + _sureness(r))
 
     labels = [[text(la, h, False) for h in grid.columns] for la in grid.index]
     hovers = [[text(la, h, True) for h in grid.columns] for la in grid.index]
@@ -79,9 +82,42 @@ def role_grid(df: pd.DataFrame, *, title: str | None = None, show_scores: bool =
                                  marker=dict(symbol="square", size=10, color=FAMILIES[f][0],
                                              line=dict(color="#888", width=0.5))))
     model = df[S.MODEL].iloc[0] if S.MODEL in df.columns and len(df) else ""
-    fig.update_layout(title=title or plot_text(f"Head roles of {model}"),
+    note = _mark_unstable(fig, df)
+    fig.update_layout(title=title or plot_text(f"Head roles of {model}{note}"),
                       xaxis=dict(title=S.HEAD, dtick=1, showgrid=False),
                       yaxis=dict(title=S.LAYER, dtick=1, autorange="reversed", showgrid=False),
                       height=140 + 40 * len(grid.index), width=160 + 62 * len(grid.columns),
                       legend=dict(orientation="v", x=1.02, y=1))
     return finish(fig)
+
+
+def _sureness(r) -> str:
+    """Hover lines on how sure a role is (the columns of `head_roles`, when present)."""
+    out = ""
+    if S.MARGIN in r and not pd.isna(r[S.MARGIN]):
+        out += f"<br>margin to runner-up: {r[S.MARGIN]:.2f}"
+    if S.SUPPORT in r:
+        out += f"<br>support: {int(r[S.SUPPORT])} tokens/arcs, {int(r.get(S.N_TEXTS, 0))} texts"
+    if S.STABLE_FRACTION in r:
+        out += (f"<br>same role in {r[S.STABLE_FRACTION]:.0%} of {int(r[S.N_BOOT])} resamples")
+        if not pd.isna(r.get(S.CI_LOW, np.nan)):
+            out += f"<br>{r[S.LEVEL]:.0%} interval [{r[S.CI_LOW]:.2f}, {r[S.CI_HIGH]:.2f}]"
+    return out
+
+
+def _mark_unstable(fig: go.Figure, df: pd.DataFrame) -> str:
+    """Outline (dotted) every cell whose role holds in < 90% of bootstrap resamples; returns the
+    title's note on the data and the bootstrap (empty without a `stable` column)."""
+    if S.STABLE not in df.columns:
+        n = df[S.N_TEXTS].iloc[0] if S.N_TEXTS in df.columns and len(df) else None
+        return f" ({n} texts)" if n is not None else ""
+    shaky = df[~df[S.STABLE].astype(bool)]
+    for la, h in zip(shaky[S.LAYER], shaky[S.HEAD]):
+        fig.add_shape(type="rect", x0=h - 0.42, x1=h + 0.42, y0=la - 0.42, y1=la + 0.42,
+                      line=dict(color="#111", width=1.5, dash="dot"), layer="above")
+    if len(shaky):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="unstable (dotted)",
+                                 marker=dict(symbol="square-open", size=10, color="#111")))
+    first = df.iloc[0]
+    return (f": {int(first[S.N_TEXTS])} texts; dotted = role held in < 90% of "
+            f"{int(first[S.N_BOOT])} bootstrap resamples ({len(shaky)} of {len(df)} heads)")

@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL
+from ._intervals import error_bars, interval_note
 from .labels import finish, plot_text, short_name, short_ticks
 
 # readable titles of the statistics (columns not listed are shown as they are named); plain text:
@@ -121,11 +122,12 @@ def importance_bars(df: pd.DataFrame, *, top: int = 20, title: str | None = None
     method = df[S.METHOD].iloc[0] if S.METHOD in df.columns and len(df) else ""
     fig = go.Figure(go.Bar(
         x=part[S.SCORE], y=[f"L{la} H{h}" for la, h in zip(part[S.LAYER], part[S.HEAD])],
-        orientation="h", marker_color=CATEGORICAL[0],
+        orientation="h", marker_color=CATEGORICAL[0], error_x=error_bars(part, S.SCORE),
         hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
     xlabel = {"gradient": "mean over texts of |dL(text)/dgate| (Michel et al. 2019)",
               "loo": "loss increase when removed"}.get(method, "importance")
-    fig.update_layout(title=title or f"Head importance ({method})", xaxis_title=xlabel,
+    fig.update_layout(title=title or f"Head importance ({method}){interval_note(df)}",
+                      xaxis_title=xlabel,
                       height=max(300, 18 * len(part) + 120))
     return finish(fig)
 

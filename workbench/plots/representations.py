@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, DIVERGING, SEQUENTIAL
+from ._intervals import error_bars, interval_note
 from .labels import TICK_CHARS, TITLE_CHARS, finish, plot_text, short_label, short_name
 
 _PROBE_STYLE = {  # metric -> (legend name, dash)
@@ -54,9 +55,11 @@ def probe_curve(df: pd.DataFrame, *, title: str | None = None,
             fig.add_trace(go.Scatter(
                 x=sub[S.LAYER], y=sub[S.VALUE], mode="lines+markers", name=label,
                 line=dict(color=colour if metric != "majority" else "#666", dash=dash),
+                error_y=error_bars(sub, S.VALUE),
                 hovertemplate=(f"{plot_text(model)}: {name}" if len(models) > 1 else name)
                 + "<br>layer %{x}<br>%{y:.3f}<extra></extra>"))
-    fig.update_layout(title=dict(text=title or "Linear probe accuracy per layer"),
+    note = interval_note(df, "test texts")
+    fig.update_layout(title=dict(text=title or f"Linear probe accuracy per layer{note}"),
                       xaxis=dict(title="layer (0 = embeddings)", dtick=1),
                       yaxis=dict(title="accuracy (held-out texts)",
                                  range=[min(0.0, float(df[S.VALUE].min()) - 0.05), 1.02]))
