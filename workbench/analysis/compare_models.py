@@ -23,6 +23,7 @@ Parts that cannot be computed for these models (no MLM head) are None, with the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from .. import schema as S
 from ..capture import as_text_list
 from ..errors import InputError
 from ..models import LM
+from ..store import Run, is_run_folder
 from .ablation import head_importance
 from .compare import compare_attention
 from .fill_mask import masked_logprobs
@@ -102,6 +104,16 @@ def top1_predictions(lm: LM, texts, *, max_tokens: int | None = None) -> pd.Data
         S.TOKEN: [tok.convert_ids_to_tokens(seqs[i][p]) for i, p in items],
         S.PREDICTION: tok.convert_ids_to_tokens(preds)}).sort_values(
             [S.TEXT_ID, S.POSITION], ignore_index=True)
+
+
+def model_label(lm: LM) -> str:
+    """The name a diff shows for `lm`: a run's own name and its checkpoint ("sentiment
+    (step-60)") for a model loaded from a run, else `lm.name` (a checkpoint folder alone says
+    nothing about which run it came from)."""
+    path = Path(lm.path) if lm.path else None
+    if path is not None and is_run_folder(path.parent.parent):
+        return f"{Run(path.parent.parent).name} ({path.name})"
+    return lm.name
 
 
 def _head_frame(lm_a: LM, lm_b: LM, texts, importance: bool, roles: bool, syntax,
@@ -175,5 +187,5 @@ def compare_models(lm_a: LM, lm_b: LM, texts, *, importance: bool = True, roles:
     elif predictions:
         skipped["predictions"] = ("fill-mask predictions and PLL need an MLM head in both models "
                                   f"({lm_a.name}: {lm_a.kind}, {lm_b.name}: {lm_b.kind})")
-    return ModelDiff(lm_a.name, lm_b.name, heads, _layer_frame(heads, table), table, preds, pll,
+    return ModelDiff(model_label(lm_a), model_label(lm_b), heads, _layer_frame(heads, table), table, preds, pll,
                      skipped)
