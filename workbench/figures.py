@@ -114,15 +114,20 @@ def skipped_summary(skipped: list[dict]) -> str:
 
 
 def prepare_figure(fig, width: str | float = "column",
-                   aspect: float = 0.75) -> tuple[go.Figure, int, int]:
-    """A themed copy of `fig` sized for a paper, and its (width, height) in CSS pixels.
+                   aspect: float | None = None) -> tuple[go.Figure, int, int]:
+    """A themed copy of `fig` laid out for a paper, and its (width, height) in CSS pixels.
 
     The one recipe behind every export, kernel-side (kaleido) or in the user's browser.
+    `aspect=None` takes the figure family's own height/width (`plots.layout.aspect`); the copy
+    is then laid out for that size (`plots.layout.fit`: fonts, tick density, abbreviated
+    tokens, wrapped title, margins).
     """
+    from .plots.layout import aspect as family_aspect, fit  # plots import this module
+
     fig = go.Figure(fig)  # a copy: exporting must not restyle the caller's figure
     apply_theme(fig)
-    w, h = size_px(width, aspect)
-    fig.update_layout(width=w, height=h)
+    w, h = size_px(width, family_aspect(fig, size_px(width)[0]) if aspect is None else aspect)
+    fit(fig, w, h)
     return fig, w, h
 
 
@@ -139,6 +144,8 @@ def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path,
     if not isinstance(width, str) and not (isinstance(width, (int, float)) and 0 < width <= 100):
         raise InputError(f"width={width!r}: use one of {sorted(WIDTHS_IN)} or inches in (0, 100]")
     for name, value in (("aspect", aspect), ("scale", scale)):
+        if value is None and name == "aspect":
+            continue
         if not isinstance(value, (int, float)) or not 0 < value <= 100:
             raise InputError(f"{name}={value!r}: use a positive number (e.g. 0.75)")
     if fallback not in (None, "html"):
@@ -147,7 +154,7 @@ def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path,
 
 
 def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
-           aspect: float = 0.75, scale: float = 1.0, fallback: str | None = None) -> Path:
+           aspect: float | None = None, scale: float = 1.0, fallback: str | None = None) -> Path:
     """Write `fig` to `path` (.pdf, .svg, .png or .html) sized for a paper, in the paper theme.
 
     PDF and SVG are vector. PNG/SVG/PDF need kaleido and a Chrome/Chromium (found where kaleido

@@ -24,6 +24,7 @@ from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL, SEQUENTIAL
 from .labels import finish, plot_text
+from .layout import set_aspect
 
 PANELS = ("(a) attention change (JS distance)", "(b) same-layer CKA (1 = unchanged)",
           "(c) JS distance per head", "(d) importance and role changes")
@@ -113,4 +114,5 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
     fig.update_yaxes(title_text=S.LAYER, dtick=1, autorange="reversed", row=2, col=1)
     fig.update_layout(title=dict(text=title or _title(diff), y=0.98), height=680, width=900,
                       margin=dict(t=90), legend=dict(orientation="h", y=-0.12))
+    set_aspect(fig, 0.76, narrow=1.35)   # a 2 x 2 page: taller in a column
     return finish(fig)
