@@ -9,8 +9,10 @@ lightness (cividis, greys), so they survive greyscale printing. Layer 3: never i
 from __future__ import annotations
 
 import atexit
+import html
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -91,8 +93,10 @@ def _record_skip(path: Path, written: Path) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-    warnings.warn(f"no browser for static export: wrote {written.name} instead of {path.name} "
-                  f"({ENABLE_HINT})", stacklevel=3)
+    if len(_skipped) == 1:  # one line per session; skipped_exports()/skipped_summary list all
+        warnings.warn(f"no browser for static export: wrote {written.name} instead of "
+                      f"{path.name}, and HTML for every static export after it ({ENABLE_HINT})",
+                      stacklevel=3)
 
 
 def skipped_exports(log: str | Path | None = None) -> list[dict]:
@@ -129,6 +133,43 @@ def prepare_figure(fig, width: str | float = "column",
     w, h = size_px(width, family_aspect(fig, size_px(width)[0]) if aspect is None else aspect)
     fit(fig, w, h)
     return fig, w, h
+
+
+def _pdf_text(text: str) -> bytes:
+    """A PDF text string: UTF-16BE with its byte-order mark, as hex (no escaping to get wrong)."""
+    return b"<" + ("\ufeff" + text).encode("utf-16-be").hex().upper().encode() + b">"
+
+
+def plain_title(fig: go.Figure) -> str:
+    """The figure's title as plain text (plotly's <br> and tags dropped, entities decoded)."""
+    text = str(fig.layout.title.text or "")
+    text = re.sub(r"<br\s*/?>", " ", text)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
+
+
+def set_pdf_info(data: bytes, title: str, creator: str) -> bytes:
+    """`data` (a PDF with a classic xref table, as Chromium writes) with a new document
+    information dictionary (Title, Creator, Producer), appended as an incremental update: the
+    original bytes stay as they are, a new Info object, xref section and trailer (with /Prev)
+    follow. A PDF this cannot read (cross-reference streams) comes back unchanged."""
+    tail = data.rfind(b"trailer")
+    start = data.rfind(b"startxref")
+    size = re.search(rb"/Size\s+(\d+)", data[tail:]) if tail >= 0 else None
+    root = re.search(rb"/Root\s+(\d+\s+\d+\s+R)", data[tail:]) if tail >= 0 else None
+    prev = re.match(rb"startxref\s+(\d+)", data[start:]) if start >= 0 else None
+    if not (size and root and prev) or start < tail:
+        return data
+    num = int(size.group(1))
+    body = data if data.endswith(b"\n") else data + b"\n"
+    obj_at = len(body)
+    info = (b"%d 0 obj\n<< /Title " % num + _pdf_text(title) + b" /Creator " + _pdf_text(creator)
+            + b" /Producer " + _pdf_text(f"{creator} (kaleido, Chromium)") + b" >>\nendobj\n")
+    xref_at = obj_at + len(info)
+    xref = b"xref\n%d 1\n%010d 00000 n \n" % (num, obj_at)   # each entry is 20 bytes
+    trailer = (b"trailer\n<< /Size %d /Root " % (num + 1) + root.group(1)
+               + b" /Info %d 0 R /Prev %s >>\nstartxref\n%d\n%%%%EOF\n" % (num, prev.group(1),
+                                                                          xref_at))
+    return body + info + xref + trailer
 
 
 def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path, str]:
@@ -188,4 +229,9 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
         if any(word in msg.lower() for word in ("kaleido", "chrome", "browser")):
             raise _missing_browser_error(fmt, msg) from err
         raise
+    if fmt == "pdf":  # Chromium titles every PDF "Kaleido-fier": name the figure and its maker
+        from . import __version__
+
+        path.write_bytes(set_pdf_info(path.read_bytes(), plain_title(fig) or path.stem,
+                                      f"RoBERTa Workbench {__version__}"))
     return path
