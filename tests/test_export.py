@@ -50,7 +50,7 @@ def test_fallback_writes_html_and_records_the_skip(no_browser, tmp_path, monkeyp
         written = wb.figures.export(_fig(), tmp_path / "x.svg", fallback="html")
     assert written == tmp_path / "x.html" and written.exists()
     assert (tmp_path / "plotly.min.js").exists()  # shared by every fallback page, offline
-    assert "plotly.min.js" in written.read_text() and "cdn" not in written.read_text()
+    assert 'src="plotly.min.js"' in written.read_text() and "cdn" not in written.read_text()
     skipped = figures.skipped_exports()
     assert skipped == figures.skipped_exports(log) == [
         {"requested": str(tmp_path / "x.svg"), "written": str(written)}]
@@ -254,3 +254,22 @@ def test_pdf_info_update_on_a_minimal_pdf():
     out = figures.set_pdf_info(body, "t (1)", "me")
     assert out.startswith(body) and _info_title(out) == ("t (1)", "me", str(xref_at).encode())
     assert figures.set_pdf_info(b"%PDF-1.5 no classic trailer", "t", "me").startswith(b"%PDF-1.5")
+
+
+def test_fallback_pages_share_one_plotly_bundle_per_output_tree(no_browser, tmp_path, monkeypatch):
+    """Pages in nested figure folders load one plotly.min.js at the root of their tree, by a
+    relative path (offline, and the tree moves as a whole); no folder gets its own copy."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pages = [wb.figures.export(_fig(), path, fallback="html")
+                 for path in ("figures/a.pdf", "figures/heads/b.svg", "figures/heads/deep/c.png")]
+    bundles = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("plotly.min.js"))
+    assert [str(b) for b in bundles] == ["figures/plotly.min.js"]
+    for page, src in zip(pages, ("plotly.min.js", "../plotly.min.js", "../../plotly.min.js")):
+        text = (tmp_path / page).read_text()
+        assert f'src="{src}"' in text and (tmp_path / page).parent.joinpath(src).resolve() == \
+            (tmp_path / "figures/plotly.min.js").resolve()
+        assert len(text) < 200_000   # the bundle is not inside the page

@@ -99,6 +99,37 @@ def _record_skip(path: Path, written: Path) -> None:
                       stacklevel=3)
 
 
+PLOTLY_JS = "plotly.min.js"
+
+
+def output_tree(folder: Path) -> Path:
+    """The root of the output tree `folder` belongs to: its first folder below the current
+    working directory ('figures' for 'figures/heads/'), or `folder` itself outside it."""
+    folder, cwd = folder.resolve(), Path.cwd().resolve()
+    try:
+        first = folder.relative_to(cwd).parts[:1]
+    except ValueError:
+        return folder
+    return cwd / first[0] if first else folder
+
+
+def shared_plotly_js(page: Path) -> str:
+    """The `<script src>` of a fallback page: ONE plotly.min.js at the root of its output tree
+    (written there once), as a path relative to the page. The pages work offline and move
+    together with their tree (zip or copy the tree); no CDN, and not 4.8 MB per page or per
+    folder."""
+    import plotly.offline
+
+    root = output_tree(page.parent)
+    bundle = root / PLOTLY_JS
+    if not bundle.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = bundle.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+        os.replace(tmp, bundle)     # atomic: a concurrent export never reads half a bundle
+    return Path(os.path.relpath(bundle, page.parent.resolve())).as_posix()
+
+
 def skipped_exports(log: str | Path | None = None) -> list[dict]:
     """Static exports skipped for want of a browser: this process's, or those recorded in `log`."""
     if log is None:
@@ -213,9 +244,8 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
         return path
     if not static_export_available():
         if fallback == "html":
-            # plotly.min.js once per folder (offline), not 4.6 MB inside every fallback page
             written = path.with_suffix(".html")
-            fig.write_html(written, include_plotlyjs="directory", full_html=True)
+            fig.write_html(written, include_plotlyjs=shared_plotly_js(written), full_html=True)
             _record_skip(path, written)
             return written
         raise _missing_browser_error(fmt)
