@@ -72,13 +72,13 @@ def _change_panel(fig: go.Figure, layers, skipped: dict) -> None:
         fig.add_trace(go.Bar(x=layers[S.LAYER], y=layers[S.IMPORTANCE_CHANGE],
                              name="mean |importance change|", marker_color=CATEGORICAL[1]),
                       row=2, col=2)
-        fig.update_yaxes(title_text="|importance change|", rangemode="tozero", row=2, col=2)
+        fig.update_yaxes(rangemode="tozero", row=2, col=2)   # named by the legend
     if roles:
         fig.add_trace(go.Scatter(x=layers[S.LAYER], y=layers[S.ROLE_CHANGED], mode="lines+markers",
                                  name="heads with a new role", marker_color=CATEGORICAL[3]),
                       row=2, col=2, secondary_y=imp)
-        fig.update_yaxes(title_text="heads with a new role", rangemode="tozero", dtick=1,
-                         showgrid=not imp, row=2, col=2, secondary_y=imp)
+        fig.update_yaxes(rangemode="tozero", dtick=1, showgrid=not imp, row=2, col=2,
+                         secondary_y=imp)
     if not (imp or roles):
         _not_computed(fig, 2, 2, skipped.get("importance", "pass importance=True or roles=True "
                                                            "to wb.compare_models"))
@@ -91,7 +91,7 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
         raise InputError("diff_overview takes the result of wb.compare_models")
     skipped = dict(getattr(diff, "skipped", None) or {})
     both = S.IMPORTANCE_CHANGE in layers and S.ROLE_CHANGED in layers
-    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.2,
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.24,
                         subplot_titles=PANELS,
                         specs=[[{}, {}], [{}, {"secondary_y": both}]])
     fig.add_trace(go.Bar(x=layers[S.LAYER], y=layers[S.JS_DISTANCE], name="mean over heads",

@@ -87,5 +87,5 @@ def role_grid(df: pd.DataFrame, *, title: str | None = None, show_scores: bool =
                       legend=dict(orientation="v", x=1.02, y=1))
     # on paper: cells near square, with room for the title, the legend and the head axis
     set_aspect(fig, min(1.4, (len(grid.index) + 4.0) / (len(grid.columns) + 1.5)),
-               narrow=min(1.6, (len(grid.index) + 8.0) / (len(grid.columns) + 1.5)))
+               narrow=min(1.4, (len(grid.index) + 7.0) / (len(grid.columns) + 1.5)))
     return finish(fig)

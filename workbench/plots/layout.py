@@ -308,7 +308,7 @@ def _legend_names(fig: go.Figure) -> list[str]:
 def _legend_rows(fig: go.Figure, width: int, sz: dict) -> int:
     """Rows a horizontal legend wraps into at this width (entries as wide as the widest)."""
     names = _legend_names(fig)
-    entry = max((text_width(n, sz["tick"]) for n in names), default=0) + 46
+    entry = max((text_width(n, sz["tick"]) for n in names), default=0) + 48
     per_row = max(int((width - 16) // entry), 1)
     return max(-(-len(names) // per_row), 1)
 
@@ -322,7 +322,8 @@ def _fit_legend(fig: go.Figure, width: int, height: int, sz: dict, title_px: int
     if not _legend_names(fig) or fig.layout.showlegend is False or width >= NARROW_PX or not (
             legend.orientation != "h" or below):
         return 0
-    entry = max(text_width(n, sz["tick"]) for n in _legend_names(fig)) + 46
+    # plotly adds the symbol (40 px) to entrywidth: all entries as wide as the widest text
+    entry = max(text_width(n, sz["tick"]) for n in _legend_names(fig)) + 8
     fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", xref="paper",
                                   entrywidth=entry, entrywidthmode="pixels",
                                   y=1 - (title_px + 2) / height, yanchor="top", yref="container"))
