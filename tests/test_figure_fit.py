@@ -300,3 +300,57 @@ def test_checks_catch_overlap_and_overflow():
     rot = lambda x: [[x, 0], [x + 20, 20], [x + 15, 25], [x - 5, 5]]   # noqa: E731
     assert _separated(rot(0), rot(12)) and not _separated(rot(0), rot(4))
     assert DPI == 96
+
+
+# -- the layout itself, without a browser ---------------------------------------------------
+
+def _visible(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def test_fit_abbreviates_and_thins_tick_labels_for_the_width():
+    """128 tokens at a column: labels cut to 8 characters, thinned so that their estimated
+    extents fit the axis; on a page 12 characters. The caller's figure is not touched."""
+    from workbench.figures import prepare_figure
+    from workbench.plots.attention import attention_heatmap
+    from workbench.plots.layout import text_width
+
+    tokens = [f"{WORDS[i % 10]}{i}" for i in range(128)]
+    rows = [{S.TEXT_ID: 0, S.LAYER: 0, S.HEAD: 0, S.QUERY: q, S.KEY: k, S.QUERY_TOKEN: tokens[q],
+             S.KEY_TOKEN: tokens[k], S.WEIGHT: 1 / 128} for q in range(128) for k in range(128)]
+    fig = attention_heatmap(pd.DataFrame(rows))
+    before = fig.to_json()
+    col, w, h = prepare_figure(fig, "column")
+    page, _, _ = prepare_figure(fig, "page")
+    assert fig.to_json() == before
+    for axis in (col.layout.xaxis, col.layout.yaxis):
+        assert all(len(_visible(t)) <= 8 for t in axis.ticktext)
+        assert len(axis.ticktext) * (8 * 1.3 + 2) <= h      # one line of 8 px text per label
+    assert len(col.layout.yaxis.ticktext) < len(page.layout.yaxis.ticktext) <= 64
+    assert max(len(_visible(t)) for t in page.layout.yaxis.ticktext) == 12
+    assert col.layout.xaxis.tickfont.size == 8 and page.layout.xaxis.tickfont.size == 9
+    assert (w, h) == size_px("column", 1.0)                    # the family's narrow shape
+    assert text_width("&lt;s&gt;", 10) == text_width("<s>".replace("<", "x"), 10)
+
+
+def test_fit_wraps_a_long_title_and_makes_room_for_it():
+    from workbench.figures import prepare_figure
+    from workbench.plots.heads import head_heatmap
+
+    title = "Attention to the previous token, " + " ".join(WORDS)
+    fig, w, _ = prepare_figure(head_heatmap(_heads(), S.ATTN_BOS, title=title), "column")
+    lines = fig.layout.title.text.split("<br>")
+    assert 2 <= len(lines) <= 3 and all(len(line) * 10 * 0.62 <= w - 16 for line in lines)
+    assert fig.layout.margin.t >= len(lines) * 10 * 1.3
+
+
+def test_the_old_export_fails_the_fit_check(families, measure, tmp_path, monkeypatch):
+    """Without `fit` (the export before issue 28) the same check finds overlapping tick labels
+    and text off the page: the test can fail."""
+    import workbench.plots.layout as layout
+
+    monkeypatch.setattr(layout, "fit", lambda fig, w, h: fig.update_layout(width=w, height=h))
+    with pytest.raises(AssertionError, match="overlap|outside"):
+        _check(families, measure, tmp_path, ["attention_heatmap", "role_grid"], ["column"])

@@ -9,10 +9,12 @@ label fit, from estimates (no browser is asked: text width ~ font size x charact
   k-th one when they would overlap along their axis (an x axis first turns its labels upright);
 - the title wraps to the width (at most 3 lines, then '…') and the top margin follows it;
   subplot titles are cut to their panel; heatmap cell text shrinks to its cell, or goes;
-- a legend on the right of a narrow figure moves above the plot; automatic margins everywhere.
+- a legend on the right of (or below) a narrow figure moves above the plot, packed in rows;
+- sliders and menus go (a page cannot slide); automatic margins everywhere.
 
-`aspect(fig)` is the height/width a family prefers: what its function asked for (`finish(fig,
-aspect=...)`, or its own width and height), else 0.75. Layer 3: no torch.
+`aspect(fig, width_px)` is the height/width a family prefers: what its plot function recorded
+with `set_aspect` (optionally a taller one for narrow exports), else the figure's own width and
+height, else 0.75. Layer 3: no torch.
 """
 
 from __future__ import annotations
