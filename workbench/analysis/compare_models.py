@@ -106,7 +106,7 @@ def top1_predictions(lm: LM, texts, *, max_tokens: int | None = None) -> pd.Data
             [S.TEXT_ID, S.POSITION], ignore_index=True)
 
 
-def model_label(lm: LM) -> str:
+def _model_label(lm: LM) -> str:
     """The name a diff shows for `lm`: a run's own name and its checkpoint ("sentiment
     (step-60)") for a model loaded from a run, else `lm.name` (a checkpoint folder alone says
     nothing about which run it came from)."""
@@ -187,5 +187,5 @@ def compare_models(lm_a: LM, lm_b: LM, texts, *, importance: bool = True, roles:
     elif predictions:
         skipped["predictions"] = ("fill-mask predictions and PLL need an MLM head in both models "
                                   f"({lm_a.name}: {lm_a.kind}, {lm_b.name}: {lm_b.kind})")
-    return ModelDiff(model_label(lm_a), model_label(lm_b), heads, _layer_frame(heads, table), table, preds, pll,
-                     skipped)
+    return ModelDiff(_model_label(lm_a), _model_label(lm_b), heads, _layer_frame(heads, table),
+                     table, preds, pll, skipped)
