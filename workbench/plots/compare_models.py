@@ -91,7 +91,7 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
         raise InputError("diff_overview takes the result of wb.compare_models")
     skipped = dict(getattr(diff, "skipped", None) or {})
     both = S.IMPORTANCE_CHANGE in layers and S.ROLE_CHANGED in layers
-    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.2, vertical_spacing=0.24,
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.24, vertical_spacing=0.24,
                         subplot_titles=PANELS,
                         specs=[[{}, {}], [{}, {"secondary_y": both}]])
     fig.add_trace(go.Bar(x=layers[S.LAYER], y=layers[S.JS_DISTANCE], name="mean over heads",
@@ -104,7 +104,7 @@ def diff_overview(diff, *, title: str | None = None) -> go.Figure:
     grid = heads.pivot_table(index=S.LAYER, columns=S.HEAD, values=S.JS_DISTANCE)
     fig.add_trace(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index),
                              colorscale=SEQUENTIAL, showlegend=False,
-                             colorbar=dict(len=0.4, y=0.2, x=0.41, thickness=10),
+                             colorbar=dict(len=0.38, y=0.19, x=0.39, thickness=10),
                              hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>"),
                   row=2, col=1)
     _change_panel(fig, layers, skipped)

@@ -255,14 +255,13 @@ def _fit_title(fig: go.Figure, width: int, height: int, sz: dict) -> int:
     return int(lines * sz["title"] * LINE_EM + 12)
 
 
-def _panel_width(fig: go.Figure, x: float, width: int) -> float:
-    """Px width of the x domain that contains paper coordinate `x` (a subplot's title)."""
-    best = 1.0
-    for name, axis in _axes(fig):
-        lo, hi = axis.domain or (0, 1)
-        if name[0] == "x" and lo - 1e-6 <= x <= hi + 1e-6:
-            best = min(best, hi - lo)
-    return best * 0.85 * width
+def _title_room(fig: go.Figure, ann, width: int) -> float:
+    """Px a subplot title centred at paper x may span: up to the next title on its row (centre
+    to centre) and twice its distance to the page edge (the margins add a little)."""
+    row = [o.x for o in fig.layout.annotations
+           if o is not ann and o.x is not None and o.y == ann.y and o.xref == "paper"]
+    share = min([abs(x - ann.x) for x in row] + [2 * (ann.x + 0.04), 2 * (1.04 - ann.x)])
+    return share * 0.85 * width - 8
 
 
 def _fit_annotations(fig: go.Figure, width: int, sz: dict) -> int:
@@ -272,7 +271,7 @@ def _fit_annotations(fig: go.Figure, width: int, sz: dict) -> int:
         size = min(ann.font.size or sz["text"], sz["text"])
         ann.font.size = size
         if ann.text and ann.xref == "paper" and ann.x is not None:
-            room = _panel_width(fig, ann.x, width)
+            room = _title_room(fig, ann, width)
             if "<br>" not in ann.text:
                 ann.text = cut(ann.text, max(int(room / (size * CHAR_EM)), 4))
             if ann.yref == "paper" and (ann.y or 0) >= 0.99:
