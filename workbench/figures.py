@@ -2,7 +2,8 @@
 
 `apply_theme(fig)` (or the registered plotly template "workbench_paper") sets readable fonts, thin
 lines and a white background; `export(fig, "fig.pdf", width="column")` writes PNG/SVG/PDF/HTML at
-the sizes of one- and two-column papers. Colour maps here are sequential and monotonic in
+the sizes of one- and two-column papers, each laid out for its size (`plots.layout.fit`). Colour
+maps here are sequential and monotonic in
 lightness (cividis, greys), so they survive greyscale printing. Layer 3: never imports torch.
 """
 
@@ -229,12 +230,16 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
            aspect: float | None = None, scale: float = 1.0, fallback: str | None = None) -> Path:
     """Write `fig` to `path` (.pdf, .svg, .png or .html) sized for a paper, in the paper theme.
 
-    PDF and SVG are vector. PNG/SVG/PDF need kaleido and a Chrome/Chromium (found where kaleido
+    The copy written is laid out for its size (`prepare_figure`: fonts, tick density, token
+    abbreviation, title wrap, margins; `aspect=None` is the figure family's own shape). PDF and
+    SVG are vector; a PDF's document title is the figure's title and its creator names the
+    workbench version. PNG/SVG/PDF need kaleido and a Chrome/Chromium (found where kaleido
     looks, e.g. the system chromium); HTML needs nothing and embeds plotly.js (works offline).
     Without a browser a static export raises `MissingDependencyError` naming the fix, unless
-    `fallback="html"`: then the HTML version is written beside it (same name, .html), the skip is
-    recorded (`skipped_exports()`), and that path is returned. Notebooks and reports use the
-    fallback so a machine without a browser still runs them end to end.
+    `fallback="html"`: then the HTML version is written beside it (same name, .html) and loads
+    the one plotly.min.js of its output tree (`shared_plotly_js`), the skip is recorded
+    (`skipped_exports()`), one warning is given per session, and that path is returned.
+    Notebooks and reports use the fallback so a machine without a browser still runs them.
     """
     path, fmt = _check_export_args(fig, path, width, aspect, scale, fallback)
     fig, w, h = prepare_figure(fig, width, aspect)
