@@ -3,8 +3,8 @@
 `apply_theme(fig)` (or the registered plotly template "workbench_paper") sets readable fonts, thin
 lines and a white background; `export(fig, "fig.pdf", width="column")` writes PNG/SVG/PDF/HTML at
 the sizes of one- and two-column papers, each laid out for its size (`plots.layout.fit`). Colour
-maps here are sequential and monotonic in
-lightness (cividis, greys), so they survive greyscale printing. Layer 3: never imports torch.
+maps here are sequential and monotonic in lightness (cividis, greys), so they survive greyscale
+printing. Layer 3: never imports torch.
 """
 
 from __future__ import annotations
