@@ -65,6 +65,7 @@ from transformers import RobertaForMaskedLM
 from transformers.models.roberta.modeling_roberta import RobertaClassificationHead
 
 import workbench as wb
+from workbench.plots.labels import finish
 
 if QUICK:
     N_TRAIN, N_TEST, EPOCHS, HEAD_EPOCHS = 96, 48, 1, 3
@@ -233,12 +234,19 @@ table = pd.DataFrame(results)
 table.round(3)
 
 # %%
-fig = px.scatter(table, x="wall s", y="test accuracy", text="arm", error_y=table["95% CI high"]
-                 - table["test accuracy"], error_y_minus=table["test accuracy"] - table["95% CI low"],
+# points labelled by their letter only (the legend names each arm), in the paper theme
+table["key"] = table["arm"].str.extract(r"^(\([a-z]\))", expand=False).fillna(table["arm"])
+fig = px.scatter(table, x="wall s", y="test accuracy", text="key", color="arm",
+                 color_discrete_sequence=wb.figures.CATEGORICAL,
+                 error_y=table["95% CI high"] - table["test accuracy"],
+                 error_y_minus=table["test accuracy"] - table["95% CI low"],
                  title=f"{lm.name} on {DATA}: accuracy vs wall time (95% Wilson intervals)",
-                 labels={"wall s": "wall time (s, this machine)"})
-fig.update_traces(textposition="top center")
-fig.add_hline(y=majority, line_dash="dot", annotation_text="majority class")
+                 labels={"wall s": "wall time (s, this machine)", "arm": ""})
+fig.update_traces(textposition="middle right", cliponaxis=False)
+fig.add_hline(y=majority, line_dash="dot", annotation_text="majority class",
+              annotation_position="bottom right")
+fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top"))
+finish(fig)
 
 # %% [markdown]
 # ## Is "only the output layer is changed" true?

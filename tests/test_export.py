@@ -50,10 +50,17 @@ def test_fallback_writes_html_and_records_the_skip(no_browser, tmp_path, monkeyp
         written = wb.figures.export(_fig(), tmp_path / "x.svg", fallback="html")
     assert written == tmp_path / "x.html" and written.exists()
     assert (tmp_path / "plotly.min.js").exists()  # shared by every fallback page, offline
-    assert "plotly.min.js" in written.read_text() and "cdn" not in written.read_text()
+    assert 'src="plotly.min.js"' in written.read_text() and "cdn" not in written.read_text()
     skipped = figures.skipped_exports()
     assert skipped == figures.skipped_exports(log) == [
         {"requested": str(tmp_path / "x.svg"), "written": str(written)}]
+    import warnings
+
+    with warnings.catch_warnings(record=True) as later:   # one line per session, not per figure
+        warnings.simplefilter("always")
+        for fmt in ("pdf", "png", "svg"):
+            wb.figures.export(_fig(), tmp_path / f"y.{fmt}", fallback="html")
+    assert not later and len(figures.skipped_exports()) == 4
     line = figures.skipped_summary(skipped)
     assert line.startswith("1 static figure export(s) skipped") and "apt install chromium" in line
     assert figures.skipped_summary([]) == ""
@@ -202,3 +209,67 @@ def test_client_export_script_renders_in_a_real_browser(tmp_path):
     assert sent[0]["ok"] and sent[0]["id"] == client.job["id"], sent
     svg = decode_data_url(sent[0]["url"]).decode()
     assert svg.startswith("<svg") and ">a<" in svg and ">b<" in svg  # the bars' tick labels
+
+
+def _info_title(data: bytes) -> tuple[str, str, bytes]:
+    """(Title, Creator, /Prev) read back by following the last trailer and its xref table:
+    an independent walk of the PDF structure, not the writer's own regexes."""
+    import re as _re
+
+    start = int(data[data.rindex(b"startxref") + 9:].split()[0])
+    assert data[start:start + 4] == b"xref"
+    first, count = map(int, data[start + 5:].split(b"\n")[0].split())
+    trailer = data[data.index(b"trailer", start):]
+    info_num = int(_re.search(rb"/Info (\d+) 0 R", trailer).group(1))
+    assert first <= info_num < first + count
+    entry = data[start:].split(b"\n")[2 + info_num - first]
+    offset = int(entry[:10])
+    assert data[offset:].startswith(b"%d 0 obj" % info_num)
+    obj = data[offset:data.index(b"endobj", offset)]
+    text = {k.decode(): bytes.fromhex(v.decode()).decode("utf-16")
+            for k, v in _re.findall(rb"/(Title|Creator) <([0-9A-F]+)>", obj)}
+    return text["Title"], text["Creator"], _re.search(rb"/Prev (\d+)", trailer).group(1)
+
+
+def test_pdf_info_carries_title_and_version(a_browser, tmp_path):
+    fig = go.Figure(go.Bar(x=["a"], y=[1]), layout=dict(title="Attention to &lt;s&gt; → layer 3"))
+    path = wb.figures.export(fig, tmp_path / "x.pdf")
+    data = path.read_bytes()
+    title, creator, prev = _info_title(data)
+    assert title == "Attention to <s> → layer 3" and creator == f"RoBERTa Workbench {wb.__version__}"
+    assert b"Kaleido-fier" in data[:int(prev) + 1]   # the original is kept as it was: an update
+    assert data.rstrip().endswith(b"%%EOF")
+
+
+def test_pdf_info_update_on_a_minimal_pdf():
+    objs = [b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n",
+            b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"]
+    body, offsets = b"%PDF-1.4\n", []
+    for o in objs:
+        offsets.append(len(body))
+        body += o
+    xref_at = len(body)
+    body += b"xref\n0 3\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    body += b"trailer\n<< /Size 3 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    out = figures.set_pdf_info(body, "t (1)", "me")
+    assert out.startswith(body) and _info_title(out) == ("t (1)", "me", str(xref_at).encode())
+    assert figures.set_pdf_info(b"%PDF-1.5 no classic trailer", "t", "me").startswith(b"%PDF-1.5")
+
+
+def test_fallback_pages_share_one_plotly_bundle_per_output_tree(no_browser, tmp_path, monkeypatch):
+    """Pages in nested figure folders load one plotly.min.js at the root of their tree, by a
+    relative path (offline, and the tree moves as a whole); no folder gets its own copy."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pages = [wb.figures.export(_fig(), path, fallback="html")
+                 for path in ("figures/a.pdf", "figures/heads/b.svg", "figures/heads/deep/c.png")]
+    bundles = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("plotly.min.js"))
+    assert [str(b) for b in bundles] == ["figures/plotly.min.js"]
+    for page, src in zip(pages, ("plotly.min.js", "../plotly.min.js", "../../plotly.min.js")):
+        text = (tmp_path / page).read_text()
+        assert f'src="{src}"' in text and (tmp_path / page).parent.joinpath(src).resolve() == \
+            (tmp_path / "figures/plotly.min.js").resolve()
+        assert len(text) < 200_000   # the bundle is not inside the page

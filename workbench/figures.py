@@ -2,15 +2,18 @@
 
 `apply_theme(fig)` (or the registered plotly template "workbench_paper") sets readable fonts, thin
 lines and a white background; `export(fig, "fig.pdf", width="column")` writes PNG/SVG/PDF/HTML at
-the sizes of one- and two-column papers. Colour maps here are sequential and monotonic in
-lightness (cividis, greys), so they survive greyscale printing. Layer 3: never imports torch.
+the sizes of one- and two-column papers, each laid out for its size (`plots.layout.fit`). Colour
+maps here are sequential and monotonic in lightness (cividis, greys), so they survive greyscale
+printing. Layer 3: never imports torch.
 """
 
 from __future__ import annotations
 
 import atexit
+import html
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -91,8 +94,41 @@ def _record_skip(path: Path, written: Path) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-    warnings.warn(f"no browser for static export: wrote {written.name} instead of {path.name} "
-                  f"({ENABLE_HINT})", stacklevel=3)
+    if len(_skipped) == 1:  # one line per session; skipped_exports()/skipped_summary list all
+        warnings.warn(f"no browser for static export: wrote {written.name} instead of "
+                      f"{path.name}, and HTML for every static export after it ({ENABLE_HINT})",
+                      stacklevel=3)
+
+
+PLOTLY_JS = "plotly.min.js"
+
+
+def output_tree(folder: Path) -> Path:
+    """The root of the output tree `folder` belongs to: its first folder below the current
+    working directory ('figures' for 'figures/heads/'), or `folder` itself outside it."""
+    folder, cwd = folder.resolve(), Path.cwd().resolve()
+    try:
+        first = folder.relative_to(cwd).parts[:1]
+    except ValueError:
+        return folder
+    return cwd / first[0] if first else folder
+
+
+def shared_plotly_js(page: Path) -> str:
+    """The `<script src>` of a fallback page: ONE plotly.min.js at the root of its output tree
+    (written there once), as a path relative to the page. The pages work offline and move
+    together with their tree (zip or copy the tree); no CDN, and not 4.8 MB per page or per
+    folder."""
+    import plotly.offline
+
+    root = output_tree(page.parent)
+    bundle = root / PLOTLY_JS
+    if not bundle.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = bundle.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+        os.replace(tmp, bundle)     # atomic: a concurrent export never reads half a bundle
+    return Path(os.path.relpath(bundle, page.parent.resolve())).as_posix()
 
 
 def skipped_exports(log: str | Path | None = None) -> list[dict]:
@@ -114,16 +150,58 @@ def skipped_summary(skipped: list[dict]) -> str:
 
 
 def prepare_figure(fig, width: str | float = "column",
-                   aspect: float = 0.75) -> tuple[go.Figure, int, int]:
-    """A themed copy of `fig` sized for a paper, and its (width, height) in CSS pixels.
+                   aspect: float | None = None) -> tuple[go.Figure, int, int]:
+    """A themed copy of `fig` laid out for a paper, and its (width, height) in CSS pixels.
 
     The one recipe behind every export, kernel-side (kaleido) or in the user's browser.
+    `aspect=None` takes the figure family's own height/width (`plots.layout.aspect`); the copy
+    is then laid out for that size (`plots.layout.fit`: fonts, tick density, abbreviated
+    tokens, wrapped title, margins).
     """
+    from .plots.layout import aspect as family_aspect, fit  # plots import this module
+
     fig = go.Figure(fig)  # a copy: exporting must not restyle the caller's figure
     apply_theme(fig)
-    w, h = size_px(width, aspect)
-    fig.update_layout(width=w, height=h)
+    w, h = size_px(width, family_aspect(fig, size_px(width)[0]) if aspect is None else aspect)
+    fit(fig, w, h)
     return fig, w, h
+
+
+def _pdf_text(text: str) -> bytes:
+    """A PDF text string: UTF-16BE with its byte-order mark, as hex (no escaping to get wrong)."""
+    return b"<" + ("\ufeff" + text).encode("utf-16-be").hex().upper().encode() + b">"
+
+
+def plain_title(fig: go.Figure) -> str:
+    """The figure's title as plain text (plotly's <br> and tags dropped, entities decoded)."""
+    text = str(fig.layout.title.text or "")
+    text = re.sub(r"<br\s*/?>", " ", text)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
+
+
+def set_pdf_info(data: bytes, title: str, creator: str) -> bytes:
+    """`data` (a PDF with a classic xref table, as Chromium writes) with a new document
+    information dictionary (Title, Creator, Producer), appended as an incremental update: the
+    original bytes stay as they are, a new Info object, xref section and trailer (with /Prev)
+    follow. A PDF this cannot read (cross-reference streams) comes back unchanged."""
+    tail = data.rfind(b"trailer")
+    start = data.rfind(b"startxref")
+    size = re.search(rb"/Size\s+(\d+)", data[tail:]) if tail >= 0 else None
+    root = re.search(rb"/Root\s+(\d+\s+\d+\s+R)", data[tail:]) if tail >= 0 else None
+    prev = re.match(rb"startxref\s+(\d+)", data[start:]) if start >= 0 else None
+    if not (size and root and prev) or start < tail:
+        return data
+    num = int(size.group(1))
+    body = data if data.endswith(b"\n") else data + b"\n"
+    obj_at = len(body)
+    info = (b"%d 0 obj\n<< /Title " % num + _pdf_text(title) + b" /Creator " + _pdf_text(creator)
+            + b" /Producer " + _pdf_text(f"{creator} (kaleido, Chromium)") + b" >>\nendobj\n")
+    xref_at = obj_at + len(info)
+    xref = b"xref\n%d 1\n%010d 00000 n \n" % (num, obj_at)   # each entry is 20 bytes
+    trailer = (b"trailer\n<< /Size %d /Root " % (num + 1) + root.group(1)
+               + b" /Info %d 0 R /Prev %s >>\nstartxref\n%d\n%%%%EOF\n" % (num, prev.group(1),
+                                                                          xref_at))
+    return body + info + xref + trailer
 
 
 def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path, str]:
@@ -139,6 +217,8 @@ def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path,
     if not isinstance(width, str) and not (isinstance(width, (int, float)) and 0 < width <= 100):
         raise InputError(f"width={width!r}: use one of {sorted(WIDTHS_IN)} or inches in (0, 100]")
     for name, value in (("aspect", aspect), ("scale", scale)):
+        if value is None and name == "aspect":
+            continue
         if not isinstance(value, (int, float)) or not 0 < value <= 100:
             raise InputError(f"{name}={value!r}: use a positive number (e.g. 0.75)")
     if fallback not in (None, "html"):
@@ -147,15 +227,19 @@ def _check_export_args(fig, path, width, aspect, scale, fallback) -> tuple[Path,
 
 
 def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
-           aspect: float = 0.75, scale: float = 1.0, fallback: str | None = None) -> Path:
+           aspect: float | None = None, scale: float = 1.0, fallback: str | None = None) -> Path:
     """Write `fig` to `path` (.pdf, .svg, .png or .html) sized for a paper, in the paper theme.
 
-    PDF and SVG are vector. PNG/SVG/PDF need kaleido and a Chrome/Chromium (found where kaleido
+    The copy written is laid out for its size (`prepare_figure`: fonts, tick density, token
+    abbreviation, title wrap, margins; `aspect=None` is the figure family's own shape). PDF and
+    SVG are vector; a PDF's document title is the figure's title and its creator names the
+    workbench version. PNG/SVG/PDF need kaleido and a Chrome/Chromium (found where kaleido
     looks, e.g. the system chromium); HTML needs nothing and embeds plotly.js (works offline).
     Without a browser a static export raises `MissingDependencyError` naming the fix, unless
-    `fallback="html"`: then the HTML version is written beside it (same name, .html), the skip is
-    recorded (`skipped_exports()`), and that path is returned. Notebooks and reports use the
-    fallback so a machine without a browser still runs them end to end.
+    `fallback="html"`: then the HTML version is written beside it (same name, .html) and loads
+    the one plotly.min.js of its output tree (`shared_plotly_js`), the skip is recorded
+    (`skipped_exports()`), one warning is given per session, and that path is returned.
+    Notebooks and reports use the fallback so a machine without a browser still runs them.
     """
     path, fmt = _check_export_args(fig, path, width, aspect, scale, fallback)
     fig, w, h = prepare_figure(fig, width, aspect)
@@ -165,9 +249,8 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
         return path
     if not static_export_available():
         if fallback == "html":
-            # plotly.min.js once per folder (offline), not 4.6 MB inside every fallback page
             written = path.with_suffix(".html")
-            fig.write_html(written, include_plotlyjs="directory", full_html=True)
+            fig.write_html(written, include_plotlyjs=shared_plotly_js(written), full_html=True)
             _record_skip(path, written)
             return written
         raise _missing_browser_error(fmt)
@@ -181,6 +264,11 @@ def export(fig: go.Figure, path: str | Path, *, width: str | float = "column",
         if any(word in msg.lower() for word in ("kaleido", "chrome", "browser")):
             raise _missing_browser_error(fmt, msg) from err
         raise
+    if fmt == "pdf":  # Chromium titles every PDF "Kaleido-fier": name the figure and its maker
+        from . import __version__
+
+        path.write_bytes(set_pdf_info(path.read_bytes(), plain_title(fig) or path.stem,
+                                      f"RoBERTa Workbench {__version__}"))
     return path
 
 

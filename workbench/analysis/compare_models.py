@@ -37,6 +37,7 @@ How sure (issue 28):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ from .. import schema as S
 from ..capture import as_text_list
 from ..errors import InputError
 from ..models import LM
+from ..store import Run, is_run_folder
 from .ablation import head_importance
 from .bootstrap import LEVEL, add_interval, check_boot, ratio_interval, resample_counts
 from .compare import attention_change_by_text, attention_change_frame
@@ -133,6 +135,16 @@ def _a_side(lm_a: LM, texts, importance: bool, roles: bool, syntax, batch_size: 
         out["roles"] = head_roles(lm_a, texts, syntax=syntax, n_boot=None, batch_size=batch_size,
                                   progress=progress)
     return out
+
+
+def _model_label(lm: LM) -> str:
+    """The name a diff shows for `lm`: a run's own name and its checkpoint ("sentiment
+    (step-60)") for a model loaded from a run, else `lm.name` (a checkpoint folder alone says
+    nothing about which run it came from)."""
+    path = Path(lm.path) if lm.path else None
+    if path is not None and is_run_folder(path.parent.parent):
+        return f"{Run(path.parent.parent).name} ({path.name})"
+    return lm.name
 
 
 def _head_frame(lm_a: LM, lm_b: LM, texts, importance: bool, roles: bool, syntax,
@@ -261,8 +273,8 @@ def _one_diff(lm_a: LM, lm_b: LM, texts: list[str], a_side: dict, *, importance:
     elif predictions:
         skipped["predictions"] = ("fill-mask predictions and PLL need an MLM head in both models "
                                   f"({lm_a.name}: {lm_a.kind}, {lm_b.name}: {lm_b.kind})")
-    diff = ModelDiff(lm_a.name, lm_b.name, heads, _layer_frame(heads, table), table, preds, pll,
-                     skipped)
+    diff = ModelDiff(_model_label(lm_a), _model_label(lm_b), heads, _layer_frame(heads, table),
+                     table, preds, pll, skipped)
     if bounds is not None:
         diff.intervals, diff.layer_intervals = bounds
         if table is not None:

@@ -14,6 +14,7 @@ from .. import schema as S
 from ..errors import InputError
 from ..figures import SEQUENTIAL
 from .labels import finish, plot_text, short_label
+from .layout import set_aspect
 
 
 MAX_TICKS = 64    # labelled ticks per axis at most (128 tokens: every 2nd is labelled)
@@ -66,6 +67,7 @@ def attention_heatmap(df: pd.DataFrame, *, text_id: int | None = None, layer: in
                       xaxis=dict(title="key", showgrid=False, **_ticks(k_text, angle=-60)),
                       yaxis=dict(title="query", autorange="reversed", showgrid=False,
                                  **_ticks(q_text)))
+    set_aspect(fig, 0.9, narrow=1.0)   # queries x keys: near square beside its colour bar
     return finish(fig)
 
 

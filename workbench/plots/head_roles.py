@@ -17,6 +17,7 @@ from .. import schema as S
 from ..errors import InputError
 from ..figures import CATEGORICAL
 from .labels import finish, plot_text
+from .layout import set_aspect
 
 # role family -> (colour, short cell label); families follow analysis.head_roles.ROLES
 FAMILIES = {
@@ -88,6 +89,9 @@ def role_grid(df: pd.DataFrame, *, title: str | None = None, show_scores: bool =
                       yaxis=dict(title=S.LAYER, dtick=1, autorange="reversed", showgrid=False),
                       height=140 + 40 * len(grid.index), width=160 + 62 * len(grid.columns),
                       legend=dict(orientation="v", x=1.02, y=1))
+    # on paper: cells near square, with room for the title, the legend and the head axis
+    set_aspect(fig, min(1.4, (len(grid.index) + 4.0) / (len(grid.columns) + 1.5)),
+               narrow=min(1.4, (len(grid.index) + 7.0) / (len(grid.columns) + 1.5)))
     return finish(fig)
 
 
