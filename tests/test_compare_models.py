@@ -152,7 +152,7 @@ def _trace(fig, name):
 def test_overview_mlm_vs_classifier_run(tiny_model_dir, classifier_runs):
     from workbench.plots.compare_models import diff_overview
 
-    mlm, clf = wb.load(tiny_model_dir, device="cpu"), classifier_runs[0].load(device="cpu")
+    mlm, clf = wb.load(tiny_model_dir, device="cpu"), wb.load(classifier_runs[0], device="cpu")
     assert clf.kind == "classifier"
     diff = wb.compare_models(mlm, clf, TEXTS, progress=False)
     fig = diff_overview(diff)
@@ -176,7 +176,7 @@ def test_overview_mlm_vs_classifier_run(tiny_model_dir, classifier_runs):
 def test_overview_classifier_vs_classifier(classifier_runs):
     from workbench.plots.compare_models import diff_overview
 
-    a, b = (run.load(device="cpu") for run in classifier_runs)
+    a, b = (wb.load(run, device="cpu") for run in classifier_runs)
     diff = wb.compare_models(a, b, TEXTS, progress=False)
     fig = diff_overview(diff)
     _check_axes_belong_to_panels(fig)
