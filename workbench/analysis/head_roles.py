@@ -124,7 +124,7 @@ def offset_profile(lm: LM, texts, *, max_offset: int = 4, average: str = "text",
     L, H, K = lm.num_layers, lm.num_heads, max_offset
     sums = torch.zeros(L, H, 2 * K + 1, 2, dtype=torch.float64)
     over = 0                                                       # texts or queries
-    for idx in batches(token_lengths(lm, texts), batch_size):
+    for idx in batches(token_lengths(lm, texts, max_length=max_length), batch_size):
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
         valid = batch.inputs["attention_mask"].bool()
         n = valid.sum(1).double()[:, None, None, None]             # (B, 1, 1, 1) queries per text

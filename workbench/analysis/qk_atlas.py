@@ -37,6 +37,7 @@ from .. import schema as S
 from ..capture import as_text_list, batches, encode, forward, token_lengths
 from ..errors import InputError, MissingDependencyError
 from ..models import LM
+from ..tokens import tokenize
 from .attention_modes import qk_capture
 from .heads import is_punctuation
 
@@ -93,7 +94,7 @@ def qk_vectors(lm: LM, texts, *, layers="all", batch_size: int = 16,
     texts = as_text_list(texts)
     keep = _check_layers(lm, layers)
     per_text: dict[int, tuple] = {}
-    for idx in batches(token_lengths(lm, texts), batch_size):      # length-sorted batches
+    for idx in batches(token_lengths(lm, texts, max_length=max_length), batch_size):  # by length
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
         with qk_capture(lm) as store:
             forward(lm, batch)
@@ -151,8 +152,8 @@ def pos_tags(lm: LM, texts: Sequence[str], tokens: pd.DataFrame, nlp=None) -> li
     docs = list(parser.pipe(texts))
     out = []
     for text_id, part in tokens.groupby(S.TEXT_ID, sort=False):
-        enc = lm.tokenizer(texts[text_id], return_offsets_mapping=True, truncation=True,
-                           max_length=len(part))
+        enc = tokenize(lm.tokenizer, texts[text_id], return_offsets_mapping=True,
+                       truncation=True, max_length=len(part))
         starts = {t.idx + j: t.pos_ for t in docs[text_id] for j in range(len(t.text))}
         for (a, b), kind in zip(enc["offset_mapping"], part[S.TOKEN_TYPE]):
             first = next((c for c in range(a, b) if c in starts), None)

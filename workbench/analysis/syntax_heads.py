@@ -29,6 +29,7 @@ from ..capture import as_text_list, forward
 from ..config import check_int
 from ..errors import MissingDependencyError
 from ..models import LM
+from ..tokens import tokenize
 from .heads import iter_batches
 
 # English pipelines tried in order when `nlp` is not given
@@ -194,8 +195,8 @@ def syntax_heads(lm: LM, texts, *, nlp=None, batch_size: int = 16, min_count: in
         for row, i in enumerate(idx):
             view = batch.views[row]
             n = len(view)
-            enc = lm.tokenizer(texts[i], return_offsets_mapping=True, truncation=True,
-                               max_length=n)
+            enc = tokenize(lm.tokenizer, texts[i], return_offsets_mapping=True, truncation=True,
+                           max_length=n)
             offsets = [tuple(o) for o in enc["offset_mapping"]][:n]
             parse = align_parse(docs[i], offsets, view.special)
             acc.update(word_attention(att[row, :, :, :n, :n], parse.units), parse)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..config import check_choice, check_finite, check_int, check_str
 from ..errors import InputError
+from ..tokens import backend_unchanged
 
 TEXT, PAIR, LABEL = "text", "text_pair", "label"   # column names of TaskData frames
 TASKS = ("auto", "classification", "regression")
@@ -375,8 +376,9 @@ def check_max_length(max_length: int, model_config, tokenizer=None) -> int:
 def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> dict[str, list[list[int]]]:
     """Token ids per row (truncated to `max_length`, not padded): {"input_ids": [...], ...}."""
     pairs = frame[PAIR].tolist() if PAIR in frame.columns else None
-    enc = tokenizer(frame[TEXT].tolist(), pairs, truncation=True, max_length=max_length,
-                    padding=False, return_attention_mask=False)
+    with backend_unchanged(tokenizer):
+        enc = tokenizer(frame[TEXT].tolist(), pairs, truncation=True, max_length=max_length,
+                        padding=False, return_attention_mask=False)
     out = {"input_ids": enc["input_ids"]}
     if "token_type_ids" in enc and pairs is not None:
         out["token_type_ids"] = enc["token_type_ids"]
