@@ -182,6 +182,28 @@ for fname, fn in MAXLEN_FUNCS.items():
     for vname, value in BAD_MAXLEN.items():
         case(f"{fname}-max_length-{vname}", lambda k, fn=fn, v=value: fn(k, v), "max_length")
 
+# a 10,000-word text: every analysis refuses it (naming texts and max_length), none truncates it
+LONG = " ".join(["word"] * 10_000)
+LONG_FUNCS = {
+    "attention": lambda k: wb.attention(k.lm, ["short one", LONG]),
+    "attention-pair": lambda k: wb.attention(k.lm, [("short one", LONG)]),
+    "attention_tensor": lambda k: wb.attention_tensor(k.lm, LONG),
+    "attention_qk": lambda k: wb.attention_qk(k.lm, LONG),
+    "capture_attention": lambda k: wb.capture_attention(k.lm, [LONG]),
+    "qk_atlas": lambda k: wb.qk_atlas(k.lm, ["short one", LONG]),
+    "head_roles": lambda k: wb.head_roles(k.lm, [LONG], syntax=False, progress=False),
+    "head_stats": lambda k: wb.head_stats(k.lm, [LONG], progress=False),
+    "head_clusters": lambda k: wb.head_clusters(k.lm, [LONG], progress=False),
+    "head_importance": lambda k: wb.head_importance(k.lm, [LONG], progress=False),
+    "compare_attention": lambda k: wb.compare_attention(k.lm, k.lm, [LONG], progress=False),
+    "compare_models": lambda k: wb.compare_models(k.lm, k.lm, [LONG], progress=False),
+    "features": lambda k: wb.features(k.lm, [LONG], progress=False, cache=False),
+    "embedding_map": lambda k: wb.embedding_map(k.lm, ["a b", LONG], progress=False, cache=False),
+    "attention-max_length": lambda k: wb.attention(k.lm, ["a b c d e f g h i j"], max_length=6),
+}
+for fname, fn in LONG_FUNCS.items():
+    case(f"{fname}-10000-words", fn, "texts[", "max_length", "never truncate")
+
 # the model argument itself
 for fname, call in {
     "attention": lambda x: wb.attention(x, "a b"),

@@ -119,9 +119,9 @@ def refuse_overflow(lengths: Sequence[int], limit: int, max_length: int | None,
     if not long:
         return
     i = long[0]
-    what = f"max_length={max_length}" if max_length is not None else f"the model's limit ({limit})"
+    what = f"max_length={limit}" + (" (the model's limit)" if max_length is None else "")
     raise InputError(
-        f"{len(long)} of {len(lengths)} texts are longer than {what} tokens: texts[{i}] "
+        f"{len(long)} of {len(lengths)} texts have more than {what} tokens: texts[{i}] "
         f"({_short(texts[i], 40)}) has {lengths[i]:,}. Analyses never truncate (a cut text would "
         "be analysed without its end): split long texts into sentences or windows first"
         + ("" if max_length is None else ", or raise max_length"))
