@@ -43,9 +43,9 @@ def test_alignment_keeps_the_models_attention(tiny_lm, vectors):
     for layer in range(tiny_lm.num_layers):
         for head in range(tiny_lm.num_heads):
             q, k, a = align_qk(vectors.queries[layer, head], vectors.keys[layer, head])
-            np.testing.assert_allclose(q.mean(0), k.mean(0), atol=1e-9)   # one centroid
-            before = np.linalg.norm(vectors.keys[layer, head], axis=1).mean() / a
-            assert np.linalg.norm(q, axis=1).mean() == pytest.approx(before, rel=1e-6)
+            # translated, then scaled (AttentionViz): mean query and key norms end equal
+            ratio = np.linalg.norm(q, axis=1).mean() / np.linalg.norm(k, axis=1).mean()
+            assert abs(ratio - 1) < 1e-6
             for text_id, text in enumerate(TEXTS):
                 rows = (vectors.tokens[S.TEXT_ID] == text_id).to_numpy()
                 weights, _ = wb.attention_tensor(tiny_lm, text, layers=[layer], heads=[head])
@@ -54,12 +54,16 @@ def test_alignment_keeps_the_models_attention(tiny_lm, vectors):
 
 
 def test_alignment_by_hand():
-    q = np.array([[1.0, 0.0], [3.0, 0.0]])            # mean norm 2
-    k = np.array([[0.0, 8.0], [0.0, 10.0]])           # mean norm 9 -> a = sqrt(9/2)
+    """Translate the keys onto the queries' centroid first, then scale (AttentionViz's order)."""
+    q = np.array([[1.0, 0.0], [3.0, 0.0]])            # centroid (2, 0), mean norm 2
+    k = np.array([[0.0, 8.0], [0.0, 10.0]])           # centroid (0, 9)
+    # translated keys (2, -1), (2, 1): mean norm sqrt(5) -> a = sqrt(sqrt(5) / 2)
     q2, k2, a = align_qk(q, k)
-    assert a == pytest.approx(np.sqrt(4.5))
+    assert a == pytest.approx(np.sqrt(np.sqrt(5) / 2))
     np.testing.assert_allclose(q2, q * a)
-    np.testing.assert_allclose(k2.mean(0), q2.mean(0), atol=1e-12)
+    np.testing.assert_allclose(k2, np.array([[2.0, -1.0], [2.0, 1.0]]) / a)
+    assert np.linalg.norm(q2, axis=1).mean() == pytest.approx(np.linalg.norm(k2, axis=1).mean(),
+                                                              rel=1e-12)
     # dot products change only by a constant per query row
     diff = q2 @ k2.T - q @ k.T
     np.testing.assert_allclose(diff - diff[:, :1], 0.0, atol=1e-12)

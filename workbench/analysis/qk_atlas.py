@@ -8,13 +8,15 @@ both, so a query lies near the keys it attends to) and returns one tidy row per
 (layer, head, kind, token).
 
 Why the alignment leaves attention unchanged. Head h's weights are softmax_k(q . k / sqrt(d))
-over the keys of one sentence.
-- Scaling: q -> a q and k -> k / a leaves every q . k unchanged. With a = sqrt(mean|k| / mean|q|)
-  queries and keys get the same mean norm, so neither cloud collapses to a point in the plot.
-- Translation: k -> k + c changes q . k by q . c, which is the same for every key of a given
-  query, and softmax is invariant to adding a constant to a row. With c = mean(q') - mean(k')
-  (after scaling) the two clouds share a centroid, so distance can track the dot product:
+over the keys of one sentence. In AttentionViz's order:
+- Translation first: k -> k + c changes q . k by q . c, which is the same for every key of a
+  given query, and softmax is invariant to adding a constant to a row. With c = mean(q) - mean(k)
+  the key cloud is moved onto the query cloud, so distance can track the dot product:
   |q - k|^2 = |q|^2 + |k|^2 - 2 q . k, near where norms are alike.
+- Then scaling: q -> a q and k -> k / a leaves every q . k unchanged. With
+  a = sqrt(mean|k + c| / mean|q|) queries and translated keys end with exactly the same mean norm
+  (scaling after translating keeps that equality; scaling first, as this module once did, lets
+  the translation undo it), so neither cloud collapses to a point in the plot.
 `tests/test_qk_atlas.py` checks that softmax(q' k'^T / sqrt(d)) equals the model's attention.
 
 Projection: "pca" (scikit-learn, always; linear, so the grid of all heads is fast), "tsne"
@@ -114,13 +116,15 @@ def qk_vectors(lm: LM, texts, *, layers="all", batch_size: int = 16,
 
 
 def align_qk(q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """AttentionViz's scaling and translation of one head: (N, d), (N, d) -> q', k', scale a."""
+    """AttentionViz's translation then scaling of one head: (N, d), (N, d) -> q', k', scale a.
+
+    Afterwards mean|q'| == mean|k'| (module doc); softmax over any subset of keys is unchanged.
+    """
     q, k = q.astype(np.float64), k.astype(np.float64)
+    k = k + (q.mean(0) - k.mean(0))                                # keys onto the queries' centroid
     nq, nk = np.linalg.norm(q, axis=1).mean(), np.linalg.norm(k, axis=1).mean()
     a = float(np.sqrt(nk / nq)) if nq > 0 and nk > 0 else 1.0
-    q2, k2 = q * a, k / a
-    k2 = k2 + (q2.mean(0) - k2.mean(0))                            # same centroid as the queries
-    return q2, k2, a
+    return q * a, k / a, a
 
 
 def project(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, float]:
