@@ -330,6 +330,45 @@ case("syntax_heads-min_count-zero", lambda k: wb.syntax_heads(k.lm, ["a b"], min
 case("compare_attention-lm_b-None", lambda k: wb.compare_attention(k.lm, None, ["a"],
                                                                    progress=False), "lm")
 
+# ---- qk_atlas, head_roles, compare_models: every argument at the boundary
+QK = {"layers-bogus": (dict(layers="bogus"), "layers"), "layers-99": (dict(layers=[99]), "layers"),
+      "layers-float": (dict(layers=1.5), "layers"), "layers-empty": (dict(layers=[]), "layers"),
+      "heads-float": (dict(heads=1.5), "heads"), "heads-99": (dict(heads=[0, 99]), "heads"),
+      "heads-bool": (dict(heads=True), "heads"), "seed-negative": (dict(seed=-1), "seed"),
+      "seed-string": (dict(seed="0"), "seed"), "seed-float": (dict(seed=1.5), "seed"),
+      "method": (dict(method="mds"), "method"), "align-string": (dict(align="yes"), "align"),
+      "labels-unknown": (dict(labels=["colour"]), "labels"), "labels-int": (dict(labels=5), "labels"),
+      "batch_size-zero": (dict(batch_size=0), "batch_size"),
+      "max_length-one": (dict(max_length=1), "max_length"), "nlp-int": (dict(nlp=5), "nlp")}
+for vname, (kw, name) in QK.items():
+    case(f"qk_atlas-{vname}", lambda k, kw=kw: wb.qk_atlas(k.lm, ["a b c"], **kw), name)
+case("qk_atlas-lm-None", lambda k: wb.qk_atlas(None, ["a b c"]), "lm")
+case("qk_atlas-texts-None", lambda k: wb.qk_atlas(k.lm, None), "texts")
+ROLES = {"syntax": (dict(syntax="maybe"), "syntax"), "threshold-nan": (dict(threshold=NAN), "threshold"),
+         "threshold-zero": (dict(threshold=0), "threshold"), "broad-2": (dict(broad=2.0), "broad"),
+         "max_offset-zero": (dict(max_offset=0), "max_offset"),
+         "max_offset-float": (dict(max_offset=1.5), "max_offset"),
+         "syntax_margin-negative": (dict(syntax_margin=-1), "syntax_margin"),
+         "min_arcs-zero": (dict(min_arcs=0), "min_arcs"), "average": (dict(average="x"), "average"),
+         "batch_size-zero": (dict(batch_size=0), "batch_size"),
+         "progress-string": (dict(progress="no"), "progress"),
+         "max_length-string": (dict(max_length="64"), "max_length"), "nlp-int": (dict(nlp=5), "nlp")}
+for vname, (kw, name) in ROLES.items():
+    case(f"head_roles-{vname}", lambda k, kw=kw: wb.head_roles(k.lm, ["a b c"], **kw), name)
+case("head_roles-lm-None", lambda k: wb.head_roles(None, ["a b c"]), "lm")
+case("head_roles-texts-None", lambda k: wb.head_roles(k.lm, None), "texts")
+DIFF = {"importance": (dict(importance="yes"), "importance"), "roles": (dict(roles=None), "roles"),
+        "cka": (dict(cka=1), "cka"), "predictions": (dict(predictions="no"), "predictions"),
+        "syntax": (dict(syntax="x"), "syntax"), "max_rows-zero": (dict(max_rows=0), "max_rows"),
+        "batch_size-zero": (dict(batch_size=0), "batch_size"),
+        "progress-None": (dict(progress=None), "progress")}
+for vname, (kw, name) in DIFF.items():
+    case(f"compare_models-{vname}", lambda k, kw=kw: wb.compare_models(k.lm, k.lm, ["a b"], **kw),
+         name)
+case("compare_models-lm_a-None", lambda k: wb.compare_models(None, k.lm, ["a b"]), "lm_a")
+case("compare_models-lm_b-string", lambda k: wb.compare_models(k.lm, "demo", ["a b"]), "lm_b")
+case("compare_models-texts-None", lambda k: wb.compare_models(k.lm, k.lm, None), "texts")
+
 # ---- representations
 case("features-pool", lambda k: wb.features(k.lm, "a b", pool="max-ish", cache=False,
                                             progress=False), "pool")
@@ -514,6 +553,24 @@ case("HeadExplorer-statistic", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], 
      "statistic")
 case("HeadExplorer-batch_size", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], batch_size=0),
      "batch_size")
+case("QKAtlas-color", lambda k: _widget("QKAtlas")(k.lm, ["a b"], color="rainbow"), "color")
+case("QKAtlas-color-None", lambda k: _widget("QKAtlas")(k.lm, ["a b"], color=None), "color")
+case("QKAtlas-color-not-in-atlas", lambda k: _widget("QKAtlas")(k.lm, ["a b"], color="pos",
+                                                                 layers=[0], heads=[0]), "color")
+case("QKAtlas-max_points", lambda k: _widget("QKAtlas")(k.lm, ["a b"], max_points=0), "max_points")
+case("QKAtlas-atlas-type", lambda k: _widget("QKAtlas")(k.lm, ["a b"], atlas=5), "atlas")
+case("QKAtlas-unknown-option", lambda k: _widget("QKAtlas")(k.lm, ["a b"], colour="red"), "colour")
+case("QKAtlas-heads", lambda k: _widget("QKAtlas")(k.lm, ["a b"], heads=1.5), "heads")
+case("QKAtlas-lm-None", lambda k: _widget("QKAtlas")(None, ["a b"]), "lm")
+case("QKAtlas-texts-None", lambda k: _widget("QKAtlas")(k.lm, None), "texts")
+case("HeadExplorer-examples-zero", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], examples=0),
+     "examples")
+case("HeadExplorer-examples-50", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], examples=50),
+     "examples")
+case("HeadExplorer-max_texts", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], max_texts=0),
+     "max_texts")
+case("HeadExplorer-stats", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], stats=5), "stats")
+case("HeadExplorer-lm-None", lambda k: _widget("HeadExplorer")(None, ["a b"]), "lm")
 case("ProbeLab-task", lambda k: _widget("ProbeLab")(k.lm, k.probe, task="x"), "task")
 case("ProbeLab-data-None", lambda k: _widget("ProbeLab")(k.lm, None), "data")
 case("ProbeLab-unknown-option", lambda k: _widget("ProbeLab")(k.lm, k.probe, colour="red"),

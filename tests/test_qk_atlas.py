@@ -191,3 +191,40 @@ def test_widget_selects_head_and_query_on_traits(tiny_lm, atlas):
     assert w.selected_head == (1, 0) and w.selected_query is None
     w.select_query(9, 0)
     assert "no token" in w.status.value and w.selected_query is None
+
+
+def test_detail_refuses_a_query_outside_the_atlas(tiny_lm, atlas):
+    """A query that is not a point of the atlas was drawn as nothing, silently (issue 27)."""
+    from workbench.plots.qk_atlas import head_detail
+
+    n = len(tiny_lm.tokens(TEXTS[1]))
+    for query in ((1, n), (len(TEXTS), 0), (1, -1)):
+        with pytest.raises(wb.InputError, match="not in this atlas"):
+            head_detail(atlas, 1, 2, query=query)              # with or without weights
+    with pytest.raises(wb.InputError, match="query="):
+        head_detail(atlas, 1, 2, query=3)
+    other = wb.attention(tiny_lm, ["Completely different words here, seven of them."],
+                         layers=[1], heads=[2])
+    wrong = other[other[S.QUERY] == 1].assign(**{S.KEY: lambda d: d[S.KEY] + 100})
+    with pytest.raises(wb.InputError, match="weights has no key"):
+        head_detail(atlas, 1, 2, query=(1, 3), weights=wrong)
+    # a query dropped by subsampling is still drawn (it was refused as 'not in this atlas')
+    frame = wb.attention(tiny_lm, [TEXTS[1]], layers=[1], heads=[2])
+    fig = head_detail(atlas, 1, 2, query=(1, 3), weights=frame[frame[S.QUERY] == 3], max_points=2)
+    assert any(t.name == "selected query" for t in fig.data)
+
+
+def test_widget_shows_a_query_outside_its_atlas(tiny_lm, atlas):
+    """The widget's texts hold the token, its atlas does not: the status line says so."""
+    from workbench.widgets import QKAtlas
+
+    part = atlas[atlas[S.TEXT_ID] != 2]                          # an atlas without text 2
+    w = QKAtlas(tiny_lm, TEXTS, atlas=part, max_points=20)
+    w.select_head(1, 2)
+    w.select_query(2, 1)
+    assert isinstance(w.last_error, wb.InputError) and "not in this atlas" in w.status.value
+    assert w.selected_query is None
+    w.select_query(1, 3)
+    assert w.selected_query == (1, 3) and w.last_error is None
+    w.select_query(1.5, 3)
+    assert "text_id" in w.status.value and w.selected_query == (1, 3)

@@ -31,7 +31,8 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list
 from ..errors import InputError
-from ..models import LM
+from ..config import check_bool, check_positive_int
+from ..models import LM, check_lm
 from .ablation import head_importance
 from .compare import compare_attention
 from .fill_mask import masked_logprobs
@@ -153,8 +154,15 @@ def compare_models(lm_a: LM, lm_b: LM, texts, *, importance: bool = True, roles:
     >>> diff = wb.compare_models(wb.load("demo"), wb.load(run), sentences)  # doctest: +SKIP
     >>> diff.layers                                                          # doctest: +SKIP
     """
-    if not isinstance(lm_a, LM) or not isinstance(lm_b, LM):
-        raise InputError("compare_models takes two models loaded with wb.load")
+    check_lm(lm_a, "lm_a")
+    check_lm(lm_b, "lm_b")
+    for name, value in (("importance", importance), ("roles", roles), ("cka", cka),
+                        ("predictions", predictions), ("progress", progress)):
+        check_bool(name, value)
+    if not (isinstance(syntax, bool) or syntax == "auto"):
+        raise InputError(f"syntax={syntax!r}; use True, False or 'auto'")
+    check_positive_int("max_rows", max_rows, allow_none=True)
+    check_positive_int("batch_size", batch_size)
     texts = as_text_list(texts)
     skipped: dict[str, str] = {}
     heads = _head_frame(lm_a, lm_b, texts, importance, roles, syntax, batch_size, progress,

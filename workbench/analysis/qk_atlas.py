@@ -38,10 +38,13 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list, batches, encode, forward, token_lengths
 from ..errors import InputError, MissingDependencyError
-from ..models import LM
+from ..config import (check_bool, check_choice, check_indices, check_int,
+                      check_positive_int, check_sequence)
+from ..models import LM, check_lm
 from ..tokens import tokenize
 from .attention_modes import qk_capture
 from .heads import is_punctuation
+from .syntax_heads import check_nlp
 
 METHODS = ("pca", "tsne", "umap")
 LABELS = (S.TOKEN_TYPE, S.POSITION_BUCKET, S.POS)
@@ -81,20 +84,16 @@ def position_bucket(position: int) -> str:
 
 
 def _check_layers(lm: LM, layers) -> list[int]:
-    if layers is None or layers == "all":
-        return list(range(lm.num_layers))
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    bad = [x for x in layers if not 0 <= int(x) < lm.num_layers]
-    if bad or not layers:
-        raise InputError(f"layers={layers!r}: use 'all' or layer numbers in 0..{lm.num_layers - 1}")
-    return sorted(set(int(x) for x in layers))
+    return check_indices("layers", layers, lm.num_layers, "layer")
 
 
 def qk_vectors(lm: LM, texts, *, layers="all", batch_size: int = 16,
                max_length: int | None = None) -> QKVectors:
     """Capture the per-head query and key vectors of every token of `texts` (see module doc)."""
+    check_lm(lm)
     texts = as_text_list(texts)
     keep = _check_layers(lm, layers)
+    batch_size = check_positive_int("batch_size", batch_size)
     per_text: dict[int, tuple] = {}
     for idx in batches(token_lengths(lm, texts, max_length=max_length), batch_size):  # by length
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
@@ -165,19 +164,17 @@ def pos_tags(lm: LM, texts: Sequence[str], tokens: pd.DataFrame, nlp=None) -> li
     return out
 
 
-def _check_options(method: str, labels, heads, lm: LM) -> tuple[list[str], list[int]]:
-    if method not in METHODS:
-        raise InputError(f"method={method!r}; use one of {METHODS}")
+def _check_options(method: str, labels, heads, lm: LM, align, seed) -> tuple[list[str], list[int]]:
+    check_choice("method", method, METHODS)
+    check_bool("align", align)
+    check_int("seed", seed, minimum=0, maximum=2**32 - 1)        # scikit-learn's random_state
+    if labels is not None and not isinstance(labels, str):
+        labels = check_sequence("labels", labels)
     labels = [labels] if isinstance(labels, str) else list(labels or [])
-    bad = [x for x in labels if x not in LABELS]
+    bad = [x for x in labels if not isinstance(x, str) or x not in LABELS]
     if bad:
         raise InputError(f"labels={bad!r}: choose from {LABELS}")
-    if heads is None or heads == "all":
-        return labels, list(range(lm.num_heads))
-    heads = [heads] if isinstance(heads, int) else list(heads)
-    if not heads or any(not 0 <= int(h) < lm.num_heads for h in heads):
-        raise InputError(f"heads={heads!r}: use 'all' or head numbers in 0..{lm.num_heads - 1}")
-    return labels, sorted(set(int(h) for h in heads))
+    return labels, check_indices("heads", heads, lm.num_heads, "head")
 
 
 def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
@@ -193,9 +190,9 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
     >>> atlas = wb.qk_atlas(lm, sentences)                       # doctest: +SKIP
     >>> wb.plots.qk_atlas.atlas_grid(atlas)                      # doctest: +SKIP
     """
-    if not isinstance(lm, LM):
-        raise InputError("qk_atlas takes one model loaded with wb.load")
-    labels, head_ids = _check_options(method, labels, heads, lm)
+    check_lm(lm)
+    labels, head_ids = _check_options(method, labels, heads, lm, align, seed)
+    check_nlp(nlp)
     vec = qk_vectors(lm, texts, layers=layers, batch_size=batch_size, max_length=max_length)
     n = len(vec.tokens)
     blocks, info = [], []
