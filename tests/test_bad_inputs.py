@@ -69,10 +69,51 @@ def _bad_tables(root: Path) -> dict[str, Path]:
         "probe.jsonl": b'{"relation": "r", "template": "no mask", "answers": ["x"]}\n{"bad\n',
         "good.csv": "text,label\n" + "".join(f"sentence {i} is here,{'ab'[i % 2]}\n" for i in range(12)),
         "corpus.txt": ("The cat sat on the mat. " * 40 + "\n\n") .encode() * 5,
+        "huge_labels.csv": b"text,label\nfirst text,1e308\nsecond text,-1e308\nthird,0.5\n"
+                           b"fourth,2.5\nfifth,1.5\n",
+        "ragged_first.csv": b"text,label\nfirst, with a comma,1\nsecond,0\nthird,1\nfourth,0\n",
+        "ragged_short.csv": b"text,label\nfirst,1\nsecond\nthird,1\nfourth,0\n",
+        "ragged_all.csv": b"text,label\na,b,1\nc,d,0\ne,f,1\ng,h,0\n",
+        "ragged.tsv": b"text\tlabel\nfirst\t1\nsecond\t0\nthird\t1\tx\nfourth\t0\n",
     }
     for name, data in files.items():
         (root / name).write_bytes(data.encode() if isinstance(data, str) else data)
-    return {name: root / name for name in files}
+    out = {name: root / name for name in files}
+    out.update(_unsafe_files(root))
+    return out
+
+
+class _Exploit:
+    """A pickle that would run a command when loaded: it must never be loaded."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def _unsafe_files(root: Path) -> dict[str, Path]:
+    """A model folder whose only weights are a malicious pytorch_model.bin; a packed corpus whose
+    train.npy is a pickled object array; a run folder with a malformed run.json."""
+    import pickle
+
+    import torch
+
+    from workbench.testing import make_tiny_model
+
+    model = make_tiny_model(root / "evil_model")
+    (model / "model.safetensors").unlink()
+    torch.save({"roberta.embeddings.word_embeddings.weight": _Exploit()},
+               model / "pytorch_model.bin")
+    packed = root / "evil_packed"
+    packed.mkdir()
+    (packed / "meta.json").write_text(json.dumps({"pad_id": 1}))
+    np.save(packed / "train.npy", np.array([_Exploit()], dtype=object), allow_pickle=True)
+    np.save(packed / "heldout.npy", np.zeros((2, 8), dtype=np.int32))
+    (packed / "pickle.npy").write_bytes(pickle.dumps(_Exploit()))
+    run = wb.Run.create("pretrain", {}, root=root / "runs", name="broken")
+    (run.path / "run.json").write_text("{oops")
+    return {"evil_model": model, "evil_packed": packed, "broken_run": run.path}
 
 
 @pytest.fixture(scope="module")
@@ -454,6 +495,50 @@ case("sentiment_demo-n-string", lambda k: wb.sentiment_demo(n="5"), "n")
 case("sentiment_demo-split", lambda k: wb.sentiment_demo(split="dev"), "split")
 case("evaluate_classifier-data-None", lambda k: wb.evaluate_classifier(k.clf, None), "data")
 case("classify-pairs-length", lambda k: wb.classify(k.clf, ["a", "b"], ["c"]), "pairs")
+
+# ---- issue 27: silent garbage and unclear errors at the boundary
+case("load_task_data-huge-regression-labels", lambda k: wb.load_task_data(
+    k.files["huge_labels.csv"], task="regression"), "label", "1e+308", "standardise")
+case("finetune-huge-regression-labels", lambda k: wb.finetune(
+    k.lm, k.files["huge_labels.csv"], config=wb.FineTuneConfig(max_steps=1, task="regression")),
+     "label", "standardise")
+for fname, line in (("ragged_first.csv", "line 2 "), ("ragged_short.csv", "line 3 "),
+                    ("ragged_all.csv", "line 2 "), ("ragged.tsv", "line 4 ")):
+    case(f"load_task_data-{fname}", lambda k, f=fname: wb.load_task_data(k.files[f]), fname, line)
+case("load_task_data-None-label-in-frame", lambda k: wb.load_task_data(
+    k.probe.assign(label=[None] + list(k.probe["label"][1:]))), "label", "rows 0")
+case("linear_probe-nan-label", lambda k: wb.linear_probe(
+    k.lm, k.probe.assign(label=["pos", NAN, "neg"] * 4), progress=False, cache=False),
+     "label_col", "missing", "rows [1, 4, 7, 10]")
+case("linear_probe-None-label", lambda k: wb.linear_probe(
+    k.lm, k.probe.assign(label=["pos", None, "neg"] * 4), progress=False, cache=False),
+     "label_col", "missing")
+case("linear_probe-nan-text", lambda k: wb.linear_probe(
+    k.lm, k.probe.assign(text=[NAN] + list(k.probe["text"][1:])), progress=False, cache=False),
+     "text_col", "missing")
+case("linear_probe-token-nan-label", lambda k: wb.linear_probe(
+    k.lm, [[("The", "DET"), ("cat", NAN)], [("A", "DET"), ("dog", "NOUN")]] * 6, task="token",
+    progress=False, cache=False), "label", "missing")
+case("make_report-width-nan", lambda k: wb.make_report(k.lm, k.out, width=NAN, progress=False),
+     "width")
+case("make_report-width-inf", lambda k: wb.make_report(k.lm, k.out, width=INF, progress=False),
+     "width")
+case("make_report-broken-run", lambda k: wb.make_report(k.lm, k.out, runs=[k.files["broken_run"]],
+                                                        progress=False), "broken", "run.json")
+case("make_report-runs-string", lambda k: wb.make_report(k.lm, k.out, runs="abc", progress=False),
+     "runs")
+case("make_report-texts-None-item", lambda k: wb.make_report(k.lm, k.out, texts=["a", None],
+                                                             progress=False), "texts")
+case("lm.tokens-None", lambda k: k.lm.tokens(None), "text")
+case("lm.tokens-list", lambda k: k.lm.tokens(["a", "b"]), "text")
+case("lm.tokens-pair-int", lambda k: k.lm.tokens("a", 5), "text_pair")
+case("load-malicious-pytorch_model.bin", lambda k: wb.load(k.files["evil_model"], device="cpu"),
+     "pytorch_model.bin", "never unpickles", exc=wb.ModelNotFoundError)
+case("PackedCorpus.load-pickled-train.npy", lambda k: __import__(
+    "workbench.training.corpus", fromlist=["PackedCorpus"]).PackedCorpus.load(
+    k.files["evil_packed"]), "train.npy", "pickled")
+case("pretrain-pickled-train.npy", lambda k: wb.pretrain(k.files["evil_packed"],
+                                                         config={"preset": "tiny"}), "train.npy")
 
 # ---- runs
 case("runs-root-a-file", lambda k: wb.runs(k.files["latin1.csv"]), "root")
