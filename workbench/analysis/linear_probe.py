@@ -173,6 +173,7 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     `label_col` (or (text, label) pairs), pooled with `pool` ("mean" default, or "cls").
     `task="token"`: `data` is a frame (text_id, word_id, word, label) from `read_conll` /
     `pos_corpus`, or a list of sentences of (word, label) pairs; one vector per word.
+    Missing labels (NaN/None) are refused, naming their rows, not dropped and not made a class.
 
     Returns a tidy frame: model, layer, metric ("accuracy", "majority", "control_accuracy",
     "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
