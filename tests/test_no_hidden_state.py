@@ -150,12 +150,15 @@ SLOW = {"make_report"}  # 25 s on the tiny model; every analysis it calls is in 
 def test_an_analysis_leaves_tokenizer_and_model_as_it_found_them(name, tiny_lm, clf, other,
                                                                   tmp_path, run_root):
     other.tmp_out = tmp_path / "report"
-    # start from a model that differs from every default an analysis might set: training mode
-    # and a frozen embedding, so a call that "restores" to eval / requires_grad=True is caught
+    # start from a state that differs from every default an analysis might set: training mode,
+    # a frozen embedding, backend truncation on, so a call that "restores" a default is caught
     models = (tiny_lm, clf, other)
     for lm in models:
         lm.model.train()
         lm.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+        # a backend state no call sets by itself (so a leak from an earlier case cannot hide one)
+        lm.tokenizer.backend_tokenizer.no_padding()
+        lm.tokenizer.backend_tokenizer.enable_truncation(max_length=9999)
     try:
         before = snapshot(*models)
         CALLS[name](*models)
@@ -164,6 +167,8 @@ def test_an_analysis_leaves_tokenizer_and_model_as_it_found_them(name, tiny_lm, 
         for lm in models:
             lm.model.eval()
             lm.encoder.embeddings.word_embeddings.weight.requires_grad_(True)
+            lm.tokenizer.backend_tokenizer.no_padding()
+            lm.tokenizer.backend_tokenizer.no_truncation()
     for b, a, which in zip(before, after, ("lm", "classifier", "second lm")):
         for part in ("tokenizer", "model"):
             changed = {k for k in b[part] if b[part][k] != a[part][k]}
