@@ -195,3 +195,21 @@ def test_errors_name_the_fix(tiny_lm):
         wb.attention(tiny_lm, [])
     with pytest.raises(InputError, match="not one of the tokens"):
         wb.attention(tiny_lm, TEXT, select=["zebra"])
+
+
+def test_a_text_at_the_limit_is_analysed_whole_and_one_token_more_is_refused(tiny_lm):
+    """The analyses' one rule (capture.refuse_overflow): never truncate. A text of exactly the
+    model's limit is analysed to its last token; one token more is refused, naming it."""
+    from workbench.capture import check_max_length
+
+    limit = check_max_length(tiny_lm, None)
+    text = " ".join(["the"] * (limit - 2))               # + <s> and </s>
+    while len(tiny_lm.tokens(text)) > limit:             # in case " the" is not one token
+        text = text[:text.rindex(" ")]
+    assert len(tiny_lm.tokens(text)) == limit
+    df = wb.attention(tiny_lm, ["short", text], layers=[0], heads=[0])
+    assert df[df["text_id"] == 1]["query"].max() == limit - 1
+    with pytest.raises(InputError, match=rf"texts\[1\].* has {limit + 1}.*never truncate"):
+        wb.attention(tiny_lm, ["short", text + " the"], layers=[0], heads=[0])
+    with pytest.raises(InputError, match="max_length=8"):
+        wb.attention(tiny_lm, ["one two three four five six seven"], max_length=8)

@@ -69,10 +69,51 @@ def _bad_tables(root: Path) -> dict[str, Path]:
         "probe.jsonl": b'{"relation": "r", "template": "no mask", "answers": ["x"]}\n{"bad\n',
         "good.csv": "text,label\n" + "".join(f"sentence {i} is here,{'ab'[i % 2]}\n" for i in range(12)),
         "corpus.txt": ("The cat sat on the mat. " * 40 + "\n\n") .encode() * 5,
+        "huge_labels.csv": b"text,label\nfirst text,1e308\nsecond text,-1e308\nthird,0.5\n"
+                           b"fourth,2.5\nfifth,1.5\n",
+        "ragged_first.csv": b"text,label\nfirst, with a comma,1\nsecond,0\nthird,1\nfourth,0\n",
+        "ragged_short.csv": b"text,label\nfirst,1\nsecond\nthird,1\nfourth,0\n",
+        "ragged_all.csv": b"text,label\na,b,1\nc,d,0\ne,f,1\ng,h,0\n",
+        "ragged.tsv": b"text\tlabel\nfirst\t1\nsecond\t0\nthird\t1\tx\nfourth\t0\n",
     }
     for name, data in files.items():
         (root / name).write_bytes(data.encode() if isinstance(data, str) else data)
-    return {name: root / name for name in files}
+    out = {name: root / name for name in files}
+    out.update(_unsafe_files(root))
+    return out
+
+
+class _Exploit:
+    """A pickle that would run a command when loaded: it must never be loaded."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def _unsafe_files(root: Path) -> dict[str, Path]:
+    """A model folder whose only weights are a malicious pytorch_model.bin; a packed corpus whose
+    train.npy is a pickled object array; a run folder with a malformed run.json."""
+    import pickle
+
+    import torch
+
+    from workbench.testing import make_tiny_model
+
+    model = make_tiny_model(root / "evil_model")
+    (model / "model.safetensors").unlink()
+    torch.save({"roberta.embeddings.word_embeddings.weight": _Exploit()},
+               model / "pytorch_model.bin")
+    packed = root / "evil_packed"
+    packed.mkdir()
+    (packed / "meta.json").write_text(json.dumps({"pad_id": 1}))
+    np.save(packed / "train.npy", np.array([_Exploit()], dtype=object), allow_pickle=True)
+    np.save(packed / "heldout.npy", np.zeros((2, 8), dtype=np.int32))
+    (packed / "pickle.npy").write_bytes(pickle.dumps(_Exploit()))
+    run = wb.Run.create("pretrain", {}, root=root / "runs", name="broken")
+    (run.path / "run.json").write_text("{oops")
+    return {"evil_model": model, "evil_packed": packed, "broken_run": run.path}
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +222,28 @@ MAXLEN_FUNCS = {
 for fname, fn in MAXLEN_FUNCS.items():
     for vname, value in BAD_MAXLEN.items():
         case(f"{fname}-max_length-{vname}", lambda k, fn=fn, v=value: fn(k, v), "max_length")
+
+# a 10,000-word text: every analysis refuses it (naming texts and max_length), none truncates it
+LONG = " ".join(["word"] * 10_000)
+LONG_FUNCS = {
+    "attention": lambda k: wb.attention(k.lm, ["short one", LONG]),
+    "attention-pair": lambda k: wb.attention(k.lm, [("short one", LONG)]),
+    "attention_tensor": lambda k: wb.attention_tensor(k.lm, LONG),
+    "attention_qk": lambda k: wb.attention_qk(k.lm, LONG),
+    "capture_attention": lambda k: wb.capture_attention(k.lm, [LONG]),
+    "qk_atlas": lambda k: wb.qk_atlas(k.lm, ["short one", LONG]),
+    "head_roles": lambda k: wb.head_roles(k.lm, [LONG], syntax=False, progress=False),
+    "head_stats": lambda k: wb.head_stats(k.lm, [LONG], progress=False),
+    "head_clusters": lambda k: wb.head_clusters(k.lm, [LONG], progress=False),
+    "head_importance": lambda k: wb.head_importance(k.lm, [LONG], progress=False),
+    "compare_attention": lambda k: wb.compare_attention(k.lm, k.lm, [LONG], progress=False),
+    "compare_models": lambda k: wb.compare_models(k.lm, k.lm, [LONG], progress=False),
+    "features": lambda k: wb.features(k.lm, [LONG], progress=False, cache=False),
+    "embedding_map": lambda k: wb.embedding_map(k.lm, ["a b", LONG], progress=False, cache=False),
+    "attention-max_length": lambda k: wb.attention(k.lm, ["a b c d e f g h i j"], max_length=6),
+}
+for fname, fn in LONG_FUNCS.items():
+    case(f"{fname}-10000-words", fn, "texts[", "max_length", "never truncate")
 
 # the model argument itself
 for fname, call in {
@@ -308,6 +371,45 @@ case("syntax_heads-min_count-zero", lambda k: wb.syntax_heads(k.lm, ["a b"], min
 case("compare_attention-lm_b-None", lambda k: wb.compare_attention(k.lm, None, ["a"],
                                                                    progress=False), "lm")
 
+# ---- qk_atlas, head_roles, compare_models: every argument at the boundary
+QK = {"layers-bogus": (dict(layers="bogus"), "layers"), "layers-99": (dict(layers=[99]), "layers"),
+      "layers-float": (dict(layers=1.5), "layers"), "layers-empty": (dict(layers=[]), "layers"),
+      "heads-float": (dict(heads=1.5), "heads"), "heads-99": (dict(heads=[0, 99]), "heads"),
+      "heads-bool": (dict(heads=True), "heads"), "seed-negative": (dict(seed=-1), "seed"),
+      "seed-string": (dict(seed="0"), "seed"), "seed-float": (dict(seed=1.5), "seed"),
+      "method": (dict(method="mds"), "method"), "align-string": (dict(align="yes"), "align"),
+      "labels-unknown": (dict(labels=["colour"]), "labels"), "labels-int": (dict(labels=5), "labels"),
+      "batch_size-zero": (dict(batch_size=0), "batch_size"),
+      "max_length-one": (dict(max_length=1), "max_length"), "nlp-int": (dict(nlp=5), "nlp")}
+for vname, (kw, name) in QK.items():
+    case(f"qk_atlas-{vname}", lambda k, kw=kw: wb.qk_atlas(k.lm, ["a b c"], **kw), name)
+case("qk_atlas-lm-None", lambda k: wb.qk_atlas(None, ["a b c"]), "lm")
+case("qk_atlas-texts-None", lambda k: wb.qk_atlas(k.lm, None), "texts")
+ROLES = {"syntax": (dict(syntax="maybe"), "syntax"), "threshold-nan": (dict(threshold=NAN), "threshold"),
+         "threshold-zero": (dict(threshold=0), "threshold"), "broad-2": (dict(broad=2.0), "broad"),
+         "max_offset-zero": (dict(max_offset=0), "max_offset"),
+         "max_offset-float": (dict(max_offset=1.5), "max_offset"),
+         "syntax_margin-negative": (dict(syntax_margin=-1), "syntax_margin"),
+         "min_arcs-zero": (dict(min_arcs=0), "min_arcs"), "average": (dict(average="x"), "average"),
+         "batch_size-zero": (dict(batch_size=0), "batch_size"),
+         "progress-string": (dict(progress="no"), "progress"),
+         "max_length-string": (dict(max_length="64"), "max_length"), "nlp-int": (dict(nlp=5), "nlp")}
+for vname, (kw, name) in ROLES.items():
+    case(f"head_roles-{vname}", lambda k, kw=kw: wb.head_roles(k.lm, ["a b c"], **kw), name)
+case("head_roles-lm-None", lambda k: wb.head_roles(None, ["a b c"]), "lm")
+case("head_roles-texts-None", lambda k: wb.head_roles(k.lm, None), "texts")
+DIFF = {"importance": (dict(importance="yes"), "importance"), "roles": (dict(roles=None), "roles"),
+        "cka": (dict(cka=1), "cka"), "predictions": (dict(predictions="no"), "predictions"),
+        "syntax": (dict(syntax="x"), "syntax"), "max_rows-zero": (dict(max_rows=0), "max_rows"),
+        "batch_size-zero": (dict(batch_size=0), "batch_size"),
+        "progress-None": (dict(progress=None), "progress")}
+for vname, (kw, name) in DIFF.items():
+    case(f"compare_models-{vname}", lambda k, kw=kw: wb.compare_models(k.lm, k.lm, ["a b"], **kw),
+         name)
+case("compare_models-lm_a-None", lambda k: wb.compare_models(None, k.lm, ["a b"]), "lm_a")
+case("compare_models-lm_b-string", lambda k: wb.compare_models(k.lm, "demo", ["a b"]), "lm_b")
+case("compare_models-texts-None", lambda k: wb.compare_models(k.lm, k.lm, None), "texts")
+
 # ---- representations
 case("features-pool", lambda k: wb.features(k.lm, "a b", pool="max-ish", cache=False,
                                             progress=False), "pool")
@@ -393,6 +495,50 @@ case("sentiment_demo-n-string", lambda k: wb.sentiment_demo(n="5"), "n")
 case("sentiment_demo-split", lambda k: wb.sentiment_demo(split="dev"), "split")
 case("evaluate_classifier-data-None", lambda k: wb.evaluate_classifier(k.clf, None), "data")
 case("classify-pairs-length", lambda k: wb.classify(k.clf, ["a", "b"], ["c"]), "pairs")
+
+# ---- issue 27: silent garbage and unclear errors at the boundary
+case("load_task_data-huge-regression-labels", lambda k: wb.load_task_data(
+    k.files["huge_labels.csv"], task="regression"), "label", "1e+308", "standardise")
+case("finetune-huge-regression-labels", lambda k: wb.finetune(
+    k.lm, k.files["huge_labels.csv"], config=wb.FineTuneConfig(max_steps=1, task="regression")),
+     "label", "standardise")
+for fname, line in (("ragged_first.csv", "line 2 "), ("ragged_short.csv", "line 3 "),
+                    ("ragged_all.csv", "line 2 "), ("ragged.tsv", "line 4 ")):
+    case(f"load_task_data-{fname}", lambda k, f=fname: wb.load_task_data(k.files[f]), fname, line)
+case("load_task_data-None-label-in-frame", lambda k: wb.load_task_data(
+    k.probe.assign(label=[None] + list(k.probe["label"][1:]))), "label", "rows 0")
+case("linear_probe-nan-label", lambda k: wb.linear_probe(
+    k.lm, k.probe.assign(label=["pos", NAN, "neg"] * 4), progress=False, cache=False),
+     "label_col", "missing", "rows [1, 4, 7, 10]")
+case("linear_probe-None-label", lambda k: wb.linear_probe(
+    k.lm, k.probe.assign(label=["pos", None, "neg"] * 4), progress=False, cache=False),
+     "label_col", "missing")
+case("linear_probe-nan-text", lambda k: wb.linear_probe(
+    k.lm, k.probe.assign(text=[NAN] + list(k.probe["text"][1:])), progress=False, cache=False),
+     "text_col", "missing")
+case("linear_probe-token-nan-label", lambda k: wb.linear_probe(
+    k.lm, [[("The", "DET"), ("cat", NAN)], [("A", "DET"), ("dog", "NOUN")]] * 6, task="token",
+    progress=False, cache=False), "label", "missing")
+case("make_report-width-nan", lambda k: wb.make_report(k.lm, k.out, width=NAN, progress=False),
+     "width")
+case("make_report-width-inf", lambda k: wb.make_report(k.lm, k.out, width=INF, progress=False),
+     "width")
+case("make_report-broken-run", lambda k: wb.make_report(k.lm, k.out, runs=[k.files["broken_run"]],
+                                                        progress=False), "broken", "run.json")
+case("make_report-runs-string", lambda k: wb.make_report(k.lm, k.out, runs="abc", progress=False),
+     "runs")
+case("make_report-texts-None-item", lambda k: wb.make_report(k.lm, k.out, texts=["a", None],
+                                                             progress=False), "texts")
+case("lm.tokens-None", lambda k: k.lm.tokens(None), "text")
+case("lm.tokens-list", lambda k: k.lm.tokens(["a", "b"]), "text")
+case("lm.tokens-pair-int", lambda k: k.lm.tokens("a", 5), "text_pair")
+case("load-malicious-pytorch_model.bin", lambda k: wb.load(k.files["evil_model"], device="cpu"),
+     "pytorch_model.bin", "never unpickles", exc=wb.ModelNotFoundError)
+case("PackedCorpus.load-pickled-train.npy", lambda k: __import__(
+    "workbench.training.corpus", fromlist=["PackedCorpus"]).PackedCorpus.load(
+    k.files["evil_packed"]), "train.npy", "pickled")
+case("pretrain-pickled-train.npy", lambda k: wb.pretrain(k.files["evil_packed"],
+                                                         config={"preset": "tiny"}), "train.npy")
 
 # ---- runs
 case("runs-root-a-file", lambda k: wb.runs(k.files["latin1.csv"]), "root")
@@ -492,6 +638,24 @@ case("HeadExplorer-statistic", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], 
      "statistic")
 case("HeadExplorer-batch_size", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], batch_size=0),
      "batch_size")
+case("QKAtlas-color", lambda k: _widget("QKAtlas")(k.lm, ["a b"], color="rainbow"), "color")
+case("QKAtlas-color-None", lambda k: _widget("QKAtlas")(k.lm, ["a b"], color=None), "color")
+case("QKAtlas-color-not-in-atlas", lambda k: _widget("QKAtlas")(k.lm, ["a b"], color="pos",
+                                                                 layers=[0], heads=[0]), "color")
+case("QKAtlas-max_points", lambda k: _widget("QKAtlas")(k.lm, ["a b"], max_points=0), "max_points")
+case("QKAtlas-atlas-type", lambda k: _widget("QKAtlas")(k.lm, ["a b"], atlas=5), "atlas")
+case("QKAtlas-unknown-option", lambda k: _widget("QKAtlas")(k.lm, ["a b"], colour="red"), "colour")
+case("QKAtlas-heads", lambda k: _widget("QKAtlas")(k.lm, ["a b"], heads=1.5), "heads")
+case("QKAtlas-lm-None", lambda k: _widget("QKAtlas")(None, ["a b"]), "lm")
+case("QKAtlas-texts-None", lambda k: _widget("QKAtlas")(k.lm, None), "texts")
+case("HeadExplorer-examples-zero", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], examples=0),
+     "examples")
+case("HeadExplorer-examples-50", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], examples=50),
+     "examples")
+case("HeadExplorer-max_texts", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], max_texts=0),
+     "max_texts")
+case("HeadExplorer-stats", lambda k: _widget("HeadExplorer")(k.lm, ["a b"], stats=5), "stats")
+case("HeadExplorer-lm-None", lambda k: _widget("HeadExplorer")(None, ["a b"]), "lm")
 case("ProbeLab-task", lambda k: _widget("ProbeLab")(k.lm, k.probe, task="x"), "task")
 case("ProbeLab-data-None", lambda k: _widget("ProbeLab")(k.lm, None), "data")
 case("ProbeLab-unknown-option", lambda k: _widget("ProbeLab")(k.lm, k.probe, colour="red"),

@@ -43,9 +43,9 @@ def test_alignment_keeps_the_models_attention(tiny_lm, vectors):
     for layer in range(tiny_lm.num_layers):
         for head in range(tiny_lm.num_heads):
             q, k, a = align_qk(vectors.queries[layer, head], vectors.keys[layer, head])
-            np.testing.assert_allclose(q.mean(0), k.mean(0), atol=1e-9)   # one centroid
-            before = np.linalg.norm(vectors.keys[layer, head], axis=1).mean() / a
-            assert np.linalg.norm(q, axis=1).mean() == pytest.approx(before, rel=1e-6)
+            # translated, then scaled (AttentionViz): mean query and key norms end equal
+            ratio = np.linalg.norm(q, axis=1).mean() / np.linalg.norm(k, axis=1).mean()
+            assert abs(ratio - 1) < 1e-6
             for text_id, text in enumerate(TEXTS):
                 rows = (vectors.tokens[S.TEXT_ID] == text_id).to_numpy()
                 weights, _ = wb.attention_tensor(tiny_lm, text, layers=[layer], heads=[head])
@@ -54,12 +54,16 @@ def test_alignment_keeps_the_models_attention(tiny_lm, vectors):
 
 
 def test_alignment_by_hand():
-    q = np.array([[1.0, 0.0], [3.0, 0.0]])            # mean norm 2
-    k = np.array([[0.0, 8.0], [0.0, 10.0]])           # mean norm 9 -> a = sqrt(9/2)
+    """Translate the keys onto the queries' centroid first, then scale (AttentionViz's order)."""
+    q = np.array([[1.0, 0.0], [3.0, 0.0]])            # centroid (2, 0), mean norm 2
+    k = np.array([[0.0, 8.0], [0.0, 10.0]])           # centroid (0, 9)
+    # translated keys (2, -1), (2, 1): mean norm sqrt(5) -> a = sqrt(sqrt(5) / 2)
     q2, k2, a = align_qk(q, k)
-    assert a == pytest.approx(np.sqrt(4.5))
+    assert a == pytest.approx(np.sqrt(np.sqrt(5) / 2))
     np.testing.assert_allclose(q2, q * a)
-    np.testing.assert_allclose(k2.mean(0), q2.mean(0), atol=1e-12)
+    np.testing.assert_allclose(k2, np.array([[2.0, -1.0], [2.0, 1.0]]) / a)
+    assert np.linalg.norm(q2, axis=1).mean() == pytest.approx(np.linalg.norm(k2, axis=1).mean(),
+                                                              rel=1e-12)
     # dot products change only by a constant per query row
     diff = q2 @ k2.T - q @ k.T
     np.testing.assert_allclose(diff - diff[:, :1], 0.0, atol=1e-12)
@@ -187,3 +191,40 @@ def test_widget_selects_head_and_query_on_traits(tiny_lm, atlas):
     assert w.selected_head == (1, 0) and w.selected_query is None
     w.select_query(9, 0)
     assert "no token" in w.status.value and w.selected_query is None
+
+
+def test_detail_refuses_a_query_outside_the_atlas(tiny_lm, atlas):
+    """A query that is not a point of the atlas was drawn as nothing, silently (issue 27)."""
+    from workbench.plots.qk_atlas import head_detail
+
+    n = len(tiny_lm.tokens(TEXTS[1]))
+    for query in ((1, n), (len(TEXTS), 0), (1, -1)):
+        with pytest.raises(wb.InputError, match="not in this atlas"):
+            head_detail(atlas, 1, 2, query=query)              # with or without weights
+    with pytest.raises(wb.InputError, match="query="):
+        head_detail(atlas, 1, 2, query=3)
+    other = wb.attention(tiny_lm, ["Completely different words here, seven of them."],
+                         layers=[1], heads=[2])
+    wrong = other[other[S.QUERY] == 1].assign(**{S.KEY: lambda d: d[S.KEY] + 100})
+    with pytest.raises(wb.InputError, match="weights has no key"):
+        head_detail(atlas, 1, 2, query=(1, 3), weights=wrong)
+    # a query dropped by subsampling is still drawn (it was refused as 'not in this atlas')
+    frame = wb.attention(tiny_lm, [TEXTS[1]], layers=[1], heads=[2])
+    fig = head_detail(atlas, 1, 2, query=(1, 3), weights=frame[frame[S.QUERY] == 3], max_points=2)
+    assert any(t.name == "selected query" for t in fig.data)
+
+
+def test_widget_shows_a_query_outside_its_atlas(tiny_lm, atlas):
+    """The widget's texts hold the token, its atlas does not: the status line says so."""
+    from workbench.widgets import QKAtlas
+
+    part = atlas[atlas[S.TEXT_ID] != 2]                          # an atlas without text 2
+    w = QKAtlas(tiny_lm, TEXTS, atlas=part, max_points=20)
+    w.select_head(1, 2)
+    w.select_query(2, 1)
+    assert isinstance(w.last_error, wb.InputError) and "not in this atlas" in w.status.value
+    assert w.selected_query is None
+    w.select_query(1, 3)
+    assert w.selected_query == (1, 3) and w.last_error is None
+    w.select_query(1.5, 3)
+    assert "text_id" in w.status.value and w.selected_query == (1, 3)

@@ -94,3 +94,17 @@ def test_report_keys_run_files_by_id_and_skips_broken_runs(tiny_lm, tmp_path, ru
     text = _sources_text([{"figure": "f", "caption": "run same <b>name</b>", "files": ["f.svg"],
                            "source": {"run_name": "same <b>name</b> `x`"}}])
     assert "<b>" not in text and "&lt;b&gt;" in text and "`x`" not in text
+
+
+def test_a_run_without_metrics_is_noted_not_drawn_empty(tmp_path, run_root):
+    """A run with no metric rows used to come out as an empty figure; now its row says why."""
+    import workbench as wb
+    from workbench.report import FigureSpec, _curves, _make_one
+
+    run = wb.Run.create("pretrain", {}, name="never trained")
+    with pytest.raises(wb.InputError, match="no metrics yet"):
+        _curves(run)
+    rows: list = []
+    _make_one(FigureSpec("curves", "c", lambda: _curves(run)), 1, 1, tmp_path, ("html",), "column",
+              False, False, rows, [], stamp="now", version="x")
+    assert rows[0]["files"] == [] and "no metrics yet" in rows[0]["note"]

@@ -8,6 +8,12 @@
   (norm-based attention, head gates) without forking model code.
 
 Padding never leaks into results: callers slice each row to `len(view)` tokens.
+
+Truncation never happens silently, because it never happens: `encode` and `token_lengths` are the
+one tokenisation path of every analysis, and both refuse a text longer than `max_length` (None:
+the model's limit) with an `InputError` that names it and its length, so an analysis never
+describes a text it saw only the start of. Both leave the tokenizer's backend as they found it
+(`tokens.tokenize`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 from .config import check_int, check_positive_int
 from .errors import InputError
 from .models import LM
-from .tokens import TokenView, token_view
+from .tokens import TokenView, token_view, tokenize
 
 
 @dataclass
@@ -88,12 +94,13 @@ def encode(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None = None,
     """Tokenise `texts` (optionally paired with `pairs`) into one padded batch on `lm.device`.
 
     `max_length` (None: the model's limit) must fit the special tokens and at most the model's
-    position table; longer inputs are truncated (each view's length shows it).
+    position table; a longer input is refused (`refuse_overflow`), never truncated.
     """
     limit = check_max_length(lm, max_length)
-    enc = lm.tokenizer(list(texts), list(pairs) if pairs is not None else None,
-                       padding=True, truncation=True, max_length=limit,
-                       return_tensors="pt", return_offsets_mapping=False)
+    enc = tokenize(lm.tokenizer, list(texts), list(pairs) if pairs is not None else None,
+                   padding=True, truncation=False, verbose=False,
+                   return_tensors="pt", return_offsets_mapping=False)
+    refuse_overflow(enc["attention_mask"].sum(1).tolist(), limit, max_length, texts)
     views = [
         token_view(lm.tokenizer, t, pairs[i] if pairs is not None else None,
                    encoding=enc.encodings[i])
@@ -103,6 +110,21 @@ def encode(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None = None,
     if "token_type_ids" in enc and getattr(lm.config, "type_vocab_size", 1) > 1:
         inputs["token_type_ids"] = enc["token_type_ids"].to(lm.device)  # BERT pairs
     return Batch(inputs=inputs, views=views)
+
+
+def refuse_overflow(lengths: Sequence[int], limit: int, max_length: int | None,
+                    texts: Sequence[str]) -> None:
+    """Raise `InputError` if any text has more than `limit` tokens (the analyses' one rule)."""
+    long = [i for i, n in enumerate(lengths) if n > limit]
+    if not long:
+        return
+    i = long[0]
+    what = f"max_length={limit}" + (" (the model's limit)" if max_length is None else "")
+    raise InputError(
+        f"{len(long)} of {len(lengths)} texts have more than {what} tokens: texts[{i}] "
+        f"({_short(texts[i], 40)}) has {lengths[i]:,}. Analyses never truncate (a cut text would "
+        "be analysed without its end): split long texts into sentences or windows first"
+        + ("" if max_length is None else ", or raise max_length"))
 
 
 def _model_max_length(lm: LM) -> int:
@@ -131,7 +153,7 @@ def forward(lm: LM, batch: Batch, *, attentions: bool = False, hidden_states: bo
     """
     model = lm.encoder if encoder_only else lm.model
     ctx = lm.eager_attention() if attentions else contextlib.nullcontext()
-    with torch.inference_mode(), ctx:
+    with torch.inference_mode(), ctx, eval_mode(model):                # no dropout, mode restored
         out = model(**batch.inputs, output_attentions=attentions,
                     output_hidden_states=hidden_states, return_dict=True)
     if attentions:
@@ -152,9 +174,15 @@ def batches(lengths: Sequence[int], batch_size: int, sort: bool = True) -> Itera
     return iter([order[start:start + batch_size] for start in range(0, len(order), batch_size)])
 
 
-def token_lengths(lm: LM, texts: Iterable[str]) -> list[int]:
-    return [len(ids) for ids in lm.tokenizer(list(texts), truncation=True,
-                                              max_length=_model_max_length(lm))["input_ids"]]
+def token_lengths(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                  max_length: int | None = None) -> list[int]:
+    """Tokens (with specials) of each text, refusing one above `max_length` (`refuse_overflow`)."""
+    texts = list(texts)
+    ids = tokenize(lm.tokenizer, texts, list(pairs) if pairs is not None else None,
+                   truncation=False, verbose=False)["input_ids"]
+    lengths = [len(x) for x in ids]
+    refuse_overflow(lengths, check_max_length(lm, max_length), max_length, texts)
+    return lengths
 
 
 @dataclass
@@ -187,6 +215,18 @@ def attention_modules(lm: LM) -> list[AttentionParts]:
             output=layer.attention.output.dense, num_heads=n,
             head_dim=lm.config.hidden_size // n))
     return parts
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block in eval mode (no dropout), then give every module back its own mode."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @contextlib.contextmanager

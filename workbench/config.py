@@ -233,3 +233,23 @@ def check_str(name: str, value: Any, *, allow_none: bool = False, allow_empty: b
     if not allow_empty and not value.strip():
         raise InputError(f"{name}={value!r} is empty; pass a non-blank string")
     return value
+
+
+def check_indices(name: str, value: Any, count: int, what: str = "index") -> list[int]:
+    """Layer or head numbers: 'all'/None (every one of `count`), one integer, or a non-empty list
+    of integers in 0..count-1. Returns them sorted and unique; 1.5, True, 'bogus' are refused."""
+    usage = f"use 'all', one {what} number or a list of them in 0..{count - 1}"
+    if value is None or (isinstance(value, str) and value == "all"):
+        return list(range(count))
+    if _is_int(value):
+        value = [value]
+    elif isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise InputError(f"{name}={value!r} is a {type(value).__name__}: {usage}")
+    items = list(value)
+    if not items:
+        raise InputError(f"{name}={items!r} is empty: {usage}")
+    bad = [v for v in items if not _is_int(v) or not 0 <= int(v) < count]
+    if bad:
+        raise InputError(f"{name}={items!r}: {bad[:3]!r} {'is' if len(bad) == 1 else 'are'} not "
+                         f"a {what} of this model ({count} {what}s); {usage}")
+    return sorted({int(v) for v in items})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -88,6 +89,11 @@ class LM:
 
     def tokens(self, text: str, text_pair: str | None = None) -> TokenView:
         """Readable tokens, special-token flags and word spans of `text` (see `workbench.tokens`)."""
+        for name, value in (("text", text), ("text_pair", text_pair)):
+            if not isinstance(value, str) and not (name == "text_pair" and value is None):
+                many = " (one text: loop over a list)" if isinstance(value, (list, tuple)) else ""
+                raise InputError(f"lm.tokens({name}={_short(value)}): a {type(value).__name__}"
+                                 f"{many}; pass a string")
         return token_view(self.tokenizer, text, text_pair)
 
     @contextlib.contextmanager
@@ -306,6 +312,12 @@ def _load_weights(source: str, local: str | None, task: str, torch_dtype, archs)
         # the checkpoint has an encoder only: don't pretend a random head is a model
         return (AutoModel.from_pretrained(source, **kwargs), "encoder",
                 f"checkpoint has no MLM head weights ({head_missing[0]} missing)")
+    except pickle.UnpicklingError as err:   # torch.load(weights_only=True) refused the pickle
+        raise ModelNotFoundError(
+            f"the weights of {local or source!r} (pytorch_model.bin) hold pickled Python objects, "
+            "not only tensors, and the workbench never unpickles code: the file may be malicious. "
+            "Do not load it with weights_only=False; use a safetensors copy from a trusted source"
+        ) from None
     except OSError as err:
         if local:
             raise ModelNotFoundError(f"could not load weights from {local}: {err}") from err

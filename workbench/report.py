@@ -133,7 +133,7 @@ def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
     from .analysis.compare_models import compare_models
     from .models import load
     from .plots.compare_models import diff_overview
-    from .plots.training import compare_runs, confusion_heatmap, training_curves
+    from .plots.training import compare_runs, confusion_heatmap
     from .training.predict import evaluate_classifier
 
     specs = []
@@ -143,7 +143,7 @@ def _run_specs(lm, runs: list, texts: list[str], eval_data) -> list[FigureSpec]:
                "run_path": str(run.path), "run_status": run.status}
         slug = _slug(run.id)  # ids are unique; two runs named alike must not share files
         specs.append(FigureSpec(f"run_{slug}_curves", f"Training curves of run {run.name} "
-                                f"({run.kind}).", lambda run=run: training_curves(run.metrics()),
+                                f"({run.kind}).", lambda run=run: _curves(run),
                                 {**src, "call": "plots.training.training_curves(run.metrics())"}))
         if run.kind != "finetune":
             continue
@@ -201,7 +201,26 @@ def _open_runs(runs) -> list:
                 print(f"    run {row['path']} skipped: broken ({row['reason']})", flush=True)
             table = table[table["status"] != "broken"]
         runs = table["path"].tolist() if len(table) else []
-    return [Run.open(r) for r in runs]
+    elif isinstance(runs, (str, Path)) or not isinstance(runs, (list, tuple)):
+        raise InputError(f"runs={runs!r}: pass None (every run in the store), [] or a list of run "
+                         "ids, names, paths or Runs")
+    opened = [Run.open(r) for r in runs]
+    for run in opened:        # a run asked for by name is refused, not drawn as an empty figure
+        if run.status == "broken":
+            raise InputError(f"runs: run {run.id} is broken ({run.reason}; {run.path}): repair "
+                             "it or leave it out of runs= (runs=None skips broken runs)")
+    return opened
+
+
+def _curves(run):
+    """The run's training curves; an error (noted in the report) when it has no metrics."""
+    from .plots.training import training_curves
+
+    metrics = run.metrics()
+    if metrics.empty:
+        raise InputError(f"run {run.name} ({run.id}, status {run.status}) has no metrics yet: "
+                         "nothing to draw")
+    return training_curves(metrics)
 
 
 def make_report(lm, out_dir: str | Path, runs=None, *, texts: list[str] | None = None,
@@ -221,7 +240,8 @@ def make_report(lm, out_dir: str | Path, runs=None, *, texts: list[str] | None =
     and `SOURCES.md` (the provenance of each figure made) into `out_dir`.
     """
     from . import __version__
-    from .config import check_positive_int
+    from .capture import as_text_list
+    from .config import check_bool, check_finite, check_positive_int
     from .figures import STATIC_FORMATS, size_px
     from .models import check_lm, load
 
@@ -230,20 +250,27 @@ def make_report(lm, out_dir: str | Path, runs=None, *, texts: list[str] | None =
     if isinstance(formats, str) or not formats or any(
             f not in STATIC_FORMATS + ("html",) for f in formats):
         raise InputError(f"formats={formats!r}: pass a tuple of 'pdf', 'svg', 'png' or 'html'")
-    size_px(width)
-    if isinstance(width, (int, float)) and not 0 < width <= 100:
-        raise InputError(f"width={width!r}: use 'column', 'page' or inches in (0, 100]")
+    if isinstance(width, str):
+        size_px(width)
+    else:           # NaN, inf, a bool: refused here, not deep in the exporter
+        check_finite("width", width, low=0, high=100, low_open=True)
+    check_bool("progress", progress)
+    check_bool("strict", strict)
+    if eval_data is not None and not isinstance(eval_data, pd.DataFrame):
+        raise InputError(f"eval_data is a {type(eval_data).__name__}: pass a labelled DataFrame "
+                         "(text, label) or None")
+    if isinstance(out_dir, bool) or not isinstance(out_dir, (str, Path)) or not str(out_dir).strip():
+        raise InputError(f"out_dir={out_dir!r}: pass a folder path")
     lm = load(lm) if isinstance(lm, (str, Path)) else check_lm(lm)
     if texts is None:
         from .training.demo_data import sentiment_demo
 
         texts = sentiment_demo(n=n_texts)["text"].tolist()
-    texts = list(texts)
-    if not texts:
-        raise InputError("make_report needs at least one text: pass texts=[...]")
+    texts = as_text_list(texts)
+    run_list = _open_runs(runs)                  # a broken run is refused before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = _model_specs(lm, texts) + _run_specs(lm, _open_runs(runs), texts, eval_data)
+    specs = _model_specs(lm, texts) + _run_specs(lm, run_list, texts, eval_data)
 
     rows, manifest = [], []
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")

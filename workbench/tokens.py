@@ -11,11 +11,18 @@ the word before it gets a leading `·` ("p ·iz ·zer ·ia"), a piece that start
 bare, and a piece that is only whitespace shows as `␣`. A vocabulary token out of context (a
 fill-mask candidate) starts a word when it has a leading space (`Ġ`): ' Paris' shows as `Paris`,
 'Paris' as `·Paris`.
+
+`tokenize(tokenizer, ...)` is the one way the package calls a tokenizer: transformers' fast
+tokenizers switch padding/truncation ON in their Rust backend on every padded or truncated call and
+never switch them off, so the next user of the backend (corpus packing) silently gets `<pad>` ids.
+`tokenize` puts the backend back as it found it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
 CONTINUATION = "·"  # display prefix for a token that continues a word
 SPACE = "␣"         # display text of a token that covers only whitespace
@@ -78,6 +85,35 @@ class TokenView:
         })
 
 
+@contextlib.contextmanager
+def backend_unchanged(tokenizer) -> Iterator[None]:
+    """Restore the fast tokenizer's backend padding and truncation settings when the block ends."""
+    backend = getattr(tokenizer, "_tokenizer", None)       # tokenizers.Tokenizer, fast only
+    if backend is None or not hasattr(backend, "padding"):
+        yield
+        return
+    padding, truncation = backend.padding, backend.truncation
+    try:
+        yield
+    finally:
+        if backend.padding != padding:
+            if padding is None:
+                backend.no_padding()
+            else:
+                backend.enable_padding(**padding)
+        if backend.truncation != truncation:
+            if truncation is None:
+                backend.no_truncation()
+            else:
+                backend.enable_truncation(**truncation)
+
+
+def tokenize(tokenizer, *args, **kwargs):
+    """`tokenizer(*args, **kwargs)` that leaves the tokenizer's backend as it was (module doc)."""
+    with backend_unchanged(tokenizer):
+        return tokenizer(*args, **kwargs)
+
+
 def _clean_piece(piece: str) -> str:
     """Strip tokenizer markers from a piece when offsets cannot give its text."""
     return piece.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\n").removeprefix("##").strip()
@@ -90,8 +126,8 @@ def token_view(tokenizer, text: str, text_pair: str | None = None, *, encoding=N
     it must come from the same text(s).
     """
     if encoding is None:
-        batch = tokenizer(text, text_pair, return_offsets_mapping=True,
-                          return_special_tokens_mask=True)
+        batch = tokenize(tokenizer, text, text_pair, return_offsets_mapping=True,
+                         return_special_tokens_mask=True)
         encoding = batch.encodings[0]
     ids = list(encoding.ids)
     raw = list(encoding.tokens)

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from .. import schema as S
-from ..capture import as_one_text, check_text_container, encode, forward
+from ..capture import as_one_text, check_text_container, encode, forward, token_lengths
 from ..config import check_positive_int
 from ..errors import InputError
 from ..models import LM, as_lm_dict
@@ -350,15 +350,11 @@ def capture_attention(lm: LM, texts, pairs: Sequence[str] | None = None, *, norm
 
     `texts`: a string, a list of strings, or (a, b) tuples for sentence pairs. Batches group texts
     of similar length; every capture is cut to its own tokens (no padding rows or columns).
-    Inputs longer than the model's limit are truncated (check `capture.view`).
+    An input longer than `max_length` (None: the model's limit) is refused, never truncated.
     """
     batch_size = check_positive_int("batch_size", batch_size)
     items = _as_inputs(texts, pairs)
-    tok = lm.tokenizer(
-        [a for a, _ in items], truncation=True)["input_ids"] if all(
-        b is None for _, b in items) else None
-    lengths = [len(x) for x in tok] if tok is not None else [
-        len(a) + len(b or "") for a, b in items]
+    lengths = _lengths(lm, items, max_length)       # refuses a text above max_length
     order = sorted(range(len(items)), key=lambda i: (items[i][1] is not None, -lengths[i]))
     out: list[AttentionCapture | None] = [None] * len(items)
     per_token = lm.num_layers * lm.num_heads * 4
@@ -392,6 +388,19 @@ def capture_attention(lm: LM, texts, pairs: Sequence[str] | None = None, *, norm
                                       value_gram=vg, pair_index=pairs[row] if norms else None,
                                       pair_gram=pg, model=lm.name, text_id=j)
     return out  # type: ignore[return-value]
+
+
+def _lengths(lm: LM, items: list[tuple[str, str | None]], max_length: int | None) -> list[int]:
+    """Token count of each input (single texts and pairs tokenised apart)."""
+    lengths = [0] * len(items)
+    for is_pair in (False, True):
+        idx = [i for i, (_, b) in enumerate(items) if (b is not None) == is_pair]
+        if idx:
+            found = token_lengths(lm, [items[i][0] for i in idx],
+                                  [items[i][1] for i in idx] if is_pair else None, max_length)
+            for i, n in zip(idx, found):
+                lengths[i] = n
+    return lengths
 
 
 def _word_pairs(view: TokenView) -> torch.Tensor:

@@ -34,7 +34,7 @@ from ..config import check_int
 from ..capture import as_one_text, as_text_list
 from ..errors import InputError, MissingHeadError
 from ..models import LM
-from ..tokens import TokenView
+from ..tokens import TokenView, tokenize
 from .attention import attention_tensor
 
 METHODS = ("ig", "grad_x_input", "rollout")
@@ -69,7 +69,7 @@ def _mask_target(lm: LM, text: str, view: TokenView, target, mask_index: int, lo
     word = str(target)
     if not word.startswith(" ") and at > 0 and text[at - 1].isspace():
         word = " " + word  # the mask ate the space before it (lstrip): the answer carries it
-    ids = lm.tokenizer(word, add_special_tokens=False)["input_ids"]
+    ids = tokenize(lm.tokenizer, word, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         pieces = lm.tokenizer.convert_ids_to_tokens(ids)
         raise InputError(f"target {target!r} is {len(ids)} tokens {pieces} for this model; the "
@@ -119,7 +119,7 @@ def _attribute_one(lm: LM, text: str, target, methods, output, n_steps, internal
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
     view = lm.tokens(text)
-    enc = lm.tokenizer(text, return_tensors="pt", truncation=True)
+    enc = tokenize(lm.tokenizer, text, return_tensors="pt", truncation=True)
     ids = enc["input_ids"].to(lm.device)                                 # (1, T)
     mask = enc["attention_mask"].to(lm.device)                           # (1, T)
     if ids.shape[1] != len(view):

@@ -46,7 +46,8 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list
 from ..errors import InputError
-from ..models import LM
+from ..config import check_bool, check_positive_int
+from ..models import LM, check_lm
 from ..store import Run, is_run_folder
 from .ablation import head_importance
 from .bootstrap import LEVEL, add_interval, check_boot, ratio_interval, resample_counts
@@ -234,9 +235,19 @@ def compare_models(lm_a: LM, lm_b, texts, *, importance: bool = True, roles: boo
     >>> diff.layers                                                          # doctest: +SKIP
     """
     runs = list(lm_b) if isinstance(lm_b, (list, tuple)) else [lm_b]
-    if not isinstance(lm_a, LM) or not runs or not all(isinstance(m, LM) for m in runs):
-        raise InputError("compare_models takes two models loaded with wb.load (or a model and a "
-                         "list of fine-tuned runs, e.g. one per seed)")
+    check_lm(lm_a, "lm_a")
+    if not runs:
+        raise InputError("lm_b=[]: pass a model loaded with wb.load, or a list of fine-tuned runs "
+                         "(e.g. one per seed)")
+    for i, model in enumerate(runs):
+        check_lm(model, "lm_b" if len(runs) == 1 else f"lm_b[{i}]")
+    for name, value in (("importance", importance), ("roles", roles), ("cka", cka),
+                        ("predictions", predictions), ("progress", progress)):
+        check_bool(name, value)
+    if not (isinstance(syntax, bool) or syntax == "auto"):
+        raise InputError(f"syntax={syntax!r}; use True, False or 'auto'")
+    check_positive_int("max_rows", max_rows, allow_none=True)
+    check_positive_int("batch_size", batch_size)
     n_boot, level = check_boot(n_boot, level)
     if len(runs) > 1 and n_boot is not None:
         raise InputError("n_boot with several runs: the runs' spread is the uncertainty reported "

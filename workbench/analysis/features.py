@@ -304,7 +304,7 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
 
     from tqdm.auto import tqdm
 
-    lengths = capture.token_lengths(lm, strings)
+    lengths = capture.token_lengths(lm, strings, max_length=max_length)
     chunks: dict[int, tuple[np.ndarray, list[dict]]] = {}
     bar = tqdm(total=len(strings), desc="features", unit="text", disable=not progress, leave=False)
     for idx in capture.batches(lengths, batch_size):

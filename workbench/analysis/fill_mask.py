@@ -27,6 +27,7 @@ from .. import schema as S
 from ..capture import _model_max_length, as_text_list, batches
 from ..errors import InputError
 from ..models import LM, as_lm_dict
+from ..tokens import tokenize
 
 MASK_SPELLINGS = re.compile(r"<mask>|\[MASK\]", re.IGNORECASE)
 WORD_START = "word_start"   # column: the predicted piece begins a new word (Ġ / ▁ / not ##)
@@ -97,7 +98,8 @@ def is_wordpiece(tokenizer) -> bool:
 def encode_masked(lm: LM, texts: Sequence[str]):
     """Tokenise texts that must contain masks; return (encoding, mask positions per text)."""
     limit = _model_max_length(lm)
-    enc = lm.tokenizer(list(texts), truncation=False, padding=True, return_tensors="pt")
+    enc = tokenize(lm.tokenizer, list(texts), truncation=False, padding=True,
+                   return_tensors="pt")
     ids = enc["input_ids"]                                       # (B, T)
     if ids.shape[1] > limit:
         long = [i for i, n in enumerate(enc["attention_mask"].sum(1).tolist()) if n > limit]
@@ -121,7 +123,7 @@ def check_masked_texts(lm: LM, texts) -> list[str]:
 
 def _fill_one(lm: LM, texts: list[str], top_k: int, batch_size: int) -> pd.DataFrame:
     tok = lm.tokenizer
-    lengths = [len(x) for x in tok(texts)["input_ids"]]
+    lengths = [len(x) for x in tokenize(tok, texts)["input_ids"]]
     parts = []
     for idx in batches(lengths, batch_size):
         enc, positions = encode_masked(lm, [texts[i] for i in idx])

@@ -56,11 +56,14 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list, batches, encode, forward, token_lengths
 from ..errors import InputError, MissingDependencyError
-from ..models import LM
+from ..config import (check_bool, check_choice, check_finite, check_int,
+                      check_positive_int)
+from ..models import LM, check_lm
 from .bootstrap import (LEVEL, N_BOOT, STABLE_AT, add_interval, check_boot, percentile_interval,
                         resample_counts, resample_ratio)
 from .head_clusters import label_patterns
 from .heads import STATS, accumulate
+from .syntax_heads import check_nlp
 
 ROLES = {
     "previous token": "top key is the token before the query",
@@ -142,7 +145,7 @@ def offset_sums_per_text(lm: LM, texts: list[str], *, max_offset: int = 4, batch
     L, H, K = lm.num_layers, lm.num_heads, max_offset
     sums = np.zeros((len(texts), L, H, 2 * K + 1, 2))
     queries = np.zeros(len(texts))
-    for idx in batches(token_lengths(lm, texts), batch_size):
+    for idx in batches(token_lengths(lm, texts, max_length=max_length), batch_size):
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
         valid = batch.inputs["attention_mask"].bool()
         att = forward(lm, batch, attentions=True).attentions       # L x (B, H, T, T)
@@ -234,6 +237,22 @@ def classify_heads(stats: pd.DataFrame, scores: pd.DataFrame, *, threshold: floa
     return df
 
 
+def _check_role_args(lm, syntax, threshold, broad, max_offset, syntax_margin, min_arcs, average,
+                     batch_size, progress) -> None:
+    """Every argument of `head_roles` checked at the boundary (InputError naming it)."""
+    check_lm(lm)
+    if not (isinstance(syntax, bool) or syntax == "auto"):
+        raise InputError(f"syntax={syntax!r}; use True, False or 'auto'")
+    check_finite("threshold", threshold, low=0.0, high=1.0, low_open=True)   # a share of queries
+    check_finite("broad", broad, low=0.0, high=1.0, low_open=True)     # a normalised entropy
+    check_finite("syntax_margin", syntax_margin, low=0.0, high=1.0)
+    check_int("max_offset", max_offset, minimum=1)
+    check_int("min_arcs", min_arcs, minimum=1)
+    check_choice("average", average, ("text", "token"))
+    check_positive_int("batch_size", batch_size)
+    check_bool("progress", progress)
+
+
 def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshold: float = 0.5,
                broad: float = 0.8, max_offset: int = 4, syntax_margin: float = 0.1,
                min_arcs: int = 20, average: str = "text", n_boot: int | None = N_BOOT,
@@ -255,12 +274,9 @@ def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshol
 
     >>> wb.head_roles(wb.load("demo"), sentences).query("role == 'previous token'")  # doctest: +SKIP
     """
-    if not isinstance(lm, LM):
-        raise InputError("head_roles takes one model loaded with wb.load")
-    if syntax not in (True, False, "auto"):
-        raise InputError(f"syntax={syntax!r}; use True, False or 'auto'")
-    if average not in ("text", "token"):
-        raise InputError(f"average={average!r}; use 'text' or 'token'")
+    _check_role_args(lm, syntax, threshold, broad, max_offset, syntax_margin, min_arcs, average,
+                     batch_size, progress)
+    check_nlp(nlp)
     n_boot, level = check_boot(n_boot, level)
     texts = as_text_list(texts)
     acc = accumulate(lm, texts, per_text=True, batch_size=batch_size, max_length=max_length,

@@ -252,7 +252,7 @@ def iter_batches(lm: LM, texts: Sequence[str], *, batch_size: int = 32,
     from tqdm.auto import tqdm
 
     batch_size = check_positive_int("batch_size", batch_size)
-    lengths = token_lengths(lm, texts)
+    lengths = token_lengths(lm, texts, max_length=max_length)
     groups = list(batches(lengths, batch_size))
     with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress,
               leave=False) as bar:

@@ -40,6 +40,8 @@ def _sentence_data(data, text_col: str, label_col: str) -> tuple[list[str], list
         if missing:
             raise InputError(f"data lacks column(s) {sorted(missing)}: pass text_col=/label_col= "
                              f"naming the text and label columns (it has {list(data.columns)})")
+        check_labels(list(data[text_col]), f"text_col {text_col!r}", "it would be probed as "
+                     "the text 'nan'")
         return [str(t) for t in data[text_col]], list(data[label_col])
     try:
         texts, labels = zip(*data)
@@ -63,6 +65,16 @@ def _token_frame(data) -> pd.DataFrame:
         raise InputError("token data must be a frame (text_id, word_id, word, label) or a list of "
                          "sentences, each a list of (word, label) pairs") from None
     return pd.DataFrame(rows, columns=[S.TEXT_ID, S.WORD_ID, S.WORD, S.LABEL])
+
+
+def check_labels(labels: Sequence, what: str = "labels", why: str = "a missing label is not a "
+                 "class") -> None:
+    """Refuse NaN/None labels (they were counted as a class of their own), naming the rows."""
+    missing = [i for i, v in enumerate(labels) if np.ndim(v) == 0 and pd.isna(v)]
+    if missing:
+        raise InputError(f"{what} has {len(missing)} missing value(s) (NaN/None) of {len(labels)}, "
+                         f"at rows {missing[:5]}{' ...' if len(missing) > 5 else ''}: {why}; drop "
+                         "those rows (frame.dropna(subset=[...])) or fill them, then probe again")
 
 
 def control_labels(types: Sequence, labels: Sequence, seed: int = 0) -> np.ndarray:
@@ -108,6 +120,7 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
     `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
     column, else the text) define the control task. Returns the same frame as `linear_probe`.
     """
+    check_labels(labels)
     n_boot, level = check_boot(n_boot, level)
     y = np.asarray(labels)
     if len(y) != len(feats):
@@ -180,6 +193,7 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     `label_col` (or (text, label) pairs), pooled with `pool` ("mean" default, or "cls").
     `task="token"`: `data` is a frame (text_id, word_id, word, label) from `read_conll` /
     `pos_corpus`, or a list of sentences of (word, label) pairs; one vector per word.
+    Missing labels (NaN/None) are refused, naming their rows, not dropped and not made a class.
 
     Returns a tidy frame: model, layer, metric ("accuracy", "majority", "control_accuracy",
     "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
@@ -204,10 +218,12 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
         if pool not in ("mean", "cls"):
             raise InputError(f"pool={pool!r} for a sentence task; use 'mean' or 'cls'")
         texts, labels = _sentence_data(data, text_col, label_col)
+        check_labels(labels, f"label_col {label_col!r}")            # before any forward pass
     else:
         if pool not in (None, "words"):
             raise InputError(f"pool={pool!r} for a token task: token tasks use one vector per word")
         frame = _token_frame(data).sort_values([S.TEXT_ID, S.WORD_ID]).reset_index(drop=True)
+        check_labels(frame[S.LABEL].tolist(), "the words' label column")
         texts, pool = sentences(frame), "words"
         ids = {t: k for k, t in enumerate(sorted(frame[S.TEXT_ID].unique()))}  # text_id -> input index
     parts, attrs = [], {}

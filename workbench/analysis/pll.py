@@ -28,7 +28,7 @@ from .. import schema as S
 from ..capture import _model_max_length, as_text_list
 from ..errors import InputError
 from ..models import LM, as_lm_dict
-from ..tokens import token_view
+from ..tokens import token_view, tokenize
 from .fill_mask import count_masks, masked_logprobs
 from ..config import check_positive_int
 
@@ -111,7 +111,7 @@ def check_method(method: str, allowed: Sequence[str] = METHODS) -> None:
 def tokenize_for_scoring(lm: LM, texts: list[str]):
     """Encode texts (no padding); return the fast encodings, checked against the length limit."""
     limit = _model_max_length(lm)
-    enc = lm.tokenizer(texts, truncation=False, return_special_tokens_mask=True)
+    enc = tokenize(lm.tokenizer, texts, truncation=False, return_special_tokens_mask=True)
     for i, e in enumerate(enc.encodings):
         if len(e.ids) > limit:
             raise InputError(

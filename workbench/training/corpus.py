@@ -446,13 +446,27 @@ class PackedCorpus:
             raise InputError(f"{folder} is not a packed corpus (no meta.json); build one with "
                              "workbench.training.corpus.pack(...).save(folder)")
         tok = folder / "tokenizer"
-        return cls(np.load(folder / "train.npy"), np.load(folder / "heldout.npy"),
+        return cls(_token_array(folder / "train.npy"), _token_array(folder / "heldout.npy"),
                    json.loads((folder / "meta.json").read_text()), tok if tok.is_dir() else None)
 
     def __repr__(self) -> str:
         return (f"PackedCorpus(corpus={self.meta.get('corpus_name')!r}, seq_len={self.seq_len}, "
                 f"train={self.train.shape[0]} seqs / {self.tokens('train'):,} tokens, "
                 f"heldout={self.heldout.shape[0]} seqs)")
+
+
+def _token_array(path: Path) -> np.ndarray:
+    """A packed `(N, T)` integer array; never unpickled (allow_pickle=False), refused by name."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"{path} is not a packed token array ({err}); it may hold pickled Python "
+                         "objects, which are never loaded: delete the folder and pack the corpus "
+                         "again") from None
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{path} holds a {arr.dtype} array of shape {arr.shape}, not (N, T) token "
+                         "ids: delete the folder and pack the corpus again")
+    return arr
 
 
 def pack(corpus, tokenizer, *, seq_len: int = 128, mode: str = "full", heldout: float = 0.02,

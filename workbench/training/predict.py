@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 
 from .. import schema
-from ..capture import as_text_list, batches, check_max_length
+from ..capture import as_text_list, batches, check_max_length, eval_mode
 from ..errors import InputError
 from ..models import LM
+from ..tokens import tokenize
 from .metrics import confusion_matrix, task_metrics
 from .tables import LABEL, PAIR, TEXT, load_labelled, model_max_length
 
@@ -35,12 +36,11 @@ def _outputs(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None, batch_si
              max_length: int | None) -> np.ndarray:
     """Logits (N, num_labels) as float32 numpy, in input order."""
     limit = max_length or model_max_length(lm.config, lm.tokenizer)
-    enc = lm.tokenizer(list(texts), list(pairs) if pairs is not None else None,
-                       truncation=True, max_length=limit)
+    enc = tokenize(lm.tokenizer, list(texts), list(pairs) if pairs is not None else None,
+                   truncation=True, max_length=limit)
     ids = enc["input_ids"]
     out = np.zeros((len(ids), lm.config.num_labels), dtype=np.float32)
     pad = lm.tokenizer.pad_token_id or 0
-    lm.model.eval()
     for rows in batches([len(x) for x in ids], batch_size):
         longest = max(len(ids[i]) for i in rows)
         input_ids = torch.full((len(rows), longest), pad, dtype=torch.long)  # (B, T)
@@ -54,7 +54,7 @@ def _outputs(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None, batch_si
             for b, i in enumerate(rows):
                 types[b, :len(ids[i])] = torch.tensor(enc["token_type_ids"][i])
             inputs["token_type_ids"] = types.to(lm.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), eval_mode(lm.model):
             logits = lm.model(**inputs).logits  # (B, num_labels)
         out[rows] = logits.float().cpu().numpy()
     return out

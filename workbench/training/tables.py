@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..config import check_choice, check_finite, check_int, check_str
 from ..errors import InputError
+from ..tokens import backend_unchanged
 
 TEXT, PAIR, LABEL = "text", "text_pair", "label"   # column names of TaskData frames
 TASKS = ("auto", "classification", "regression")
@@ -84,6 +85,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): it may be "
                          "binary or saved in another encoding; re-save it as UTF-8 CSV/TSV/JSONL"
                          ) from None
+    except InputError:
+        raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} is empty: it needs a header row and at least one data row"
                          ) from None
@@ -108,8 +111,44 @@ def _parse_table(path: Path, suffix: str) -> pd.DataFrame:
     sep = _SUFFIXES[suffix]
     # TSV in the GLUE style carries quotes inside sentences: read them literally
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    return pd.read_csv(path, sep=sep, quoting=quoting, keep_default_na=False, na_values=[""],
-                       encoding="utf-8", encoding_errors="strict")
+    lines = _record_lines(path, sep, quoting)
+    # index_col=False: pandas would otherwise take a first column it finds no header for as the
+    # index, silently shifting every text and label by one column
+    frame = pd.read_csv(path, sep=sep, quoting=quoting, keep_default_na=False, na_values=[""],
+                        encoding="utf-8", encoding_errors="strict", index_col=False)
+    if len(lines) == len(frame):     # errors below then name the file's lines, not row numbers
+        frame.index = pd.Index(lines, name="line")
+    return frame
+
+
+def _record_lines(path: Path, sep: str, quoting: int) -> list[int]:
+    """The file line of each data record; a record whose field count differs from the header's
+    is refused by its line number (pandas blamed the good rows, or shifted the columns)."""
+    lines: list[int] = []
+    with open(path, newline="", encoding="utf-8", errors="strict") as handle:
+        reader = csv.reader(handle, delimiter=sep, quoting=quoting, strict=True)
+        header, end = None, 0
+        try:
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if not record:
+                    continue                                   # a blank line
+                if header is None:
+                    header = record
+                elif len(record) != len(header):
+                    where = f"line {start}" + (f"-{end}" if end > start else "")
+                    hint = ("a TSV text cannot hold a tab" if sep == "\t" else
+                            'quote a text that holds a comma ("a, b")')
+                    raise InputError(
+                        f"{path}: {where} has {len(record)} field(s) but the header has "
+                        f"{len(header)} ({sep.join(header)[:80]!r}): {hint}, and keep the "
+                        "separators of empty cells; fix that line")
+                else:
+                    lines.append(end)
+        except csv.Error as err:
+            raise InputError(f"{path}: line {end + 1}: {err} (an unclosed quote?); fix that line"
+                             ) from None
+    return lines
 
 
 def _check_columns(text_column, pair_column, label_column) -> None:
@@ -215,9 +254,11 @@ def _kind(value: Any) -> str:
 
 
 def _rows(mask: np.ndarray, frame: pd.DataFrame, limit: int = 5) -> str:
+    """'rows 3, 7' (a frame's index), or 'lines 5, 9' for a table read from a file."""
     idx = list(frame.index[mask][:limit])
     more = int(mask.sum()) - len(idx)
-    return ", ".join(map(str, idx)) + (f" and {more} more" if more > 0 else "")
+    word = "lines" if frame.index.name == "line" else "rows"
+    return f"{word} " + ", ".join(map(str, idx)) + (f" and {more} more" if more > 0 else "")
 
 
 def _check_frame(frame: pd.DataFrame, split: str, text_column: str, pair_column: str | None,
@@ -242,23 +283,23 @@ def _check_frame(frame: pd.DataFrame, split: str, text_column: str, pair_column:
         if bad.any():
             kinds = sorted({type(v).__name__ for v in values[bad]})
             raise InputError(f"column {src!r} of the {split} table has non-text values ({kinds}) "
-                             f"in rows {_rows(bad, frame)}: fill or drop those rows")
+                             f"in {_rows(bad, frame)}: fill or drop those rows")
         empty = np.array([not v.strip() for v in values])
         if empty.any():
-            raise InputError(f"column {src!r} of the {split} table has empty text in rows "
+            raise InputError(f"column {src!r} of the {split} table has empty text in "
                              f"{_rows(empty, frame)}: drop those rows or fill them")
     labels = frame[label_column]
     missing = labels.isna().to_numpy()
     if missing.any():
         raise InputError(f"label column {label_column!r} of the {split} table has missing values "
-                         f"in rows {_rows(missing, frame)}: drop those rows or fill them")
+                         f"in {_rows(missing, frame)}: drop those rows or fill them")
     numeric = np.array([_kind(v) == "number" for v in labels])
     if numeric.any():
         values = np.array([float(v) if n else 0.0 for v, n in zip(labels, numeric)])
         bad = ~np.isfinite(values)
         if bad.any():
             raise InputError(f"label column {label_column!r} of the {split} table has infinite or "
-                             f"NaN values in rows {_rows(bad, frame)}: drop or fix those rows")
+                             f"NaN values in {_rows(bad, frame)}: drop or fix those rows")
     kinds = {_kind(v) for v in labels}
     if len(kinds) > 1:
         examples = {}
@@ -285,6 +326,21 @@ def _infer_task(labels: pd.Series, task: str, label_column: str) -> str:
                          f"{labels[np.mod(labels.astype(float), 1) != 0].iloc[0]!r}: use "
                          "task='regression', or map the values to classes first")
     return task
+
+
+MAX_TARGET = 1e18   # training runs in float32 (or bf16): a squared error overflows near 1.8e19
+
+
+def _check_target_range(train: pd.DataFrame, val: pd.DataFrame, label_column: str) -> None:
+    """Refuse regression targets whose squared error would overflow training (before any run)."""
+    for split, frame in (("train", train), ("validation", val)):
+        big = (frame[LABEL].abs() > MAX_TARGET).to_numpy()
+        if big.any():
+            raise InputError(
+                f"label column {label_column!r} of the {split} table has targets beyond "
+                f"±{MAX_TARGET:.0e} (e.g. {frame[LABEL][big].iloc[0]:.3g}, {int(big.sum())} in all):"
+                " training in float32 would overflow to inf and fail; standardise the targets "
+                "(subtract the mean, divide by the standard deviation) or rescale them")
 
 
 def _split(frame: pd.DataFrame, fraction: float, seed: int, stratify: bool):
@@ -330,6 +386,7 @@ def load_task_data(data: Any, *, text_column: str = "text", pair_column: str | N
     if task == "regression":
         train[LABEL] = train[LABEL].astype(float)
         val[LABEL] = val[LABEL].astype(float)
+        _check_target_range(train, val, label_column)
         if train[LABEL].nunique() < 2:
             raise InputError(f"every training label in {label_column!r} is "
                              f"{train[LABEL].iloc[0]!r}: regression needs varying targets")
@@ -375,8 +432,9 @@ def check_max_length(max_length: int, model_config, tokenizer=None) -> int:
 def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> dict[str, list[list[int]]]:
     """Token ids per row (truncated to `max_length`, not padded): {"input_ids": [...], ...}."""
     pairs = frame[PAIR].tolist() if PAIR in frame.columns else None
-    enc = tokenizer(frame[TEXT].tolist(), pairs, truncation=True, max_length=max_length,
-                    padding=False, return_attention_mask=False)
+    with backend_unchanged(tokenizer):
+        enc = tokenizer(frame[TEXT].tolist(), pairs, truncation=True, max_length=max_length,
+                        padding=False, return_attention_mask=False)
     out = {"input_ids": enc["input_ids"]}
     if "token_type_ids" in enc and pairs is not None:
         out["token_type_ids"] = enc["token_type_ids"]

@@ -13,13 +13,16 @@ from __future__ import annotations
 import html
 
 import ipywidgets as widgets
+import pandas as pd
 import plotly.graph_objects as go
 
 from .. import schema as S
 from ..analysis.attention import attention
 from ..analysis.heads import STATS, head_stats
 from ..capture import as_text_list
-from ..models import LM
+from ..config import check_int, check_positive_int
+from ..errors import InputError
+from ..models import LM, check_lm
 from ..plots.attention import attention_heatmap
 from ..plots.heads import LABELS, head_heatmap
 from ..plots.labels import plot_text
@@ -33,10 +36,14 @@ class HeadExplorer(widgets.VBox):
     def __init__(self, lm: LM, texts, *, statistic: str = S.ATTN_BOS, examples: int = 3,
                  max_texts: int = 200, batch_size: int = 32, stats=None):
         check_choice("statistic", statistic, STATS, "HeadExplorer")
-        self.lm = lm
+        self.lm = check_lm(lm)
         self.texts = as_text_list(texts)
-        self.max_texts = max_texts
-        self.batch_size = batch_size
+        check_int("examples", examples, minimum=1, maximum=10)      # the slider's range
+        self.max_texts = check_positive_int("max_texts", max_texts)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        if stats is not None and not (isinstance(stats, pd.DataFrame) and statistic in stats):
+            raise InputError(f"HeadExplorer(stats=...) must be the frame wb.head_stats returned "
+                             f"for these texts (with a {statistic!r} column), or None")
         self.stats = stats if stats is not None else head_stats(
             lm, self.texts, batch_size=batch_size, progress=False)
         self._by_text = None

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import html
 
+import inspect
+
 import ipywidgets as widgets
+import pandas as pd
 import plotly.graph_objects as go
 import traitlets
 
@@ -21,10 +24,14 @@ from .. import schema as S
 from ..analysis.attention import attention
 from ..analysis.qk_atlas import LABELS, qk_atlas
 from ..capture import as_text_list
-from ..models import LM
+from ..config import check_int, check_positive_int
+from ..errors import InputError
+from ..models import LM, check_lm
 from ..plots.qk_atlas import atlas_grid, head_detail
 from .attention_explorer import AttentionExplorer
-from .common import in_widget, placeholder, replace_figure
+from .common import check_choice, check_options, in_widget, placeholder, replace_figure
+
+_ATLAS_OPTIONS = [p for p in inspect.signature(qk_atlas).parameters if p not in ("lm", "texts")]
 
 
 class QKAtlas(widgets.VBox):
@@ -35,11 +42,17 @@ class QKAtlas(widgets.VBox):
 
     def __init__(self, lm: LM, texts, *, atlas=None, color: str = S.KIND, max_points: int = 300,
                  **atlas_options):
-        self.lm = lm
+        self.lm = check_lm(lm)
         self.texts = as_text_list(texts)
+        self.max_points = check_positive_int("max_points", max_points)
+        check_options("QKAtlas", atlas_options, _ATLAS_OPTIONS)
+        check_choice("color", color, [S.KIND, *LABELS], "QKAtlas")
+        if atlas is not None and not isinstance(atlas, pd.DataFrame):
+            raise InputError(f"QKAtlas(atlas=...) is a {type(atlas).__name__}: pass the frame "
+                             "wb.qk_atlas returned for these texts, or None to compute it")
         self.atlas = atlas if atlas is not None else qk_atlas(lm, self.texts, **atlas_options)
-        self.max_points = max_points
         options = [S.KIND] + [c for c in LABELS if c in self.atlas.columns]
+        check_choice("color", color, options, "QKAtlas")          # a label this atlas has
         self.color = widgets.Dropdown(options=options, value=color, description="colour")
         self.status = widgets.HTML("Click a head to open it; then click a query (circle).")
         self.grid = go.FigureWidget(self._grid_figure())
@@ -92,12 +105,17 @@ class QKAtlas(widgets.VBox):
         if self.selected_head is None:
             self.status.value = "Select a head first."
             return
+        text_id, position = check_int("text_id", text_id), check_int("position", position)
         if not (0 <= text_id < len(self.texts)) or position < 0 or position >= len(
                 self.lm.tokens(self.texts[text_id])):
             self.status.value = f"<b>no token ({text_id}, {position})</b> in these texts"
             return
-        self.selected_query = (int(text_id), int(position))
-        self._draw_detail()
+        previous, self.selected_query = self.selected_query, (text_id, position)
+        try:
+            self._draw_detail()        # head_detail refuses a query outside the atlas: shown
+        except Exception:
+            self.selected_query = previous
+            raise
         self.open_head_view()
 
     def _on_detail_click(self, trace, points, selector=None) -> None:
