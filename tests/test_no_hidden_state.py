@@ -125,6 +125,8 @@ CALLS = {
     "syntax_heads": lambda lm, c, o: wb.syntax_heads(lm, TEXTS, nlp=_blank_parser(),
                                                      progress=False),
     "head_roles": lambda lm, c, o: wb.head_roles(lm, TEXTS, syntax=False, progress=False),
+    "head_stat_intervals": lambda lm, c, o: wb.head_stat_intervals(lm, TEXTS, n_boot=20,
+                                                                   progress=False),
     "compare_models": lambda lm, c, o: wb.compare_models(lm, o, TEXTS, predictions=False,
                                                          progress=False),
     "qk_atlas": lambda lm, c, o: wb.qk_atlas(lm, TEXTS, layers=[0], heads=[0]),
@@ -180,7 +182,7 @@ def test_the_public_analyses_are_all_in_the_table():
     not_analyses = {"load", "runs", "resolve_device", "load_probe_set", "pretrain", "finetune",
                     "load_task_data", "classification_metrics", "regression_metrics",
                     "confusion_matrix", "sentiment_demo", "attention_rollout", "attention_flow",
-                    "linear_cka", "pos_corpus", "read_conll"}
+                    "linear_cka", "pos_corpus", "read_conll", "bootstrap_interval", "export_table"}
     import inspect
 
     functions = {n for n in wb.__all__ if inspect.isfunction(getattr(wb, n))}
