@@ -190,8 +190,7 @@ def _resolve_source(name_or_path) -> tuple[str, str | None]:
     if path.exists():
         if not path.is_dir():
             raise ModelNotFoundError(f"{path} is a file; pass the folder that holds config.json")
-        if is_run_folder(path):
-            path = resolve_checkpoint(path)
+        path = resolve_checkpoint(path)  # a run's best/latest checkpoint, verified by its hashes
         if not (path / "config.json").exists():
             raise ModelNotFoundError(
                 f"{path} has no config.json: pass a folder written by save_pretrained, "
