@@ -287,6 +287,11 @@ def _store_weights_as(run, step: int, path: Path, dtype: torch.dtype) -> None:
     source = path / "model.safetensors"
     if not source.is_file():
         return  # sharded weights: left as they are
+    try:  # never re-hash a damaged file into a new manifest
+        verify_checkpoint(path)
+    except CheckpointCorruptError as err:
+        logger.warning("checkpoint %s is left as it is: %s", path, err)
+        return
     weights = load_file(str(source))
     if not any(t.dtype == torch.float32 for t in weights.values()):
         return

@@ -378,6 +378,7 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
     with Spine(run if engine.is_main else None, engine, callbacks, total_steps=trainer.total_steps,
                checkpoint_minutes=config.checkpoint_minutes,
                progress=f"fine-tuning {run.name}" if progress and run is not None else None,
+               keep_checkpoints=config.keep_checkpoints,
                keep_optimizer_state=config.keep_optimizer_state, weights_dtype=stored,
                fallback=fallback) as spine:
         if checkpoint is not None:

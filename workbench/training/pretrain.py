@@ -308,6 +308,7 @@ def _pretrain(run, held: RunHold, corpus, config, tokenizer, callbacks, stop, *,
     with Spine(run if engine.is_main else None, engine, callbacks, total_steps=config.max_steps,
                checkpoint_minutes=config.checkpoint_minutes,
                progress="pretraining" if progress else None,
+               keep_checkpoints=config.keep_checkpoints,
                keep_optimizer_state=config.keep_optimizer_state, fallback=fallback) as spine:
         if checkpoint is not None:
             trainer.restore(checkpoint)

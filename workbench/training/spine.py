@@ -89,12 +89,12 @@ class Spine:
 
     def __init__(self, run: Run | None, engine: Engine, callbacks: Iterable[Callback], *,
                  total_steps: int, checkpoint_minutes: float = 0.0, progress: str | None = None,
-                 keep_optimizer_state: bool = True, weights_dtype: str | None = None,
-                 fallback: dict | None = None):
+                 keep_checkpoints: int = 1, keep_optimizer_state: bool = True,
+                 weights_dtype: str | None = None, fallback: dict | None = None):
         self.run, self.engine, self.total_steps = run, engine, total_steps
         # what `finish` keeps (checkpoint.finalize) and what `begin` records about the resume
-        self.keep_state, self.weights_dtype, self.fallback = keep_optimizer_state, weights_dtype, fallback
-        self._keep: tuple[int, tuple] = (1, ())
+        self.keep_last, self.keep_state = keep_checkpoints, keep_optimizer_state
+        self.weights_dtype, self.fallback = weights_dtype, fallback
         self.checkpoint_s = checkpoint_minutes * 60
         self.callbacks = list(callbacks)
         if run is not None:
@@ -160,8 +160,8 @@ class Spine:
     def finish(self, status: str, step: int, summary: dict, final: dict) -> None:
         """Write the summary (shared keys + `summary`), the final status, the last event."""
         if self.run is not None:
-            if status in ENDED:
-                self._finalize()
+            if status in ENDED:  # the best evaluation's checkpoint stays (wb.load opens it)
+                self._finalize(keep_steps=[summary.get("best_step")])
             self.run.write_summary({
                 "steps": step, "total_steps": self.total_steps, "status": status,
                 "wall_s": round(time.time() - self.started, 2), "precision": self.engine.precision,
@@ -169,12 +169,15 @@ class Spine:
             self.run.set_status(status)
         self.emit("stopped" if status == "stopped" else "end", step, **final)
 
-    def _finalize(self) -> None:
+    def _finalize(self, keep_steps) -> None:
         """Drop the optimizer state (unless kept) and store the weights in the base's dtype; a
         failure here (disk full) leaves the checkpoints as they were and is only logged."""
+        from safetensors import SafetensorError
+
         try:
-            finalize(self.run, *self._keep, keep_state=self.keep_state, dtype=self.weights_dtype)
-        except OSError as err:
+            finalize(self.run, self.keep_last, keep_steps, keep_state=self.keep_state,
+                     dtype=self.weights_dtype)
+        except (OSError, SafetensorError) as err:
             logger.warning("run %s: could not shrink its checkpoints (%s); they stay as they are",
                            self.run.id, err)
 
@@ -198,7 +201,6 @@ class Spine:
              keep_last: int = 1, keep_steps=()) -> None:
         """A whole checkpoint at `step` (rank 0 only; the others go on to the next all-reduce)."""
         self._last_save = time.monotonic()
-        self._keep = (keep_last, tuple(keep_steps))
         if self.run is None:
             return
         path = save_checkpoint(self.run, step, self.engine.unwrap(model), tokenizer, optimizer,
