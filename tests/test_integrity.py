@@ -164,6 +164,8 @@ def test_every_checkpoint_damaged_needs_restart_and_the_cli_says_so(whole, tiny_
     code, _ = run_cli(["finetune", "--resume", run.id, "--root", str(tmp_path), "--restart",
                        "--no-progress"], capsys)
     assert code == 0 and run.status == "completed" and run.info["fallback"]["restart"]
+    with pytest.raises(ValueError, match="pass resume=ID"):
+        finetune(tiny_model_dir, str(table), restart=True, root=tmp_path, progress=False)
     assert run.metrics("step")["step"].tolist() == list(range(1, 9))
     same_weights(run, whole)
 

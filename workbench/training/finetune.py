@@ -342,7 +342,7 @@ def finetune(lm_or_name: LM | str | None, data: Any = None, *, config: FineTuneC
     ...                config=FineTuneConfig(epochs=1))
     >>> run.summary["eval_accuracy"], wb.load(run)                             # doctest: +SKIP
     """
-    run = open_for_resume(resume, KIND, root) if resume is not None else None
+    run = open_for_resume(resume, KIND, root, restart)
     with RunHold() as held:  # a resumed run is locked before anything is read or written
         held.take(run)
         return _finetune(run, held, lm_or_name, data, config, callbacks, stop, name=name,

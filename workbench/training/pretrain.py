@@ -279,7 +279,7 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     which counts training time across sessions). `stop`: a StopFlag for a graceful stop from
     another thread. On extra processes of a multi-GPU launch the function returns None.
     """
-    run = open_for_resume(resume, KIND, root) if resume is not None else None
+    run = open_for_resume(resume, KIND, root, restart)
     with RunHold() as held:  # a resumed run is locked before anything is read or written
         held.take(run)
         return _pretrain(run, held, corpus, config, tokenizer, callbacks, stop, name=name,

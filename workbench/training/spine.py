@@ -43,8 +43,13 @@ ENDED = ("completed", "early_stopped")  # statuses after which a run is not resu
 logger = logging.getLogger(__name__)
 
 
-def open_for_resume(resume, kind: str, root) -> Run:
-    """The run to resume, checked to be of `kind`."""
+def open_for_resume(resume, kind: str, root, restart: bool = False) -> Run | None:
+    """The run to resume, checked to be of `kind` and not broken; None for a new run."""
+    if resume is None:
+        if restart:
+            raise InputError("restart=True (--restart) starts a run you resume over from step 0: "
+                             "pass resume=ID (--resume ID) with it")
+        return None
     run = Run.open(resume, root=root)
     if run.status == "broken":
         raise InputError(f"run {run.id} cannot be resumed: it is broken ({run.reason}; "
