@@ -201,8 +201,19 @@ def verify_checkpoint(folder: str | Path, state: bool = False) -> bool:
     if not manifest:
         _check_legacy(folder, state)
         return False
-    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise CheckpointCorruptError(f"checkpoint {folder} is damaged: {folder / MANIFEST} lists "
+                                     "no files")
+    unlisted = [p.name for p in folder.iterdir() if p.name not in files and p.is_file()
+                and (p.suffix == ".safetensors" or p.name == "config.json")
+                and (state or not p.name.startswith(STATE_PREFIX))]
+    if unlisted:
+        raise CheckpointCorruptError(f"checkpoint {folder} is damaged: {unlisted[0]} is not in "
+                                     "its manifest (written or replaced after the checkpoint)")
     for name, rec in sorted(files.items()):
+        if not isinstance(rec, dict):
+            rec = {}
         if name.startswith(STATE_PREFIX) and not state:
             continue
         path = folder / name
