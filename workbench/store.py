@@ -172,8 +172,12 @@ def describe_os_error(err: BaseException) -> str:
 # --------------------------------------------------------------------------- checkpoint integrity
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 4 MB blocks (hashlib.file_digest is Python 3.11+ only)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_manifest(folder: Path) -> None:
