@@ -28,6 +28,8 @@ _API = {
     "MissingHeadError": "workbench.errors",
     "DeviceError": "workbench.errors",
     "RunLockedError": "workbench.errors",
+    "CheckpointCorruptError": "workbench.errors",
+    "RunStoreError": "workbench.errors",
     # --- attention (issue 3) ---
     "attention": "workbench.analysis.attention",
     "attention_tensor": "workbench.analysis.attention",

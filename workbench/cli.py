@@ -119,3 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        print(_interrupted(err), file=sys.stderr)
+        return 130
+    except OSError as err:  # an I/O fault outside the store's own checks: one paragraph, no trace
+        print(f"error: {type(err).__name__}: {err}{_run_note(err)}", file=sys.stderr)
+        return 2
+
+
+def _run_note(err: BaseException) -> str:
+    """What happened to the run an exception ended (set by the training spine), or ''."""
+    run = getattr(err, "workbench_run", None)
+    if not run:
+        return ""
+    kind, run_id, step = run
+    return (f". Run {run_id} stopped at step {step}; its run.json records the error and its "
+            f"last checkpoint is intact: once the cause is fixed, `workbench {kind} --resume "
+            f"{run_id}` continues it")
+
+
+def _interrupted(err: KeyboardInterrupt) -> str:
+    run = getattr(err, "workbench_run", None)
+    if not run:
+        return "interrupted (Ctrl-C) before training began: no run was changed."
+    kind, run_id, step = run
+    return (f"interrupted (Ctrl-C) at step {step}: run {run_id} is marked 'interrupted'; nothing "
+            f"after its last checkpoint is kept. Continue it with `workbench {kind} --resume "
+            f"{run_id}`.")

@@ -35,3 +35,13 @@ class MissingDependencyError(WorkbenchError, ImportError):
 class RunLockedError(WorkbenchError, RuntimeError):
     """A run is locked by a live writer (another process, or another handle): it cannot be
     resumed or written until that writer ends. The message names its pid and host."""
+
+
+class CheckpointCorruptError(ModelNotFoundError):
+    """A checkpoint's files do not match the hashes its manifest recorded when it was written (a
+    flipped byte, a truncated file, a missing file): the message names the file."""
+
+
+class RunStoreError(WorkbenchError, OSError):
+    """The run store could not be written (disk full, read-only folder, ...). The message says
+    what was being written, what is intact, and how to resume once the cause is fixed."""

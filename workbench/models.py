@@ -191,7 +191,7 @@ def _resolve_source(name_or_path, step: int | str | None = None) -> tuple[str, s
     if path.exists():
         if not path.is_dir():
             raise ModelNotFoundError(f"{path} is a file; pass the folder that holds config.json")
-        path = resolve_checkpoint(path, step)
+        path = resolve_checkpoint(path, step)  # a run's checkpoint, verified by its hashes
         if not (path / "config.json").exists():
             raise ModelNotFoundError(
                 f"{path} has no config.json: pass a folder written by save_pretrained, "

@@ -89,8 +89,8 @@ class PretrainConfig(ConfigBase):
     # what may change when a run is resumed: budgets, intervals and the machine, never the model,
     # data, masking or optimiser (those would make the resumed curve a different experiment)
     resumable_changes = ("time_budget_s", "max_steps", "eval_every", "eval_sequences",
-                         "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "log_every",
-                         "device", "precision", "compile")
+                         "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
+                         "keep_optimizer_state", "log_every", "device", "precision", "compile")
     preset: str | None = _f(None, "preset the sizes came from", choices=tuple(PRESETS))
     # model (RobertaConfig sizes)
     num_layers: int = _f(4, "transformer layers")
@@ -129,7 +129,10 @@ class PretrainConfig(ConfigBase):
     eval_seed: int = _f(1234, "seed of the fixed evaluation mask")
     checkpoint_every: int = _f(1000, "steps between checkpoints")
     checkpoint_minutes: float = _f(10.0, "also checkpoint after this many minutes (0 = off)")
-    keep_checkpoints: int = _f(1, "newest checkpoints kept; only the newest keeps optimiser state")
+    keep_checkpoints: int = _f(1, "newest checkpoints kept; the newest two keep optimiser state "
+                                  "while the run is live")
+    keep_optimizer_state: bool = _f(True, "keep the newest optimiser state when the run completes, "
+                                          "so it can be extended (max_steps, time_budget_s)")
     log_every: int = _f(10, "steps between train-loss rows")
     # machine
     device: str = _f("auto", "'auto', 'cpu', 'cuda', 'cuda:1', 'mps'")
@@ -194,7 +197,7 @@ class FineTuneConfig(ConfigBase):
     renamed_fields = RENAMED_FIELDS
     # what may change when a run is resumed (nothing that changes what is computed)
     resumable_changes = ("eval_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
-                         "log_every", "device")
+                         "keep_optimizer_state", "log_every", "device")
 
     # data
     text_column: str = _f("text", "column with the (first) sentence")
@@ -223,8 +226,10 @@ class FineTuneConfig(ConfigBase):
     eval_every: int = _f(0, "optimiser steps between evaluations (0 = each epoch)")
     checkpoint_every: int = _f(0, "steps between checkpoints (0 = at each evaluation)")
     checkpoint_minutes: float = _f(10.0, "also checkpoint after this many minutes (0 = off)")
-    keep_checkpoints: int = _f(1, "newest checkpoints kept (only the newest keeps optimiser "
-                                  "state); the best evaluation's weights are kept as well")
+    keep_checkpoints: int = _f(1, "newest checkpoints kept (the newest two keep optimiser state "
+                                  "while the run is live); the best evaluation's weights as well")
+    keep_optimizer_state: bool = _f(False, "keep the optimiser state (and float32 weights) when the "
+                                           "run completes or stops early")
     early_stopping_patience: int = _f(0, "evaluations without improvement before stopping (0 = off)")
     early_stopping_metric: str = _f("eval_loss", "metric that decides the best checkpoint",
                                     choices=EVAL_METRICS)

@@ -27,7 +27,7 @@ import torch
 from ..device import describe_machine
 from ..errors import InputError
 from ..models import LM, load
-from .checkpoint import load_training_state, resumable_checkpoint
+from .checkpoint import load_training_state, resume_point, weights_dtype
 from .configs import FineTuneConfig
 from .engine import Engine, clip_gradients, make_optimizer
 from .events import Callback, StopFlag
@@ -323,13 +323,15 @@ class _Trainer:
 def finetune(lm_or_name: LM | str | None, data: Any = None, *, config: FineTuneConfig | None = None,
              resume: Run | str | os.PathLike | None = None, callbacks: Iterable[Callback] = (),
              stop: StopFlag | None = None, name: str | None = None, root: str | None = None,
-             progress: bool = True) -> Run | None:
+             progress: bool = True, restart: bool = False) -> Run | None:
     """Fine-tune `lm_or_name` (an `LM`, a model name or folder, a run) on `data`; return the `Run`.
 
     `data`: a DataFrame, a CSV/TSV/JSONL path, a GLUE-style folder, a `datasets` Dataset or
     DatasetDict, or a hub name such as "glue/sst2"; columns named in `config`. Every check on the
     data and on `max_length` runs before the run folder exists. `resume`: a run (or its id/path)
-    to continue from its newest checkpoint, or from step 0 if it was killed before one; the model
+    to continue from its newest intact checkpoint (an older one if the newest is damaged; the
+    run says so), or from step 0 if it was killed before one; `restart=True` starts it over when
+    no checkpoint can resume it. The model
     and data default to the run's own (a table given by path or name; pass a DataFrame again).
     `callbacks` receive every `Event`; `stop` ends the run gracefully. `root`: run store folder.
     On extra processes of a multi-GPU launch the function returns None.
@@ -338,15 +340,15 @@ def finetune(lm_or_name: LM | str | None, data: Any = None, *, config: FineTuneC
     ...                config=FineTuneConfig(epochs=1))
     >>> run.summary["eval_accuracy"], wb.load(run)                             # doctest: +SKIP
     """
-    run = open_for_resume(resume, KIND, root) if resume is not None else None
+    run = open_for_resume(resume, KIND, root, restart)
     with RunHold() as held:  # a resumed run is locked before anything is read or written
         held.take(run)
         return _finetune(run, held, lm_or_name, data, config, callbacks, stop, name=name,
-                         root=root, progress=progress)
+                         root=root, progress=progress, restart=restart)
 
 
 def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, name, root,
-              progress):
+              progress, restart=False):
     resumed = run is not None
     if resumed:
         config = resume_config(FineTuneConfig, run, config)
@@ -359,8 +361,10 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
                               seed=config.seed)
     _check_labels(data_obj, config.label_column)
     engine = Engine(config.device, config.precision)
-    checkpoint = resumable_checkpoint(run) if run is not None else None
+    checkpoint, fallback = resume_point(run, restart) if run is not None else (None, None)
     lm, base_name = _base_model(lm_or_name, run, checkpoint)
+    stored = (run.info.get("weights_dtype") if run is not None and checkpoint is not None
+              else weights_dtype(lm.path))  # what the base model was stored in (fp16: demo)
     check_max_length(config.max_length, lm.config, lm.tokenizer)
     model = _build_classifier(lm, data_obj, config.seed)
     # tokenising and planning can still refuse the input: do it before the run folder exists
@@ -370,14 +374,17 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
                                    root=root))
     with Spine(run if engine.is_main else None, engine, callbacks, total_steps=trainer.total_steps,
                checkpoint_minutes=config.checkpoint_minutes,
-               progress=f"fine-tuning {run.name}" if progress and run is not None else None) as spine:
+               progress=f"fine-tuning {run.name}" if progress and run is not None else None,
+               keep_checkpoints=config.keep_checkpoints,
+               keep_optimizer_state=config.keep_optimizer_state, weights_dtype=stored,
+               fallback=fallback) as spine:
         if checkpoint is not None:
             trainer.restore(checkpoint)
         spine.begin(trainer.step, config, resumed,
                     task=data_obj.task, label_names=data_obj.label_names, data=data_obj.source,
                     data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
                     learning_rate=trainer.learning_rate, attention=model.config._attn_implementation,
-                    machine=describe_machine())
+                    machine=describe_machine(), weights_dtype=stored)
         status = trainer.fit(spine, stop)
         trainer.finish(spine, status)
     return run if engine.is_main else None

@@ -44,7 +44,8 @@ def _cmd_finetune(args) -> int:
                          "--resume ID to continue a run")
     model = args.model or (None if args.resume else "demo")
     run = finetune(model, args.data, config=config_from_args(args), resume=args.resume,
-                   name=args.name, root=args.root, progress=not args.no_progress)
+                   name=args.name, root=args.root, progress=not args.no_progress,
+                   restart=args.restart)
     if run is None:  # a non-main process of a multi-GPU launch
         return 0
     print_run(run)

@@ -61,6 +61,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         help="run id, unique name or folder to continue (from its newest "
                              "checkpoint, or from step 0 if it was killed before one); the run's "
                              "config, model and data are reused, so `--resume ID` alone works")
+    parser.add_argument("--restart", action="store_true",
+                        help="with --resume: start the run over from step 0 when none of its "
+                             "checkpoints can resume it (damaged, or weights only)")
     parser.add_argument("--root", default=None,
                         help="run store folder (default: $WORKBENCH_RUNS or the default runs folder)")
     parser.add_argument("--name", default=None, help="run name (default: the run id)")

@@ -32,7 +32,7 @@ import torch
 
 from ..device import describe_machine
 from ..errors import InputError
-from .checkpoint import load_training_state, resumable_checkpoint
+from .checkpoint import load_training_state, resume_point
 from .configs import PRESETS, PretrainConfig
 from .corpus import PackedCorpus, as_corpus, default_cache_dir, pack
 from .engine import Engine, clip_gradients, make_optimizer
@@ -259,27 +259,29 @@ class Batches:
 def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, tokenizer=None,
              resume=None, callbacks: Iterable[Callback] = (), stop: StopFlag | None = None,
              name: str | None = None, root: str | Path | None = None, progress: bool = False,
-             cache_dir: str | Path | None = None) -> Run | None:
+             cache_dir: str | Path | None = None, restart: bool = False) -> Run | None:
     """Pretrain a RoBERTa-style masked LM on `corpus`; return its `Run` (open it with `wb.load(run)`).
 
     `corpus`: a `Corpus`, "demo", texts, a text file/folder, a DataFrame with a 'text' column, a
     `datasets.Dataset`, a `PackedCorpus` or a packed-corpus folder. `config`: a PretrainConfig,
     a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
-    path/id) to continue from its newest checkpoint, or from step 0 if it was killed before one;
+    path/id) to continue from its newest intact checkpoint (an older one if the newest is damaged;
+    the run says so), or from step 0 if it was killed before one (`restart=True`: also when no
+    checkpoint can resume it);
     its config and corpus are reused (a corpus passed again must be the same, checked by hash);
     `config` may then change only `PretrainConfig.resumable_changes` (e.g. a larger `max_steps` or `time_budget_s`,
     which counts training time across sessions). `stop`: a StopFlag for a graceful stop from
     another thread. On extra processes of a multi-GPU launch the function returns None.
     """
-    run = open_for_resume(resume, KIND, root) if resume is not None else None
+    run = open_for_resume(resume, KIND, root, restart)
     with RunHold() as held:  # a resumed run is locked before anything is read or written
         held.take(run)
         return _pretrain(run, held, corpus, config, tokenizer, callbacks, stop, name=name,
-                         root=root, progress=progress, cache_dir=cache_dir)
+                         root=root, progress=progress, cache_dir=cache_dir, restart=restart)
 
 
 def _pretrain(run, held: RunHold, corpus, config, tokenizer, callbacks, stop, *, name, root,
-              progress, cache_dir):
+              progress, cache_dir, restart=False):
     resume = run is not None
     config = _config(config, run)
     if run is not None and corpus is None:
@@ -294,12 +296,14 @@ def _pretrain(run, held: RunHold, corpus, config, tokenizer, callbacks, stop, *,
         raise InputError(f"run {run.id} was trained on corpus {run.info.get('corpus_hash')}, "
                          f"not {packed.meta.get('corpus_hash')}: pass the same corpus to resume")
     trainer = _Pretrainer(config, packed, tokenizer, engine)  # may still refuse: no folder yet
+    checkpoint, fallback = resume_point(run, restart) if resume else (None, None)
     if run is None and engine.is_main:
         run = _create_run(held, config, packed, name, root)
     with Spine(run if engine.is_main else None, engine, callbacks, total_steps=config.max_steps,
                checkpoint_minutes=config.checkpoint_minutes,
-               progress="pretraining" if progress else None) as spine:
-        checkpoint = resumable_checkpoint(run) if resume else None
+               progress="pretraining" if progress else None,
+               keep_checkpoints=config.keep_checkpoints,
+               keep_optimizer_state=config.keep_optimizer_state, fallback=fallback) as spine:
         if checkpoint is not None:
             trainer.restore(checkpoint)
         status = trainer.fit(spine, stop, resumed=resume)

@@ -47,7 +47,7 @@ def _cmd_pretrain(args) -> int:
         config = PretrainConfig.from_preset(args.preset or "mini", **overrides)
     corpus = args.corpus if args.corpus or args.resume else "demo"
     run = pretrain(corpus, config=config, resume=args.resume, root=args.root, name=args.name,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, restart=args.restart)
     if run is None:  # a non-main process of a multi-GPU launch
         return 0
     print_run(run)

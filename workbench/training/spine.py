@@ -7,36 +7,53 @@
     ... spine.emit("step", step, loss=...); spine.checkpoint_due(step, every) -> spine.save(...)
     spine.finish(status, step, summary)         # summary with the shared keys, final status
 
-Resume rule (both loops): a run resumes from its newest whole checkpoint (`resumable_checkpoint`),
-or, when it was killed before its first one, from step 0 with the same id and config. Either way
+Resume rule (both loops): a run resumes from its newest whole checkpoint that passes its hash
+check (`resume_point`: the newest two keep their optimizer state while the run is live, so a
+damaged newest one falls back to the one before, and run.json's `fallback` says so), or, when it
+was killed before its first one, from step 0 with the same id and config. A run whose every
+checkpoint is damaged (or weights only) starts over only when asked (`restart=True`). Either way
 the metric rows after the restored step are dropped first and rows already logged at that step
 are not written again, so no step appears twice; taking the run's lock removes a killed
 checkpoint's temporary folder. The lock is held for the whole life of the training process. Only the fields a
 task lists as free (budgets, intervals, the machine) may change on resume.
 
 Statuses: created -> running -> completed | stopped | early_stopped | interrupted (Ctrl-C) |
-failed. Summary keys shared by both loops: steps, total_steps, status, wall_s (this session's wall
+failed; an ended run's `error` in run.json says what happened (cleared when it runs again), and
+the exception carries `workbench_run` (kind, id, step) for the CLI's one-paragraph message. An
+ended run (completed, early_stopped) keeps its optimizer state only if `keep_optimizer_state`
+(`checkpoint.finalize`). Summary keys shared by both loops: steps, total_steps, status, wall_s (this session's wall
 time), train_s (training time over all sessions), precision, processes, disk_mb (the run folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Iterable
 
 from ..errors import InputError
-from .checkpoint import disk_mb, save_checkpoint
+from .checkpoint import disk_mb, finalize, save_checkpoint
 from .engine import Engine
 from .events import Callback, Event, MetricsLogger, ProgressBar, emit
 from .run import Run
 
 HEARTBEAT_S = 30.0  # run.json's "heartbeat" is rewritten at most this often while running
+ENDED = ("completed", "early_stopped")  # statuses after which a run is not resumed
+logger = logging.getLogger(__name__)
 
 
-def open_for_resume(resume, kind: str, root) -> Run:
-    """The run to resume, checked to be of `kind`."""
+def open_for_resume(resume, kind: str, root, restart: bool = False) -> Run | None:
+    """The run to resume, checked to be of `kind` and not broken; None for a new run."""
+    if resume is None:
+        if restart:
+            raise InputError("restart=True (--restart) starts a run you resume over from step 0: "
+                             "pass resume=ID (--resume ID) with it")
+        return None
     run = Run.open(resume, root=root)
+    if run.status == "broken":
+        raise InputError(f"run {run.id} cannot be resumed: it is broken ({run.reason}; "
+                         f"{run.path}). Repair or delete that folder, or start a new run")
     if run.kind != kind:
         raise InputError(f"run {run.id} is a {run.kind!r} run; resume it with "
                          f"wb.{'pretrain' if run.kind == 'pretrain' else 'finetune'}")
@@ -78,8 +95,13 @@ class Spine:
     and the summary are rank 0's alone."""
 
     def __init__(self, run: Run | None, engine: Engine, callbacks: Iterable[Callback], *,
-                 total_steps: int, checkpoint_minutes: float = 0.0, progress: str | None = None):
+                 total_steps: int, checkpoint_minutes: float = 0.0, progress: str | None = None,
+                 keep_checkpoints: int = 1, keep_optimizer_state: bool = True,
+                 weights_dtype: str | None = None, fallback: dict | None = None):
         self.run, self.engine, self.total_steps = run, engine, total_steps
+        # what `finish` keeps (checkpoint.finalize) and what `begin` records about the resume
+        self.keep_last, self.keep_state = keep_checkpoints, keep_optimizer_state
+        self.weights_dtype, self.fallback = weights_dtype, fallback
         self.checkpoint_s = checkpoint_minutes * 60
         self.callbacks = list(callbacks)
         if run is not None:
@@ -98,16 +120,30 @@ class Spine:
 
     def __exit__(self, kind, err, tb) -> bool:
         try:
-            if err is not None and self.run is not None:
-                status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-                self.run.set_status(status, error=f"{type(err).__name__}: {err}"[:500])
             if err is not None:
-                self.emit("error", getattr(self, "step", 0), message=f"{type(err).__name__}: {err}")
+                self._record_error(err)
             else:  # every process leaves together, after rank 0's last write: a rank that exits
                 self.engine.barrier()  # early can abort at gloo's teardown (exit -6)
         finally:
             self._stack.close()
         return False
+
+    def _record_error(self, err: BaseException) -> None:
+        """Status and `error` in run.json, an "error" event, and `err.workbench_run`. A store that
+        cannot be written any more (disk full) is logged: the run then reads as "interrupted"."""
+        step = getattr(self, "step", 0)
+        interrupted = isinstance(err, KeyboardInterrupt)
+        message = (f"interrupted by Ctrl-C (KeyboardInterrupt) at step {step}" if interrupted
+                   else f"{type(err).__name__}: {err}")
+        if self.run is not None:
+            err.workbench_run = (self.run.kind, self.run.id, step)
+            try:
+                self.run.set_status("interrupted" if interrupted else "failed",
+                                    error=message[:1000])
+            except OSError as write_err:
+                logger.warning("could not record the end of run %s (%s): %s", self.run.id,
+                               message[:200], write_err)
+        self.emit("error", step, message=message)
 
     def begin(self, step: int, config, resumed: bool, **info) -> None:
         """Drop metric rows after `step` (the restored step, 0 when starting over), record the
@@ -123,18 +159,34 @@ class Spine:
                     self.logger.skip = set(zip(at["kind"], at["step"].astype(int)))
             self.run.set_status("running", total_steps=self.total_steps,
                                 device=str(self.engine.device), precision=self.engine.precision,
-                                processes=self.engine.world, heartbeat=time.time(), **info)
-        self.emit("start", step, resumed_from=step)
+                                processes=self.engine.world, heartbeat=time.time(), error=None,
+                                fallback=self.fallback, **info)
+        fell_back = {"fallback_from": self.fallback["newest_step"]} if self.fallback else {}
+        self.emit("start", step, resumed_from=step, **fell_back)
 
     def finish(self, status: str, step: int, summary: dict, final: dict) -> None:
         """Write the summary (shared keys + `summary`), the final status, the last event."""
         if self.run is not None:
+            if status in ENDED:  # the best evaluation's checkpoint stays (wb.load opens it)
+                self._finalize(keep_steps=[summary.get("best_step")])
             self.run.write_summary({
                 "steps": step, "total_steps": self.total_steps, "status": status,
                 "wall_s": round(time.time() - self.started, 2), "precision": self.engine.precision,
                 "processes": self.engine.world, **summary, "disk_mb": disk_mb(self.run.path)})
             self.run.set_status(status)
         self.emit("stopped" if status == "stopped" else "end", step, **final)
+
+    def _finalize(self, keep_steps) -> None:
+        """Drop the optimizer state (unless kept) and store the weights in the base's dtype; a
+        failure here (disk full) leaves the checkpoints as they were and is only logged."""
+        from safetensors import SafetensorError
+
+        try:
+            finalize(self.run, self.keep_last, keep_steps, keep_state=self.keep_state,
+                     dtype=self.weights_dtype)
+        except (OSError, SafetensorError) as err:
+            logger.warning("run %s: could not shrink its checkpoints (%s); they stay as they are",
+                           self.run.id, err)
 
     # ---- during the run -------------------------------------------------------------------------
     def emit(self, kind: str, step: int, **metrics) -> None:
