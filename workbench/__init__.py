@@ -81,6 +81,8 @@ _API = {
     "attribute": "workbench.analysis.attribution",
     "pos_corpus": "workbench.analysis.pos_data",
     "read_conll": "workbench.analysis.pos_data",
+    # --- syntax probes on Universal Dependencies (issue 24) ---
+    "structural_probe": "workbench.analysis.structural_probe",
     # --- notebooks and paper report (issue 8) ---
     "make_report": "workbench.report",
 }
