@@ -83,6 +83,7 @@ _API = {
     "read_conll": "workbench.analysis.pos_data",
     # --- syntax probes on Universal Dependencies (issue 24) ---
     "structural_probe": "workbench.analysis.structural_probe",
+    "online_codelength": "workbench.analysis.mdl",
     # --- notebooks and paper report (issue 8) ---
     "make_report": "workbench.report",
 }

@@ -93,7 +93,8 @@ WARN_TEST_ROWS = 30   # fewer: a UserWarning says the accuracy is coarse
 
 def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None = None,
                    groups: Sequence | None = None, test_size: float = 0.25, seed: int = 0,
-                   C: float = 1.0, max_iter: int = 1000, control: bool = True) -> pd.DataFrame:
+                   C: float = 1.0, max_iter: int = 1000, control: bool = True,
+                   mdl: bool = False) -> pd.DataFrame:
     """Probe already computed features: `labels` (and `types`, `groups`) align with `feats.index`.
 
     `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
@@ -141,6 +142,11 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
         if yc is not None:
             cacc, _ = _fit_score(x[tr], yc[tr], x[te], yc[te], C, max_iter)
             rows += [(layer, "control_accuracy", cacc), (layer, "selectivity", acc - cacc)]
+        if mdl:  # online code over all rows (Voita & Titov 2020), see analysis.mdl
+            from .mdl import mdl_rows
+
+            rows += [(layer, m, v) for m, v in mdl_rows(x, y, yc, groups=groups, seed=seed, C=C,
+                                                        max_iter=max_iter)]
     out = pd.DataFrame(rows, columns=[S.LAYER, S.METRIC, S.VALUE])
     out.insert(0, S.MODEL, feats.model)
     out[S.SPLIT] = "test"
@@ -152,7 +158,8 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
 def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | None = None,
                  text_col: str = S.TEXT, label_col: str = S.LABEL, test_size: float = 0.25,
                  seed: int = 0, C: float = 1.0, max_iter: int = 1000, control: bool = True,
-                 batch_size: int = 32, progress: bool = True, cache: bool = True) -> pd.DataFrame:
+                 batch_size: int = 32, progress: bool = True, cache: bool = True,
+                 mdl: bool = False) -> pd.DataFrame:
     """Per-layer probe accuracy with majority and control-task baselines.
 
     `lm`: an `LM`, a dict {name: LM} (one curve per model), or ready `Features` (then `data` are
@@ -165,6 +172,8 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
     whose probe did not converge in `max_iter` steps. A test split of fewer than 2 rows is
     refused and one of fewer than 30 rows warns: accuracies on so few rows are too coarse to read.
+    `mdl=True` adds the online code length of all rows' labels (Voita & Titov 2020, `analysis.mdl`):
+    "codelength_kbits", "uniform_kbits", "compression" and, with `control`, the control task's.
     """
     check_finite("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
     check_finite("C", C, low=0, low_open=True), check_int("max_iter", max_iter, minimum=1)
@@ -172,7 +181,7 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
         raise InputError("data is None: pass a frame with text and label columns (or word rows)")
     if task not in TASKS:
         raise InputError(f"task={task!r}; use 'sentence' (one label per text) or 'token' (per word)")
-    opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control)
+    opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control, mdl=mdl)
     if isinstance(lm, Features):
         return probe_features(lm, data, **opts)
     if task == "sentence":
