@@ -94,3 +94,21 @@ def test_edge_probe_on_the_tiny_model(tiny_lm, one_torch_thread):
     assert mdl["compression"] == pytest.approx(mdl["uniform_kbits"] / mdl["codelength_kbits"])
     with pytest.raises(InputError, match="tasks='ner' is not one of"):
         wb.edge_probe(tiny_lm, FIX / "ud_tiny_train.conllu", tasks=["ner"])
+
+
+def test_grid_and_mdl_figures():
+    from workbench.plots import syntax_probes as sp
+
+    layers = pd.DataFrame([("m", t, l, met, v) for t in ("upos", "deprel") for l in range(3)
+                           for met, v in (("mix_weight", 1 / 3), ("delta", 0.1 * l))],
+                          columns=["model", "task", "layer", "metric", "value"])
+    summary = pd.DataFrame([("m", t, met, v) for t in ("upos", "deprel")
+                            for met, v in (("accuracy", 0.9), ("control_accuracy", 0.5),
+                                           ("expected_layer", 1.0), ("center_of_gravity", 1.5),
+                                           ("n_test", 40))],
+                           columns=["model", "task", "metric", "value"])
+    fig = sp.edge_probe_grid(EP.EdgeProbeResult(layers=layers, summary=summary))
+    assert len(fig.data) == 4 and "40 held-out" in fig.layout.title.text
+    assert len(fig.layout.shapes) == 4                 # expected layer + center, per task
+    with pytest.raises(InputError, match="mdl=True"):
+        sp.mdl_beside_accuracy(layers)

@@ -252,3 +252,19 @@ def test_malformed_file_error_names_the_file(tmp_path, tiny_lm):
     with pytest.raises(InputError, match="gold trees"):
         wb.structural_probe(tiny_lm, wb.read_conll(FIX / "ud_tiny_train.conllu", word_col=1,
                                                 format="columns"), path)
+
+
+def test_figures_draw_the_frames_they_are_given():
+    from workbench.plots import syntax_probes as sp
+
+    rows = [("m", lay, "distance", r, met, v, 10, "test") for lay in (0, 1) for r in (2, 8)
+            for met, v in (("uuas", 0.3 + 0.1 * lay + r / 100), ("dspr", 0.5), ("uuas_linear", 0.4))]
+    df = __import__("pandas").DataFrame(rows, columns=["model", "layer", "kind", "probe_rank",
+                                                        "metric", "value", "count", "split"])
+    fig = sp.structural_curve(df)
+    assert np.allclose([list(t.y) for t in fig.data], [[0.38, 0.48], [0.5, 0.5]])  # rank 8 only
+    assert "10 held-out" in fig.layout.title.text
+    curve = sp.rank_curve(df)
+    assert [list(t.x) for t in curve.data] == [[2, 8], [2, 8]]
+    with pytest.raises(InputError, match="no 'nspr' rows"):
+        sp.rank_curve(df, metric="nspr")
