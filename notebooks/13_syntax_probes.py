@@ -42,6 +42,7 @@ N_TRAIN = 3000          # training sentences for the structural probes (12,544 i
 N_TEST = 1000           # held-out sentences (2,077 in EWT test)
 N_EDGE = 1500           # sentences for edge probing and MDL (train split; a quarter held out)
 EPOCHS = 10             # structural-probe epochs (the best on a held-out tenth is kept)
+EDGE_EPOCHS = 5         # edge-probe epochs (each task trains one probe per layer prefix)
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 SEED = 0
 
@@ -55,7 +56,7 @@ import workbench as wb
 from workbench.plots import syntax_probes as sp
 
 if QUICK:  # the test harness runs every notebook on a tiny random model
-    N_TRAIN, N_TEST, N_EDGE, EPOCHS, RANKS = 40, 20, 40, 2, [1, 4]
+    N_TRAIN, N_TEST, N_EDGE, EPOCHS, EDGE_EPOCHS, RANKS = 16, 4, 16, 1, 1, [1, 4]
 
 lm = wb.load(MODEL)
 lm
@@ -201,7 +202,7 @@ sp.rank_curve(curve, title=f"UUAS by probe rank at layer {best_layer} ({SOURCE.s
 
 # %%
 edge_data = train_all[train_all["text_id"] < N_EDGE]
-edge = wb.edge_probe(lm, edge_data, tasks=["upos", "deprel", "depth"], seed=SEED)
+edge = wb.edge_probe(lm, edge_data, tasks=["upos", "deprel", "depth"], epochs=EDGE_EPOCHS, seed=SEED)
 edge.summary.pivot_table(index="task", columns="metric", values="value").round(3)
 
 # %%

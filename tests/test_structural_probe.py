@@ -263,7 +263,7 @@ def test_figures_draw_the_frames_they_are_given():
                                                         "metric", "value", "count", "split"])
     fig = sp.structural_curve(df)
     assert np.allclose([list(t.y) for t in fig.data], [[0.38, 0.48], [0.5, 0.5]])  # rank 8 only
-    assert "10 held-out" in fig.layout.title.text
+    assert "10 held-out edges" in fig.layout.title.text
     curve = sp.rank_curve(df)
     assert [list(t.x) for t in curve.data] == [[2, 8], [2, 8]]
     with pytest.raises(InputError, match="no 'nspr' rows"):

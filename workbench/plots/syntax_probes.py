@@ -50,11 +50,12 @@ def structural_curve(df: pd.DataFrame, *, title: str | None = None) -> go.Figure
     if not base.empty:
         fig.add_hline(y=float(base[S.VALUE].iloc[0]), line=dict(color="#666", dash="dot"),
                       annotation_text="right-branching baseline (UUAS)")
-    n = int(sub[sub[S.METRIC] == _STRUCT[kind][1][0]][S.COUNT].max())
+    first, spear = (int(sub[sub[S.METRIC] == m][S.COUNT].max()) for m, _ in _STRUCT[kind])
+    counted = (f"{first} held-out edges" if kind == "distance" else f"{first} held-out sentences")
     rank = int(sub[S.PROBE_RANK].iloc[0])
     fig.update_layout(
         title=dict(text=title or f"{plot_text(short_name(df[S.MODEL].iloc[0]))}: {kind} probe "
-                   f"(rank {rank}) per layer, {n} held-out sentences of 5-50 words"),
+                   f"(rank {rank}) per layer; {counted}, Spearman on {spear} sentences of 5-50 words"),
         xaxis=dict(title="layer (0 = embeddings)", dtick=1), yaxis=dict(title="score", range=[0, 1.02]))
     return finish(fig)
 
