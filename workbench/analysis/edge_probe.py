@@ -37,6 +37,7 @@ from ..config import check_choice, check_finite, check_int, check_sequence
 from ..errors import InputError
 from ..models import check_lm
 from .linear_probe import control_labels
+from .structural_probe import one_thread
 from .trees import tree_depths
 from .word_vectors import word_vectors
 
@@ -210,8 +211,9 @@ def edge_probe(lm, data, *, tasks=TASKS, test=None, test_size: float = 0.25, lay
     opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, proj=proj, hidden=hidden)
     layer_rows, summary_rows = [], []
     for task in tasks:
-        lr_rows, sm_rows = _run_task(x_all, parts[0].layers, frame, is_test, task, opts,
-                                     control, mdl, seed)
+        with one_thread():
+            lr_rows, sm_rows = _run_task(x_all, parts[0].layers, frame, is_test, task, opts,
+                                         control, mdl, seed)
         layer_rows += [(task, int(j), m, v) for j, m, v in lr_rows]
         summary_rows += [(task, m, v) for m, v in sm_rows]
     lay = pd.DataFrame(layer_rows, columns=[S.TASK, S.LAYER, S.METRIC, S.VALUE])

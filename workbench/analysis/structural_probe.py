@@ -22,6 +22,8 @@ root; NSpr = Spearman of predicted vs gold depths per sentence, averaged the sam
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import torch
@@ -34,6 +36,18 @@ from . import trees as T
 from .word_vectors import sentence_trees, word_vectors
 
 KINDS = ("distance", "depth")
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread for the probes' small matmuls: on a busy 2-core machine two threads
+    made a (20 x 384) @ (384 x 128) product ~100x slower (thread hand-offs), none made it faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _targets(tree: dict, kind: str) -> np.ndarray:
@@ -110,14 +124,30 @@ def fit_tree_probe(xs: list[np.ndarray], golds: list[np.ndarray], *, kind: str =
     return best.numpy()
 
 
+def predict_tree(proj: np.ndarray, xs, kind: str, batch_size: int = 256) -> list[np.ndarray]:
+    """Each sentence's predicted squared distances (n_i, n_i) or depths (n_i,), batched by length."""
+    p = torch.from_numpy(np.asarray(proj, dtype=np.float32))
+    order = sorted(range(len(xs)), key=lambda i: len(xs[i]))
+    out: list = [None] * len(xs)
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            n = max(len(xs[i]) for i in idx)
+            x = torch.zeros(len(idx), n, p.shape[0])
+            for b, i in enumerate(idx):
+                x[b, :len(xs[i])] = torch.from_numpy(np.asarray(xs[i], dtype=np.float32))
+            pred = _predict(x, p, kind).numpy()
+            for b, i in enumerate(idx):
+                k = len(xs[i])
+                out[i] = pred[b, :k, :k] if kind == "distance" else pred[b, :k]
+    return out
+
+
 def score_tree_probe(proj: np.ndarray, xs, trees: list[dict], kind: str,
                      punct=T.PUNCT_UPOS) -> dict[str, tuple[float, int]]:
     """Metric -> (value, count) of a trained B on held-out sentences (module docstring)."""
     preds, golds, correct, total, roots = [], [], 0, 0, 0
-    p = torch.from_numpy(np.asarray(proj, dtype=np.float32))
-    for x, tree in zip(xs, trees):
-        with torch.no_grad():
-            pred = _predict(torch.from_numpy(np.asarray(x, np.float32))[None], p, kind)[0].numpy()
+    for pred, tree in zip(predict_tree(proj, xs, kind), trees):
         keep = ~np.isin(tree["pos"], punct)
         gold = _targets(tree, kind)
         preds.append(pred), golds.append(gold)
@@ -202,9 +232,11 @@ def structural_probe(lm, train, test, *, kind: str = "distance", rank=None, laye
     for lay in tr.layers:
         xs, xt = tr.sentences(lay), te.sentences(lay)
         for r in ranks:
-            proj = fit_tree_probe(xs, golds, kind=kind, rank=r, epochs=epochs, lr=lr,
-                                  batch_size=batch_size, seed=seed)
-            for metric, (value, count) in score_tree_probe(proj, xt, te_trees, kind).items():
+            with one_thread():
+                proj = fit_tree_probe(xs, golds, kind=kind, rank=r, epochs=epochs, lr=lr,
+                                      batch_size=batch_size, seed=seed)
+                scores = score_tree_probe(proj, xt, te_trees, kind)
+            for metric, (value, count) in scores.items():
                 rows.append((lay, r or tr.dim, metric, value, count))
             if base is not None:
                 rows.append((lay, r or tr.dim, "uuas_linear", base[0], base[1]))
