@@ -72,9 +72,11 @@ def _models(quick: bool) -> list[tuple[str, str | None]]:
     return [("demo", "demo"), (MINILM, _minilm_path())]
 
 
-def run(quick: bool = False, only: str | None = None, cache: str | None = None) -> list[dict]:
+def run(quick: bool = False, only: str | None = None, cache: str | None = None,
+        train_sentences: int | None = None) -> list[dict]:
     """Rows for every model (or the model named `only`); `cache`: a feature-cache folder to keep
-    (default a private temporary one, so the first pass is cold)."""
+    (default a private temporary one, so the first pass is cold); `train_sentences`: the first N
+    sentences of EWT train only (default all 12,544)."""
     import torch
 
     import workbench as wb
@@ -83,8 +85,10 @@ def run(quick: bool = False, only: str | None = None, cache: str | None = None) 
     if quick:
         train, test = FIXTURES / "ud_tiny_train.conllu", FIXTURES / "ud_tiny_test.conllu"
     else:
-        train = next(UD.glob("en_ewt-ud-train.conllu*"))
-        test = next(UD.glob("en_ewt-ud-test.conllu*"))
+        train = wb.read_conll(next(UD.glob("en_ewt-ud-train.conllu*")))
+        test = wb.read_conll(next(UD.glob("en_ewt-ud-test.conllu*")))
+        if train_sentences is not None:
+            train = train[train["text_id"] < train_sentences]
     rows, saved = [], os.environ.get("WORKBENCH_CACHE")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WORKBENCH_CACHE"] = cache or str(Path(tmp) / "cache")  # cold unless kept
@@ -102,7 +106,8 @@ def run(quick: bool = False, only: str | None = None, cache: str | None = None) 
             torch.manual_seed(0)
             lm = wb.load(path, device="cpu")
             got = _sweep(lm, train, test, epochs=2 if quick else 10)
-            notes = (f"{name}: {lm.num_layers + 1} layers x {lm.config.hidden_size}, rank "
+            n_train = "fixture" if quick else f"{train['text_id'].nunique()} train sentences"
+            notes = (f"{name}: {n_train}, {lm.num_layers + 1} layers x {lm.config.hidden_size}, rank "
                      f"{got['rank']}, {got['edges']} test edges; features (cold cache) "
                      f"{got['features_s']:.0f} s wall / {got['features_cpu_s']:.0f} s CPU; "
                      f"probe CPU {got['probe_cpu_s']:.0f} s; curve {got['curve']}")
@@ -124,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "cpu-2026-12-06"))
     ap.add_argument("--cache", default=None, help="keep the feature cache in this folder")
     ap.add_argument("--only", default=None, help="one model: demo or " + MINILM)
+    ap.add_argument("--train-sentences", type=int, default=None,
+                    help="the first N sentences of EWT train (default all)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     from workbench.device import describe_machine
@@ -132,12 +139,13 @@ def main(argv=None) -> int:
         if a.only and name != a.only:
             continue
         before, t0 = [round(x, 2) for x in os.getloadavg()], time.perf_counter()
-        rows = run(quick=a.quick, only=name, cache=a.cache)
+        rows = run(quick=a.quick, only=name, cache=a.cache, train_sentences=a.train_sentences)
         _write(Path(a.out), name, rows, {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": a.quick,
             "machine": describe_machine(), "load_average_before": before,
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "nice": os.nice(0), "total_s": time.perf_counter() - t0})
+            "nice": os.nice(0), "train_sentences": a.train_sentences or "all",
+            "total_s": time.perf_counter() - t0})
     return 0
 
 
