@@ -180,6 +180,23 @@ def _run_task(x_all, layer_ids, frame, is_test, task, opts, control, mdl, seed):
     return layer_rows, summary
 
 
+def _stack(parts, test_size: float, seed: int):
+    """One word frame, its (N_words, L, D) vectors and the test mask, from the kept sentences of
+    `data` (and `test`, whose text ids are shifted past data's)."""
+    frames, stacks = [], []
+    for p in parts:
+        keep = np.repeat(p.kept, np.diff(p.offsets))                  # (N_words,) bool
+        frames.append(p.frame[keep])
+        stacks.append(np.stack([p.layer(lay) for lay in p.layers], axis=1)[keep])
+    if len(parts) == 2:
+        shift = frames[0][S.TEXT_ID].max() + 1
+        frames[1] = frames[1].assign(**{S.TEXT_ID: frames[1][S.TEXT_ID] + shift})
+    frame = pd.concat(frames, ignore_index=True)
+    is_test = (np.arange(len(frame)) >= len(frames[0]) if len(parts) == 2
+               else _split(frame, test_size, seed))
+    return frame, torch.from_numpy(np.concatenate(stacks)), is_test
+
+
 def edge_probe(lm, data, *, tasks=TASKS, test=None, test_size: float = 0.25, layers="all",
                epochs: int = 5, batch_size: int = 64, lr: float = 1e-3, proj: int = 128,
                hidden: int = 128, control: bool = True, mdl: bool = False, seed: int = 0,
@@ -199,15 +216,7 @@ def edge_probe(lm, data, *, tasks=TASKS, test=None, test_size: float = 0.25, lay
     check_finite("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
     parts = [word_vectors(lm, d, layers=layers, progress=progress, cache=cache, what=name)
              for d, name in ((data, "data"), (test, "test")) if d is not None]
-    frames = [p.frame[np.repeat(p.kept, np.diff(p.offsets))] for p in parts]
-    stacks = [np.stack([p.layer(lay) for lay in p.layers], axis=1)[np.repeat(p.kept, np.diff(p.offsets))]
-              for p in parts]                                         # (N_words, L, D)
-    if len(parts) == 2:
-        frames[1] = frames[1].assign(**{S.TEXT_ID: frames[1][S.TEXT_ID] + frames[0][S.TEXT_ID].max() + 1})
-    frame = pd.concat(frames, ignore_index=True)
-    is_test = (np.arange(len(frame)) >= len(frames[0])) if len(parts) == 2 else \
-        _split(frame, test_size, seed)
-    x_all = torch.from_numpy(np.concatenate(stacks))
+    frame, x_all, is_test = _stack(parts, test_size, seed)
     opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, proj=proj, hidden=hidden)
     layer_rows, summary_rows = [], []
     for task in tasks:
