@@ -38,12 +38,13 @@
 MODEL = "demo"          # one changed line runs it on roberta-base: MODEL = "roberta-base"
 QUICK = False
 UD_DIR = None           # a folder with en_ewt-ud-{train,test}.conllu(.gz); None: look for it
-N_TRAIN = 3000          # training sentences for the structural probes (12,544 in EWT train)
-N_TEST = 1000           # held-out sentences (2,077 in EWT test)
-N_EDGE = 1500           # sentences for edge probing and MDL (train split; a quarter held out)
+N_TRAIN = 1500          # training sentences for the structural probes (12,544 in EWT train)
+N_TEST = 500            # held-out sentences (2,077 in EWT test)
+N_EDGE = 600            # sentences for edge probing (EWT train; a quarter held out)
+N_MDL = 300             # sentences for the MDL / accuracy comparison (EWT train)
 EPOCHS = 10             # structural-probe epochs (the best on a held-out tenth is kept)
-EDGE_EPOCHS = 5         # edge-probe epochs (each task trains one probe per layer prefix)
-RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+EDGE_EPOCHS = 3         # edge-probe epochs (each task trains one probe per layer prefix)
+RANKS = [1, 2, 4, 8, 32, 128]
 SEED = 0
 
 # %%
@@ -56,7 +57,7 @@ import workbench as wb
 from workbench.plots import syntax_probes as sp
 
 if QUICK:  # the test harness runs every notebook on a tiny random model
-    N_TRAIN, N_TEST, N_EDGE, EPOCHS, EDGE_EPOCHS, RANKS = 16, 4, 16, 1, 1, [1, 4]
+    N_TRAIN, N_TEST, N_EDGE, N_MDL, EPOCHS, EDGE_EPOCHS, RANKS = 16, 4, 16, 16, 1, 1, [1, 4]
 
 lm = wb.load(MODEL)
 lm
@@ -132,7 +133,8 @@ if ud is not None:
     SOURCE = f"UD English-EWT ({ud})"
 else:  # the tiny sample, repeated: every cell runs, no number means anything
     sample = wb.read_conll(SAMPLE, format="conllu")
-    reps = [sample.assign(text_id=sample["text_id"] + 4 * k) for k in range(max(N_TRAIN, N_EDGE) // 4)]
+    copies = max(N_TRAIN, N_EDGE, N_MDL) // 4
+    reps = [sample.assign(text_id=sample["text_id"] + 4 * k) for k in range(copies)]
     train_all, test_all = pd.concat(reps, ignore_index=True), sample
     SOURCE = "the built-in 4-sentence sample (repeated): NOT a result"
 train = train_all[train_all["text_id"] < N_TRAIN]
@@ -218,7 +220,7 @@ sp.edge_probe_grid(edge)
 # representation.
 
 # %%
-upos = edge_data.copy()
+upos = train_all[train_all["text_id"] < N_MDL]
 mdl = wb.linear_probe(lm, upos, task="token", mdl=True, seed=SEED, progress=False)
 mdl.pivot_table(index="layer", columns="metric", values="value").round(3)
 
