@@ -73,10 +73,10 @@ def _models(quick: bool) -> list[tuple[str, str | None]]:
 
 
 def run(quick: bool = False, only: str | None = None, cache: str | None = None,
-        train_sentences: int | None = None) -> list[dict]:
+        train_sentences: int | None = None, test_sentences: int | None = None) -> list[dict]:
     """Rows for every model (or the model named `only`); `cache`: a feature-cache folder to keep
     (default a private temporary one, so the first pass is cold); `train_sentences`: the first N
-    sentences of EWT train only (default all 12,544)."""
+    sentences of EWT train only (default all 12,544), `test_sentences` the same for EWT test."""
     import torch
 
     import workbench as wb
@@ -89,6 +89,8 @@ def run(quick: bool = False, only: str | None = None, cache: str | None = None,
         test = wb.read_conll(next(UD.glob("en_ewt-ud-test.conllu*")))
         if train_sentences is not None:
             train = train[train["text_id"] < train_sentences]
+        if test_sentences is not None:
+            test = test[test["text_id"] < test_sentences]
     rows, saved = [], os.environ.get("WORKBENCH_CACHE")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WORKBENCH_CACHE"] = cache or str(Path(tmp) / "cache")  # cold unless kept
@@ -106,7 +108,8 @@ def run(quick: bool = False, only: str | None = None, cache: str | None = None,
             torch.manual_seed(0)
             lm = wb.load(path, device="cpu")
             got = _sweep(lm, train, test, epochs=2 if quick else 10)
-            n_train = "fixture" if quick else f"{train['text_id'].nunique()} train sentences"
+            n_train = ("fixtures" if quick else f"{train['text_id'].nunique()} train / "
+                       f"{test['text_id'].nunique()} test sentences")
             notes = (f"{name}: {n_train}, {lm.num_layers + 1} layers x {lm.config.hidden_size}, rank "
                      f"{got['rank']}, {got['edges']} test edges; features (cold cache) "
                      f"{got['features_s']:.0f} s wall / {got['features_cpu_s']:.0f} s CPU; "
@@ -131,6 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="one model: demo or " + MINILM)
     ap.add_argument("--train-sentences", type=int, default=None,
                     help="the first N sentences of EWT train (default all)")
+    ap.add_argument("--test-sentences", type=int, default=None,
+                    help="the first N sentences of EWT test (default all)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     from workbench.device import describe_machine
@@ -139,12 +144,14 @@ def main(argv=None) -> int:
         if a.only and name != a.only:
             continue
         before, t0 = [round(x, 2) for x in os.getloadavg()], time.perf_counter()
-        rows = run(quick=a.quick, only=name, cache=a.cache, train_sentences=a.train_sentences)
+        rows = run(quick=a.quick, only=name, cache=a.cache, train_sentences=a.train_sentences,
+                   test_sentences=a.test_sentences)
         _write(Path(a.out), name, rows, {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": a.quick,
             "machine": describe_machine(), "load_average_before": before,
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "nice": os.nice(0), "train_sentences": a.train_sentences or "all",
+            "test_sentences": a.test_sentences or "all",
             "total_s": time.perf_counter() - t0})
     return 0
 
