@@ -268,3 +268,21 @@ def test_figures_draw_the_frames_they_are_given():
     assert [list(t.x) for t in curve.data] == [[2, 8], [2, 8]]
     with pytest.raises(InputError, match="no 'nspr' rows"):
         sp.rank_curve(df, metric="nspr")
+
+
+def test_word_vectors_in_memory_maps_equal_the_in_memory_ones(tiny_lm, monkeypatch):
+    """Above MEMORY_LIMIT_BYTES the layers live in .npy memory maps on disk: same numbers, and
+    each equals wb.features' word pooling of the same sentences."""
+    from workbench.analysis import word_vectors as WV
+
+    data = FIX / "ud_tiny_test.conllu"
+    ram = WV.word_vectors(tiny_lm, data, layers=[0, 2], cache=False, chunk_size=3)
+    monkeypatch.setattr(WV, "MEMORY_LIMIT_BYTES", 0)
+    disk = WV.word_vectors(tiny_lm, data, layers=[0, 2], cache=False, chunk_size=3)
+    assert isinstance(disk.layer(2), np.memmap) and not isinstance(ram.layer(2), np.memmap)
+    words = [list(g["word"]) for _, g in wb.read_conll(data).groupby("text_id")]
+    direct = wb.features(tiny_lm, words, layers=[0, 2], pool="words", cache=False, progress=False)
+    for j, lay in enumerate([0, 2]):
+        np.testing.assert_array_equal(np.asarray(disk.layer(lay)), ram.layer(lay))
+        np.testing.assert_allclose(ram.layer(lay), direct.array[:, j], atol=1e-6)
+    assert ram.kept.all() and ram.offsets.tolist() == [0, 6, 14, 21, 26]
