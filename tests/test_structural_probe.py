@@ -286,3 +286,16 @@ def test_word_vectors_in_memory_maps_equal_the_in_memory_ones(tiny_lm, monkeypat
         np.testing.assert_array_equal(np.asarray(disk.layer(lay)), ram.layer(lay))
         np.testing.assert_allclose(ram.layer(lay), direct.array[:, j], atol=1e-6)
     assert ram.kept.all() and ram.offsets.tolist() == [0, 6, 14, 21, 26]
+
+
+def test_a_sentence_longer_than_the_window_is_dropped_and_counted(tiny_lm):
+    from workbench.analysis import word_vectors as WV
+
+    n = 200   # words; the tiny model's window is 128 tokens
+    long = "".join(f"{i}\tw{i}\tw\tNOUN\t_\t_\t{0 if i == 1 else 1}\t{'root' if i == 1 else 'dep'}"
+                   f"\t_\t_\n" for i in range(1, n + 1))
+    text = (FIX / "ud_tiny_test.conllu").read_text() + long + "\n"
+    with pytest.warns(UserWarning, match="1 of 5 sentences do not fit"):
+        wv = WV.word_vectors(tiny_lm, wb.read_conll(text, format="conllu"), layers=[1], cache=False)
+    assert wv.kept.tolist() == [True] * 4 + [False] and wv.dropped == 1
+    assert len(wv.sentences(1)) == 4
