@@ -87,6 +87,11 @@ _API = {
     "attribute": "workbench.analysis.attribution",
     "pos_corpus": "workbench.analysis.pos_data",
     "read_conll": "workbench.analysis.pos_data",
+    # --- syntax probes on Universal Dependencies (issue 24) ---
+    "structural_probe": "workbench.analysis.structural_probe",
+    "online_codelength": "workbench.analysis.mdl",
+    "edge_probe": "workbench.analysis.edge_probe",
+    "EdgeProbeResult": "workbench.analysis.edge_probe",
     # --- notebooks and paper report (issue 8) ---
     "make_report": "workbench.report",
 }

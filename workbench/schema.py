@@ -83,6 +83,12 @@ ROLE_CHANGED = "role_changed"            # bool per head; a count per layer
 PREDICTION_A, PREDICTION_B = "prediction_a", "prediction_b"
 LOGPROB_A, LOGPROB_B = "logprob_a", "logprob_b"
 LOGPROB_CHANGE = "logprob_change"        # b - a
+# syntax probes on Universal Dependencies (issue 24)
+XPOS = "xpos"              # a treebank-specific part-of-speech tag (CoNLL-U field 5)
+DEP_HEAD = "dep_head"      # 0-based word_id of a word's syntactic head in its sentence, -1 = root
+SENT_ID = "sent_id"        # a CoNLL-U sentence's `# sent_id`
+PROBE_RANK = "probe_rank"  # the rank (output dimension) of a structural probe's projection
+TASK = "task"              # a probing task, e.g. "upos", "deprel"
 
 # uncertainty (issue 28): bootstrap intervals over texts (`analysis.bootstrap`), role stability,
 # changes measured against the spread between fine-tuning seeds

@@ -318,7 +318,7 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
             weights = torch.zeros(len(rows), n, dtype=hs.dtype, device=hs.device)  # (R, n)
             for r, pos in enumerate(rows):
                 weights[r, pos] = 1.0 / len(pos)
-            vecs = torch.einsum("rt,ltd->rld", weights, hs[b, :, :n])       # (R, L', D)
+            vecs = (weights @ hs[b, :, :n]).transpose(0, 1)  # (R, L', D); einsum was 4x slower
             for rec in recs:
                 rec[S.TEXT_ID] = i
                 if pool in ("cls", "mean"):

@@ -114,7 +114,7 @@ WARN_TEST_ROWS = 30   # fewer: a UserWarning says the accuracy is coarse
 def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None = None,
                    groups: Sequence | None = None, test_size: float = 0.25, seed: int = 0,
                    C: float = 1.0, max_iter: int = 1000, control: bool = True,
-                   n_boot: int | None = None, level: float = LEVEL) -> pd.DataFrame:
+                   n_boot: int | None = None, level: float = LEVEL, mdl: bool = False) -> pd.DataFrame:
     """Probe already computed features: `labels` (and `types`, `groups`) align with `feats.index`.
 
     `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
@@ -157,7 +157,7 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
     weights = np.ones((1, len(te))) if n_boot is None else np.vstack(
         [np.ones(len(te)), row_weights(groups[te], n_boot)])          # (1 + n_boot, n_test)
 
-    rows, unconverged = [], []
+    rows, unconverged, coded = [], [], []
     for j, layer in enumerate(feats.layers):
         x = feats.array[:, j]                                            # (N, D)
         hits, ok = _fit_score(x[tr], y[tr], x[te], y[te], C, max_iter)
@@ -169,11 +169,19 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
             chits, _ = _fit_score(x[tr], yc[tr], x[te], yc[te], C, max_iter)
             cacc = _accuracy(weights, chits)
             rows += [(layer, "control_accuracy", cacc), (layer, "selectivity", acc - cacc)]
+        if mdl:  # online code over all rows (Voita & Titov 2020), see analysis.mdl
+            from .mdl import mdl_rows
+
+            coded += [(layer, m, v) for m, v in mdl_rows(x, y, yc, groups=groups, seed=seed, C=C,
+                                                         max_iter=max_iter)]
     out = pd.DataFrame([(la, m, v[0]) for la, m, v in rows], columns=[S.LAYER, S.METRIC, S.VALUE])
     if n_boot is not None:    # row 0 of each is the full test set, rows 1: the resamples
         low, high = percentile_interval(np.stack([v[1:] for _, _, v in rows], 1), level)
         out = add_interval(out, low, high, n_texts=len(np.unique(groups[te])), n_boot=n_boot,
                            level=level)
+    if coded:  # code lengths have no bootstrap interval
+        out = pd.concat([out, pd.DataFrame(coded, columns=[S.LAYER, S.METRIC, S.VALUE])],
+                        ignore_index=True)
     out.insert(0, S.MODEL, feats.model)
     out[S.SPLIT] = "test"
     out.attrs.update(n_train=int(len(tr)), n_test=int(len(te)), n_labels=int(len(np.unique(y))),
@@ -185,7 +193,7 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
                  text_col: str = S.TEXT, label_col: str = S.LABEL, test_size: float = 0.25,
                  seed: int = 0, C: float = 1.0, max_iter: int = 1000, control: bool = True,
                  n_boot: int | None = None, level: float = LEVEL, batch_size: int = 32,
-                 progress: bool = True, cache: bool = True) -> pd.DataFrame:
+                 progress: bool = True, cache: bool = True, mdl: bool = False) -> pd.DataFrame:
     """Per-layer probe accuracy with majority and control-task baselines.
 
     `lm`: an `LM`, a dict {name: LM} (one curve per model), or ready `Features` (then `data` are
@@ -202,6 +210,8 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     `n_boot` (e.g. 200; default None) adds percentile bootstrap intervals over the test texts
     (a text's rows are resampled together; the probes are not refitted, so the interval is the
     test-sample uncertainty of these probes): ci_low, ci_high, n_texts (test texts), n_boot, level.
+    `mdl=True` adds the online code length of all rows' labels (Voita & Titov 2020, `analysis.mdl`):
+    "codelength_kbits", "uniform_kbits", "compression" and, with `control`, the control task's.
     """
     check_finite("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
     check_finite("C", C, low=0, low_open=True), check_int("max_iter", max_iter, minimum=1)
@@ -210,7 +220,7 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     if task not in TASKS:
         raise InputError(f"task={task!r}; use 'sentence' (one label per text) or 'token' (per word)")
     opts = dict(test_size=test_size, seed=seed, C=C, max_iter=max_iter, control=control,
-                n_boot=n_boot, level=level)
+                n_boot=n_boot, level=level, mdl=mdl)
     if isinstance(lm, Features):
         return probe_features(lm, data, **opts)
     if task == "sentence":

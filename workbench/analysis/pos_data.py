@@ -17,6 +17,7 @@ What belongs here: readers that turn tagged text into one tidy frame with one ro
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -25,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import schema as S
-from ..config import check_int
+from ..config import check_choice, check_int
 from ..errors import InputError
 from ..resources import cache_dir, fetch_pypi
 
@@ -57,24 +58,48 @@ def sentences(frame: pd.DataFrame) -> list[list[str]]:
     return [list(g[S.WORD]) for _, g in ordered.groupby(S.TEXT_ID, sort=True)]
 
 
-def read_conll(source, *, word_col: int = 0, label_col: int = -1, sep: str | None = "\t") -> pd.DataFrame:
-    """Read a CoNLL-style file (or its text) into a frame (text_id, word_id, word, label).
-
-    `source`: a path, or the file's content as a string containing newlines. `sep=None` splits on
-    any whitespace. Lines starting with `#` are comments; a blank line ends a sentence.
-    """
+def _conll_text(source) -> tuple[str, str | None]:
+    """The text of a path (plain or gzipped) or of a string holding newlines, and the file name."""
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"source is a {type(source).__name__}; pass a path or the file's text")
-    text = source if isinstance(source, str) and "\n" in source else None
-    if text is None:
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise InputError(f"no such CoNLL file: {path}")
+    if isinstance(source, str) and "\n" in source:
+        return source, None
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InputError(f"no such CoNLL file: {path}")
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":           # gzip magic, whatever the suffix
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8"), path.name
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text ({err.reason}): it may be binary; "
+                         "re-save it as UTF-8") from None
+    except (OSError, EOFError) as err:
+        raise InputError(f"{path} could not be decompressed ({err}): the gzip file is damaged") from None
+
+
+def read_conll(source, *, word_col: int = 0, label_col: int = -1, sep: str | None = "\t",
+               format: str = "auto") -> pd.DataFrame:
+    """Read a CoNLL-style file (or its text) into a frame (text_id, word_id, word, label).
+
+    `source`: a path (plain or gzipped), or the file's content as a string containing newlines.
+    `sep=None` splits on any whitespace. Lines starting with `#` are comments; a blank line ends a
+    sentence. `format="conllu"` reads Universal Dependencies CoNLL-U with its gold trees (UPOS as
+    `label`, plus `pos`, `xpos`, `dep_head`, `relation`, `sent_id`; multiword-token ranges and
+    empty nodes handled as UD defines, see `analysis.conllu`); `"auto"` picks it for a path named
+    `*.conllu` or `*.conllu.gz`, else `"columns"` (the word and label columns above).
+    """
+    check_choice("format", format, ("auto", "columns", "conllu"))
+    text, name = _conll_text(source)
+    if format == "conllu" or (format == "auto" and name is not None
+                              and name.endswith((".conllu", ".conllu.gz"))):
+        from .conllu import parse_conllu
+
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise InputError(f"{path} is not UTF-8 text ({err.reason}): it may be binary; "
-                             "re-save it as UTF-8") from None
+            return parse_conllu(text)
+        except InputError as err:
+            raise InputError(f"{name}: {err}" if name else str(err)) from None
     sents, current = [], []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.rstrip("\r\n")
