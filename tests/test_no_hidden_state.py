@@ -16,12 +16,15 @@ inside the block, so it is checked after the block ends.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 import workbench as wb
+
+UD = Path(__file__).resolve().parent / "fixtures"  # tiny CoNLL-U treebanks
 
 TEXTS = ["The cat sat on the mat.", "A dog barked at the mailman loudly.", "Birds sing, then fly."]
 MASKED = ["The cat sat on the <mask>.", "A <mask> barked."]
@@ -125,6 +128,12 @@ CALLS = {
     "syntax_heads": lambda lm, c, o: wb.syntax_heads(lm, TEXTS, nlp=_blank_parser(),
                                                      progress=False),
     "head_roles": lambda lm, c, o: wb.head_roles(lm, TEXTS, syntax=False, progress=False),
+    "structural_probe": lambda lm, c, o: wb.structural_probe(
+        lm, UD / "ud_tiny_train.conllu", UD / "ud_tiny_test.conllu", layers=[1], rank=2, epochs=1,
+        cache=False),
+    "edge_probe": lambda lm, c, o: wb.edge_probe(lm, UD / "ud_tiny_train.conllu",
+                                                 test=UD / "ud_tiny_test.conllu", tasks=["depth"],
+                                                 epochs=1, proj=8, hidden=8, cache=False),
     "head_stat_intervals": lambda lm, c, o: wb.head_stat_intervals(lm, TEXTS, n_boot=20,
                                                                    progress=False),
     "compare_models": lambda lm, c, o: wb.compare_models(lm, o, TEXTS, predictions=False,
@@ -182,7 +191,8 @@ def test_the_public_analyses_are_all_in_the_table():
     not_analyses = {"load", "runs", "resolve_device", "load_probe_set", "pretrain", "finetune",
                     "load_task_data", "classification_metrics", "regression_metrics",
                     "confusion_matrix", "sentiment_demo", "attention_rollout", "attention_flow",
-                    "linear_cka", "pos_corpus", "read_conll", "bootstrap_interval", "export_table"}
+                    "linear_cka", "pos_corpus", "read_conll", "bootstrap_interval", "export_table",
+                    "online_codelength"}
     import inspect
 
     functions = {n for n in wb.__all__ if inspect.isfunction(getattr(wb, n))}

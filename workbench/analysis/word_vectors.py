@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .. import schema as S
+from ..capture import check_max_length
+from ..tokens import tokenize
 from ..errors import InputError
 from .features import features, resolve_layers
 
@@ -80,6 +82,13 @@ class WordVectors:
                 if self.kept[k]]
 
 
+def fits_window(lm, texts: list[str]) -> np.ndarray:
+    """(n,) bool: which texts fit the model's window with their special tokens."""
+    lengths = [len(x) for x in tokenize(lm.tokenizer, texts, truncation=False,
+                                        verbose=False)["input_ids"]]
+    return np.asarray(lengths, dtype=int) <= check_max_length(lm, None)
+
+
 def word_vectors(lm, data, *, layers="all", chunk_size: int = 1000, batch_size: int = 32,
                  progress: bool = False, cache: bool = True, what: str = "data") -> WordVectors:
     """Word-pooled vectors of every sentence of a treebank at `layers` (see module docstring)."""
@@ -97,17 +106,20 @@ def word_vectors(lm, data, *, layers="all", chunk_size: int = 1000, batch_size: 
         arrays[lay] = (np.lib.format.open_memmap(Path(tmp.name) / f"layer{lay}.npy", mode="w+",
                                                  dtype=np.float32, shape=shape)
                        if tmp else np.zeros(shape, dtype=np.float32))
-    kept = np.ones(len(words), dtype=bool)
+    # analyses refuse a text longer than the model's window: such sentences are dropped (counted)
+    kept = fits_window(lm, [" ".join(w) for w in words])
     for start in range(0, len(words), chunk_size):
-        chunk = words[start:start + chunk_size]
-        feats = features(lm, chunk, layers=layer_ids, pool="words", batch_size=batch_size,
-                         progress=progress, cache=cache)
-        counts = feats.index.groupby(S.TEXT_ID).size().reindex(range(len(chunk)), fill_value=0)
-        for t, c in counts.items():
-            kept[start + t] = c == len(chunk[t])
-        rows = feats.index[S.TEXT_ID].to_numpy()
-        ok = kept[start + rows]
-        dest = offsets[start + rows[ok]] + feats.index[S.WORD_ID].to_numpy()[ok]
+        chosen = [k for k in range(start, min(start + chunk_size, len(words))) if kept[k]]
+        if not chosen:
+            continue
+        feats = features(lm, [words[k] for k in chosen], layers=layer_ids, pool="words",
+                         batch_size=batch_size, progress=progress, cache=cache)
+        sentence = np.asarray(chosen)[feats.index[S.TEXT_ID].to_numpy()]  # rows -> sentence ids
+        counts = np.bincount(sentence - start, minlength=min(chunk_size, len(words) - start))
+        for k in chosen:
+            kept[k] = counts[k - start] == len(words[k])
+        ok = kept[sentence]
+        dest = offsets[sentence[ok]] + feats.index[S.WORD_ID].to_numpy()[ok]
         for j, lay in enumerate(layer_ids):
             arrays[lay][dest] = feats.array[ok, j]
     if not kept.all():
