@@ -298,8 +298,11 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
              cache_dir: str | Path | None = None) -> Run | None:
     """Pretrain a RoBERTa-style masked LM on `corpus`; return its `Run` (open it with `run.load()`).
 
-    `corpus`: a `Corpus`, "demo", texts, a text file/folder, a DataFrame with a 'text' column, a
-    `datasets.Dataset`, a `PackedCorpus` or a packed-corpus folder. `config`: a PretrainConfig,
+    `corpus`: a `Corpus`, "demo", texts, a DataFrame with a 'text' column, a `PackedCorpus` or a
+    packed-corpus folder, or, streamed in constant memory (`TextSource`): a text file (documents
+    separated by blank lines), a folder or glob of .txt/.txt.gz/.jsonl(.gz) files, a
+    `datasets.Dataset` or `IterableDataset`. The corpus is tokenised once into a disk cache and
+    read memory-mapped; `progress=True` also shows the tokenising pass (MB/s, ETA). `config`: a PretrainConfig,
     a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
     path/id) to continue from its newest checkpoint, or from step 0 if it was killed before one;
     its config and corpus are reused (a corpus passed again must be the same, checked by hash);

@@ -109,7 +109,9 @@ class TextSource:
         """What identifies the input without reading its text: for files, their resolved paths,
         sizes and modification times (plus how they are split and decoded); for a Dataset, its
         Arrow fingerprint; for a streaming dataset, `key=` if given, else a hash of its whole
-        text (one extra pass, with a progress bar)."""
+        text (one extra pass, remembered by this TextSource)."""
+        if getattr(self, "_fingerprint", None):  # a stream is hashed once per TextSource
+            return self._fingerprint
         h = hashlib.sha256(f"{self.documents_mode}|{self.encoding}|{self.column}".encode())
         if self.files:
             for f in self.files:
@@ -120,6 +122,7 @@ class TextSource:
         else:
             for text in self.texts():
                 h.update(text.encode("utf-8") + b"\x00")
+            self._fingerprint = h.hexdigest()[:16]
         return h.hexdigest()[:16]
 
     hash = fingerprint
