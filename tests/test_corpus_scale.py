@@ -223,3 +223,25 @@ def test_disk_full_mid_write_leaves_no_cache_behind(texts, tokenizer, tmp_path, 
     monkeypatch.setattr(NpyWriter, "write", real)
     done = pack(folder, tokenizer, seq_len=40, cache_dir=tmp_path / "cache")
     assert done.train.tobytes() == _in_memory_pack(texts, tokenizer, 40, "full", 0.02, 0)[0].tobytes()
+
+
+def test_cli_corpus_flags_make_a_text_source(texts, tmp_path, monkeypatch):
+    from workbench import cli
+    from workbench.training import pretrain_cli
+
+    seen = {}
+
+    def fake_pretrain(corpus, **kwargs):
+        seen["corpus"] = corpus
+        raise SystemExit(0)
+
+    monkeypatch.setattr("workbench.training.pretrain.pretrain", fake_pretrain)
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(texts[:4]), encoding="latin-1")
+    args = cli.build_parser().parse_args(["pretrain", str(big), "--encoding", "latin-1",
+                                          "--documents", "lines"])
+    with pytest.raises(SystemExit):
+        pretrain_cli._cmd_pretrain(args)
+    source = seen["corpus"]
+    assert isinstance(source, TextSource) and source.encoding == "iso8859-1"
+    assert list(source.texts()) == [t.strip() for t in texts[:4]]  # one document per line
