@@ -302,8 +302,8 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     packed-corpus folder, or, streamed in constant memory (`TextSource`): a text file (documents
     separated by blank lines), a folder or glob of .txt/.txt.gz/.jsonl(.gz) files, a
     `datasets.Dataset` or `IterableDataset`. The corpus is tokenised once into a disk cache and
-    read memory-mapped; `progress=True` also shows the tokenising pass (MB/s, ETA). `config`: a PretrainConfig,
-    a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
+    read memory-mapped; `progress=True` also shows the tokenising pass (MB/s, ETA). `config`: a
+    PretrainConfig, a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
     path/id) to continue from its newest checkpoint, or from step 0 if it was killed before one;
     its config and corpus are reused (a corpus passed again must be the same, checked by hash);
     `config` may then change only RESUMABLE_CHANGES (e.g. a larger `max_steps` or `time_budget_s`,
