@@ -179,7 +179,9 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
 
 
 def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
-    """tokens/s of the same training run reading rows from the memmap vs an in-memory tensor."""
+    """tokens/s of one training run whose rows come from the memmap or from an in-memory int32
+    tensor (today's previous path), alternating every `block` steps on the same trainer, so
+    that the machine's load drifts over both sides alike; medians of the blocks."""
     import torch
 
     from workbench.training.corpus import PackedCorpus, pack
@@ -190,28 +192,29 @@ def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
     make_corpus(corpus, 0.3 if quick else 20, seed=2)
     folder = pack(corpus, tokenizer, seq_len=128, cache_dir=tmp / "steps-cache").folder
     cfg = PretrainConfig.from_preset("tiny", seq_len=128, batch_size=16, vocab_size=len(tokenizer),
-                                     device="cpu", dropout=0.0, max_steps=100)
-    steps = 3 if quick else 30
+                                     device="cpu", dropout=0.0, max_steps=10 ** 6)
+    packed = PackedCorpus.load(folder)
+    trainer = _Pretrainer(cfg, packed, tokenizer, Engine("cpu", "fp32"))
+    sources = {"mmap": trainer.train,  # (N, T) memmap; below, the previous path's int32 tensor
+               "memory": torch.from_numpy(np.asarray(packed.train).astype(np.int32))}
+    block, blocks = (2, 2) if quick else (5, 16)
+    trainer.train_step()  # warm-up
     got = {"mmap": [], "memory": []}
-    for r in range(1 if quick else 3):
-        for side in (("mmap", "memory") if r % 2 == 0 else ("memory", "mmap")):
-            packed = PackedCorpus.load(folder)
-            trainer = _Pretrainer(cfg, packed, tokenizer, Engine("cpu", "fp32"))
-            if side == "memory":  # today's path: the whole split as one int32 tensor
-                trainer.train = torch.from_numpy(np.asarray(packed.train).astype(np.int32))
-            trainer.train_step()  # warm-up
-            start = time.perf_counter()
-            for _ in range(steps):
-                trainer.train_step()
-            got[side].append(steps * cfg.tokens_per_step / (time.perf_counter() - start))
+    for b in range(blocks):
+        side = "mmap" if b % 2 == 0 else "memory"
+        trainer.train = sources[side]
+        start = time.perf_counter()
+        for _ in range(block):
+            trainer.train_step()
+        got[side].append(block * cfg.tokens_per_step / (time.perf_counter() - start))
     gather = _gather_costs(folder, tmp)
     med = statistics.median
     return [{"benchmark": "corpus_memory", "measure": "training tokens/s, memory-mapped rows",
              "unit": "tokens/s", "ours": med(got["mmap"]), "peer": med(got["memory"]),
              "peer_name": "the whole train split in memory as an int32 tensor (the previous path)",
              "higher_is_better": True,
-             "notes": f"tiny preset, batch 16x128, CPU fp32, {steps} steps, order alternated; "
-                      f"{load_average()}", "samples": got},
+             "notes": f"tiny preset, batch 16x128, CPU fp32, one trainer, the source switched every "
+                      f"{block} steps ({blocks} blocks), medians; {load_average()}", "samples": got},
             {"benchmark": "corpus_memory", "measure": "gather one micro-batch of 16 random rows",
              "unit": "µs", "ours": gather[0], "peer": gather[1],
              "peer_name": "the same rows in a datasets Arrow table (with_format('numpy'))",
