@@ -37,6 +37,8 @@ def inputs(tmp_path_factory, tiny_model_dir):
     (folder / "corpus").mkdir()
     for i, text in enumerate(offline_text(60_000)):  # one document per file
         (folder / "corpus" / f"{i:04d}.txt").write_text(text)
+    # the same documents in one file, separated by blank lines (streamed, memory-mapped rows)
+    (folder / "big.txt").write_text("\n\n".join(offline_text(60_000)))
     rng = np.random.default_rng(0)
     fill = ["the", "film", "was", "a", "story", "of", "it", "and", "plot", "with"]
     rows = [{"text": " ".join([*rng.choice(fill, 5), "excellent" if i % 2 else "dreadful"]),
@@ -49,8 +51,9 @@ def commands(kind: str, inputs: Path, model: Path, steps: int) -> list[str]:
     """The CLI arguments of one small training run of `kind` (checkpoints every 4 steps)."""
     common = ["--max-steps", str(steps), "--checkpoint-every", "4", "--log-every", "1",
               "--device", "cpu", "--no-progress"]
-    if kind == "pretrain":
-        return ["pretrain", str(inputs / "corpus"), "--preset", "tiny", "--seq-len", "48", "--heldout", "0.1",
+    if kind.startswith("pretrain"):
+        corpus = inputs / ("big.txt" if kind == "pretrain-file" else "corpus")
+        return ["pretrain", str(corpus), "--preset", "tiny", "--seq-len", "48", "--heldout", "0.1",
                 "--vocab-size", "600", "--batch-size", "8", "--warmup-steps", "4", "--eval-every",
                 "6", "--eval-sequences", "16", "--dropout", "0.1", *common]
     return ["finetune", str(inputs / "data.csv"), "--model", str(model), "--batch-size", "16",
@@ -136,7 +139,8 @@ def kill_and_resume(tmp_path: Path, args: list[str], points: list[tuple[str, flo
 
 
 @pytest.mark.parametrize("kind, point", [("pretrain", "checkpoint-write"),
-                                         ("finetune", "before-checkpoint")])
+                                         ("finetune", "before-checkpoint"),
+                                         ("pretrain-file", "before-checkpoint")])
 def test_a_kill_resumes_exactly_from_the_cli(kind, point, inputs, tiny_model_dir, tmp_path):
     """The fast subset: each loop killed once at a point the slow test also covers for the other."""
     steps = 10

@@ -49,6 +49,7 @@ _API = {
     "pretrain": "workbench.training.pretrain",
     "PretrainConfig": "workbench.training.pretrain",
     "Corpus": "workbench.training.corpus",
+    "TextSource": "workbench.training.token_store",  # issue 22: corpora larger than memory
     "StopFlag": "workbench.training.events",
     # --- fine-tuning (issue 6) ---
     "finetune": "workbench.training.finetune",

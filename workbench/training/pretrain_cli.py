@@ -2,6 +2,8 @@
 
     workbench pretrain                               # the demo corpus, the 'mini' preset
     workbench pretrain notes/ --preset small --masking static --static-copies 10
+    workbench pretrain wiki.txt                      # one big file: documents split on blank lines
+    workbench pretrain "shards/*.jsonl.gz" --encoding utf-8 --documents lines
     workbench pretrain --preset demo --minutes 60    # rebuild the embedded default model (CPU: slow)
     workbench pretrain --resume 20260101-120000-pretrain-ab12cd
 
@@ -22,8 +24,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("pretrain", help="pretrain a RoBERTa-style masked LM from scratch",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("corpus", nargs="?", default=None,
-                   help="text file, folder of .txt files, packed-corpus folder, or 'demo' "
+                   help="text file (documents separated by blank lines), folder or glob of "
+                        ".txt/.txt.gz/.jsonl(.gz) files, packed-corpus folder, or 'demo' "
                         "(default: demo; with --resume: the run's own)")
+    p.add_argument("--encoding", default=None,
+                   help="text encoding of the corpus files (default: utf-8; others are refused)")
+    p.add_argument("--documents", default=None, choices=("file", "blank-lines", "lines"),
+                   help="what one document is: a whole .txt file, a block between blank lines, "
+                        "or a line (default: blank-line blocks of a single file, whole files of "
+                        "a folder, lines of a .jsonl)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="model size and training settings to start from (default: mini)")
     p.add_argument("--minutes", type=float, default=None,
@@ -46,6 +55,11 @@ def _cmd_pretrain(args) -> int:
     else:
         config = PretrainConfig.from_preset(args.preset or "mini", **overrides)
     corpus = args.corpus if args.corpus or args.resume else "demo"
+    if args.corpus and (args.encoding or args.documents):  # a streamed source read that way
+        from .token_store import TextSource
+
+        corpus = TextSource.from_files(args.corpus, encoding=args.encoding or "utf-8",
+                                       documents=args.documents or "auto")
     run = pretrain(corpus, config=config, resume=args.resume, root=args.root, name=args.name,
                    progress=not args.no_progress, restart=args.restart)
     if run is None:  # a non-main process of a multi-GPU launch

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def capped_texts(texts: Iterable[str], max_bytes: int) -> Iterator[str]:
+    """The first texts of `texts` up to `max_bytes` of UTF-8 (the last one may cross it): the
+    sample a tokenizer is trained on, so training reads a bounded prefix of any corpus."""
+    seen = 0
+    for text in texts:
+        if seen >= max_bytes:
+            return
+        seen += len(text.encode("utf-8"))
+        yield text
 
 
 def train_bpe_tokenizer(texts: Iterable[str], folder: str | Path, *, vocab_size: int = 8000,

@@ -1,0 +1,264 @@
+"""Pretraining at corpus scale: host memory, tokenisation throughput and the memory-mapped step.
+
+Three measurements on generated corpora (documents of 1-5 random paragraphs of the offline pydoc
+text, separated by blank lines, written as one big text file):
+
+1. Peak RSS of `workbench pretrain BIG.txt --preset tiny` (tokenizer trained on a capped sample,
+   tokenised and packed to disk, a few steps) in a fresh process, read by `os.wait4` (the
+   child's ru_maxrss), at two corpus sizes (60 MB and 240 MB; quick: 1 and 4 MB). Peer: the same
+   command on the smaller corpus, so the ratio is the growth (goal: within 300 MB).
+2. Tokenisation MB/s of `pack` (sentence split + the tokenizers library's batch encoding,
+   straight into token files, then packed) against `datasets.load_dataset("json")` +
+   `Dataset.map(batched=True, num_proc=cores)` running the same sentence split and the same
+   tokenizer (its output left in Arrow files, not packed), on the same text.
+3. Training tokens/s from the memory-mapped rows against today's in-memory path (the whole
+   train split as an int32 tensor, indexed per step), the same run otherwise, alternated.
+   Plus the cost of gathering one micro-batch from the `.npy` memmap vs from a `datasets` Arrow
+   table of the same rows (`with_format("numpy")`): why the packed rows stay in `.npy`.
+
+    python benchmarks/bench_corpus_memory.py [--quick] [--sizes 60,240]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper below
+
+from fresh_process import load_average  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--preset", "tiny", "--seq-len", "128", "--vocab-size", "2000", "--batch-size", "8",
+        "--max-steps", "4", "--warmup-steps", "1", "--eval-every", "4", "--eval-sequences", "8",
+        "--checkpoint-every", "1000", "--device", "cpu", "--no-progress"]
+
+
+def make_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
+    """Write `megabytes` of documents separated by blank lines; return the bytes written."""
+    from workbench.testing import offline_text
+
+    paras = offline_text()
+    rng = np.random.default_rng(seed)
+    target, written = int(megabytes * 2 ** 20), 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < target:
+            doc = "\n".join(paras[i] for i in rng.integers(0, len(paras), rng.integers(1, 6)))
+            block = doc + "\n\n"
+            f.write(block)
+            written += len(block.encode("utf-8"))
+    return written
+
+
+def _env(cache: Path) -> dict:
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, WORKBENCH_CACHE=str(cache), HF_HUB_OFFLINE="1")
+
+
+def peak_rss_mb(corpus: Path, folder: Path) -> tuple[float, float, float]:
+    """(peak RSS of the largest process in MB, peak summed RSS of the process and its children
+    sampled every 0.1 s in MB, wall seconds) of `workbench pretrain corpus` in a fresh process.
+    The first is the kernel's ru_maxrss (os.wait4); the second counts the tokenising workers."""
+    import threading
+
+    import psutil
+
+    cmd = [sys.executable, "-m", "workbench", "pretrain", str(corpus), *TINY,
+           "--root", str(folder / "runs")]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_env(folder / "cache"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    tree_peak, done = [0], threading.Event()
+
+    def sample():
+        parent = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                procs = [parent, *parent.children(recursive=True)]
+                tree_peak[0] = max(tree_peak[0], sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    err = proc.stderr.read().decode(errors="replace")  # drained while it runs
+    _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"workbench pretrain failed:\n{err[-3000:]}")
+    return usage.ru_maxrss / 1024, tree_peak[0] / 2 ** 20, time.perf_counter() - start
+
+
+def memory_rows(sizes: list[float], tmp: Path) -> list[dict]:
+    got = {}
+    for mb in sizes:
+        corpus = tmp / f"corpus-{mb:g}MB.txt"
+        make_corpus(corpus, mb)
+        got[mb] = peak_rss_mb(corpus, tmp / f"mem-{mb:g}")
+        print(f"[bench_corpus_memory] {mb:g} MB corpus: peak RSS {got[mb][0]:.0f} MB (largest "
+              f"process), {got[mb][1]:.0f} MB (process tree, sampled), {got[mb][2]:.0f} s "
+              f"({load_average()})", flush=True)
+        corpus.unlink()
+    small, big = sizes[0], sizes[-1]
+    rows = []
+    for i, what in ((0, "largest process"), (1, "process tree, sampled every 0.1 s")):
+        growth = got[big][i] - got[small][i]
+        rows.append({
+            "benchmark": "corpus_memory", "unit": "MB", "higher_is_better": False,
+            "measure": f"peak RSS, workbench pretrain tiny, {big:g} MB corpus ({what})",
+            "ours": got[big][i], "peer": got[small][i],
+            "peer_name": f"the same command on a {small:g} MB corpus",
+            "notes": f"growth {growth:+.0f} MB from {small:g} to {big:g} MB of text (goal <= 300 MB); "
+                     f"wall {got[small][2]:.0f} s / {got[big][2]:.0f} s (tokenizer trained on <= 64 MB, "
+                     f"tokenise, pack, 4 steps); {load_average()}",
+            "samples": {f"{mb:g}MB": {"rss_mb": v[i], "wall_s": v[2]} for mb, v in got.items()}})
+    return rows
+
+
+def _split_encode(backend):
+    """The peer's batched map function: the same sentence split and encoding as `pack`."""
+    from workbench.training.corpus import split_sentences
+
+    def fn(batch):
+        out = []
+        for doc in batch["text"]:
+            sents = [s if i == 0 else " " + s for para in split_sentences(doc) for i, s in enumerate(para)]
+            out.append([e.ids for e in backend.encode_batch(sents, add_special_tokens=False)])
+        return {"ids": out}
+    return fn
+
+
+def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
+    import datasets
+
+    from workbench.training.corpus import _clean_backend, pack
+    from workbench.training.token_store import TextSource
+
+    corpus = tmp / "tok.txt"
+    size = make_corpus(corpus, mb, seed=1)
+    source = TextSource.from_files(corpus)
+    jsonl = tmp / "tok.jsonl"
+    with open(jsonl, "w", encoding="utf-8") as f:
+        for doc in source.texts():
+            f.write(json.dumps({"text": doc}) + "\n")
+    cores = os.cpu_count() or 1
+    ours, peer = [], []
+    for r in range(2):
+        for side in (("ours", "peer") if r % 2 == 0 else ("peer", "ours")):
+            start = time.perf_counter()
+            if side == "ours":
+                pack(source, tokenizer, seq_len=128, cache_dir=tmp / f"pack-{r}")
+                ours.append(size / 2 ** 20 / (time.perf_counter() - start))
+            else:
+                cache = tmp / f"hf-{r}"
+                ds = datasets.load_dataset("json", data_files=str(jsonl), split="train", cache_dir=str(cache))
+                ds.map(_split_encode(_clean_backend(tokenizer)), batched=True, num_proc=cores,
+                       remove_columns=["text"])
+                peer.append(size / 2 ** 20 / (time.perf_counter() - start))
+    med = statistics.median
+    return [{"benchmark": "corpus_memory", "measure": f"tokenisation throughput ({mb:g} MB, {cores} cores)",
+             "unit": "MB/s", "ours": med(ours), "peer": med(peer),
+             "peer_name": f"datasets.load_dataset('json') + Dataset.map(batched=True, "
+                          f"num_proc={cores}), same split and tokenizer",
+             "higher_is_better": True,
+             "notes": f"ours: TextSource -> pack (token files, held-out split, packed .npy rows); "
+                      f"peer: Arrow conversion + map (token lists in Arrow, not packed); 2 repeats "
+                      f"alternated, medians; {load_average()}",
+             "samples": {"ours": ours, "peer": peer}}]
+
+
+def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
+    """tokens/s of one training run whose rows come from the memmap or from an in-memory int32
+    tensor (today's previous path), alternating every `block` steps on the same trainer, so
+    that the machine's load drifts over both sides alike; medians of the blocks."""
+    import torch
+
+    from workbench.training.corpus import PackedCorpus, pack
+    from workbench.training.engine import Engine
+    from workbench.training.pretrain import PretrainConfig, _Pretrainer
+
+    corpus = tmp / "steps.txt"
+    make_corpus(corpus, 0.3 if quick else 20, seed=2)
+    folder = pack(corpus, tokenizer, seq_len=128, cache_dir=tmp / "steps-cache").folder
+    cfg = PretrainConfig.from_preset("tiny", seq_len=128, batch_size=16, vocab_size=len(tokenizer),
+                                     device="cpu", dropout=0.0, max_steps=10 ** 6)
+    packed = PackedCorpus.load(folder)
+    trainer = _Pretrainer(cfg, packed, tokenizer, Engine("cpu", "fp32"))
+    sources = {"mmap": trainer.train,  # (N, T) memmap; below, the previous path's int32 tensor
+               "memory": torch.from_numpy(np.asarray(packed.train).astype(np.int32))}
+    block, blocks = (2, 2) if quick else (5, 16)
+    trainer.train_step()  # warm-up
+    got = {"mmap": [], "memory": []}
+    for b in range(blocks):
+        side = "mmap" if b % 2 == 0 else "memory"
+        trainer.train = sources[side]
+        start = time.perf_counter()
+        for _ in range(block):
+            trainer.train_step()
+        got[side].append(block * cfg.tokens_per_step / (time.perf_counter() - start))
+    gather = _gather_costs(folder, tmp)
+    med = statistics.median
+    return [{"benchmark": "corpus_memory", "measure": "training tokens/s, memory-mapped rows",
+             "unit": "tokens/s", "ours": med(got["mmap"]), "peer": med(got["memory"]),
+             "peer_name": "the whole train split in memory as an int32 tensor (the previous path)",
+             "higher_is_better": True,
+             "notes": f"tiny preset, batch 16x128, CPU fp32, one trainer, the source switched every "
+                      f"{block} steps ({blocks} blocks), medians; {load_average()}", "samples": got},
+            {"benchmark": "corpus_memory", "measure": "gather one micro-batch of 16 random rows",
+             "unit": "µs", "ours": gather[0], "peer": gather[1],
+             "peer_name": "the same rows in a datasets Arrow table (with_format('numpy'))",
+             "higher_is_better": False, "notes": "median of 200 gathers each"}]
+
+
+def _gather_costs(folder: Path, tmp: Path) -> tuple[float, float]:
+    import datasets
+
+    train = np.load(folder / "train.npy", mmap_mode="r")
+    ds = datasets.Dataset.from_dict({"ids": np.asarray(train).tolist()})
+    ds.save_to_disk(str(tmp / "arrow"))
+    ds = datasets.load_from_disk(str(tmp / "arrow")).with_format("numpy")
+    rng = np.random.default_rng(0)
+    times = {"npy": [], "arrow": []}
+    for _ in range(200):
+        rows = rng.integers(0, len(train), 16)  # (16,) random rows, as a micro-batch
+        for name, fn in (("npy", lambda: train[rows]), ("arrow", lambda: ds[rows]["ids"])):
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e6)
+    return statistics.median(times["npy"]), statistics.median(times["arrow"])
+
+
+def run(quick: bool = False, sizes: list[float] | None = None) -> list[dict]:
+    import datasets
+
+    from workbench.testing import offline_text
+    from workbench.training.tokenizer import train_bpe_tokenizer
+
+    sizes = sizes or ([0.1, 0.2] if quick else [60, 240])
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        tokenizer = train_bpe_tokenizer(offline_text(), tmp / "tok", vocab_size=2000)
+        rows = memory_rows(sizes, tmp)
+        rows += throughput_rows(0.2 if quick else 60, tmp, tokenizer)
+        rows += step_rows(tmp, tokenizer, quick)
+    return rows
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(REPO))
+    arg = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else None
+    for row in run(quick="--quick" in sys.argv, sizes=[float(x) for x in arg.split(",")] if arg else None):
+        print(json.dumps(row))
