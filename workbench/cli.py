@@ -23,9 +23,23 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def lab_command(repo: Path = REPO) -> list[str]:
+    """`jupyter lab` on `repo`/notebooks, after writing the .ipynb the .py sources pair with.
+
+    Kernels start in `repo`/outputs/notebooks, not beside the notebooks: every file a notebook
+    or a widget's Export button writes to a relative path lands there (ignored by git, like the
+    run store `repo`/runs), so using the notebooks leaves the tracked tree unchanged."""
+    from .notebook_runner import sync_notebooks
+
+    notebooks, work = repo / "notebooks", repo / "outputs" / "notebooks"
+    sync_notebooks(notebooks)
+    work.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebooks}",
+            f"--MappingKernelManager.root_dir={work}"]
+
+
 def _cmd_lab(args) -> int:
-    notebooks = REPO / "notebooks"
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}"]
+    cmd = lab_command()
     if args.port:
         cmd.append(f"--port={args.port}")
     return subprocess.call(cmd)

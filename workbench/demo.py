@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 import sys
 import threading
 import time
@@ -39,7 +38,9 @@ _BANNER = "!" * 78
 
 def guided_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The guided notebooks' jupytext sources, `NN_name.py`, in order."""
-    found = sorted(p for p in Path(folder).glob("*.py") if re.match(r"\d\d_", p.name))
+    from .notebook_runner import guided_sources
+
+    found = guided_sources(folder)
     if not found:
         raise InputError(f"no notebooks NN_*.py in {folder}: run the demo from a clone of the "
                          "repository (the notebooks are not part of the installed package)")
