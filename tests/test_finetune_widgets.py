@@ -112,6 +112,22 @@ def test_monitor_of_a_stopped_then_resumed_run_ends_with_all_its_curves():
     assert monitor.state == "completed" and "completed" in monitor.status.value
 
 
+def test_preparing_note_is_wrapped_not_cut_off():
+    """Issue 28.6: PretrainRun's "preparing: …" note (115 characters) was one plotly line, cut
+    off at both edges of the figure; it is wrapped into lines that fit."""
+    from workbench.widgets.common import PLACEHOLDER_CHARS
+
+    what = ("preparing: tokenizer, corpus packing and model (the first start trains a tokenizer; "
+            "later starts reuse the cache) <b>")
+    monitor = wb.widgets.RunMonitor()
+    monitor.preparing(what)
+    monitor.state = "idle"  # ends the status line's ticking thread
+    (note,) = monitor.figure.layout.annotations
+    lines = note.text.split("<br>")
+    assert len(lines) >= 2 and all(len(line) <= PLACEHOLDER_CHARS + 6 for line in lines), lines
+    assert " ".join(lines) == f"{what} …".replace("<b>", "&lt;b&gt;")  # nothing lost, escaped
+
+
 def test_monitor_stop_button_sets_the_flag_and_escapes_errors():
     flag = StopFlag()
     monitor = wb.widgets.RunMonitor(flag)
