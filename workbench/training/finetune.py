@@ -380,7 +380,8 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
                     data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
                     learning_rate=lr, attention=model.config._attn_implementation,
                     machine=describe_machine())
-        status = trainer.fit(spine, stop)
+        with engine.cpu_threads():  # fewer threads when other processes hold the cores
+            status = trainer.fit(spine, stop)
         trainer.finish(spine, status)
     return run if engine.is_main else None
 
