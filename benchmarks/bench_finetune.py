@@ -17,16 +17,20 @@ accuracies are reported so speed is not bought with worse training.
 
 Model: `$WORKBENCH_BENCH_MODEL` if set, else the embedded default ('demo') when present, else a
 random RoBERTa (4 layers, 256 wide; roberta-base-shaped on a GPU) with the tiny test tokenizer.
-Quick mode: the tiny test model on 160 examples, no warm-up.
+Quick mode: the tiny test model on 160 examples, no warm-up. The pairs run twice: on the machine
+as it is, then with one busy process per core started by the benchmark (`busy_cores`; issue 28.5:
+on a machine shared with other jobs, `wb.finetune` had fallen to 0.24x the Trainer).
 
-    python benchmarks/bench_finetune.py [--quick]
+    python benchmarks/bench_finetune.py [--quick] [--no-load]
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -231,20 +235,34 @@ def _child(side: str, quick: bool, env: dict) -> dict:
     return got
 
 
-def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
-    """`repeats` pairs (3; 1 in quick mode), each side in a fresh process, the order alternated;
-    the rows hold the medians, every sample and the pairwise ratios."""
-    repeats = repeats or (1 if quick else 3)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+@contextlib.contextmanager
+def busy_cores(n: int | None = None):
+    """`n` (default: one per core) processes that only spin, at normal priority, for the block:
+    the controlled load of a machine where other work runs beside the notebook."""
+    n = n or os.cpu_count() or 1
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(1.0)  # let them reach the run queue before the first side starts
+        yield n
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+
+
+def _pairs(quick: bool, repeats: int, env: dict) -> tuple[dict, list[str]]:
+    """`repeats` pairs, each side in a fresh process, the order alternated: samples and loads."""
     samples = {"ours": [], "trainer": []}
     loads = [load_average()]
-    with tempfile.TemporaryDirectory() as tmp:
-        if "WORKBENCH_BENCH_MODEL" not in env:  # build the random model once, not per process
-            env["WORKBENCH_BENCH_MODEL"], env["WORKBENCH_BENCH_MODEL_DESC"] = _model(Path(tmp), quick)
-        for r in range(repeats):
-            for side in (("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")):
-                samples[side].append(_child(side, quick, env))
-            loads.append(load_average())
+    for r in range(repeats):
+        for side in (("ours", "trainer") if r % 2 == 0 else ("trainer", "ours")):
+            samples[side].append(_child(side, quick, env))
+        loads.append(load_average())
+    return samples, loads
+
+
+def _rows(samples: dict, loads: list[str], repeats: int, condition: str = "") -> list[dict]:
+    """The medians, every sample and the pairwise ratios; `condition` names a background load."""
     speed, cpu, accuracy = ({k: [x[m] for x in v] for k, v in samples.items()}
                             for m in ("speed", "cpu_speed", "accuracy"))
     pairs = [a / b for a, b in zip(speed["ours"], speed["trainer"])]
@@ -252,25 +270,42 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
     notes = (f"{samples['ours'][0]['notes']}; median of {repeats} fresh processes per side, order "
              f"alternated; pairwise ratios of examples/s {', '.join(f'{x:.2f}' for x in pairs)}, of "
              f"examples per CPU-second {', '.join(f'{x:.2f}' for x in cpu_pairs)}; {'; '.join(loads)}")
-    med = statistics.median
+    med, under = statistics.median, f", {condition}" if condition else ""
+    peer = {"peer_name": "transformers Trainer", "higher_is_better": True}
     rows = [
-        {"benchmark": "finetune", "measure": "training examples/s", "unit": "examples/s",
-         "ours": med(speed["ours"]), "peer": med(speed["trainer"]), "peer_name": "transformers Trainer",
-         "higher_is_better": True, "notes": notes, "median_pair_ratio": med(pairs),
+        {"benchmark": "finetune", "measure": f"training examples/s{under}", "unit": "examples/s",
+         "ours": med(speed["ours"]), "peer": med(speed["trainer"]), **peer, "notes": notes,
+         "median_pair_ratio": med(pairs),
          "samples": {"ours": speed["ours"], "peer": speed["trainer"], "pair_ratios": pairs}},
-        {"benchmark": "finetune", "measure": "validation accuracy after training", "unit": "accuracy",
-         "ours": med(accuracy["ours"]), "peer": med(accuracy["trainer"]),
-         "peer_name": "transformers Trainer", "higher_is_better": True,
-         "notes": "same split; different random head initialisation; medians",
+        {"benchmark": "finetune", "measure": f"validation accuracy after training{under}",
+         "unit": "accuracy", "ours": med(accuracy["ours"]), "peer": med(accuracy["trainer"]),
+         **peer, "notes": "same split; different random head initialisation; medians",
          "samples": {"ours": accuracy["ours"], "peer": accuracy["trainer"]}},
     ]
     if not torch.cuda.is_available():  # the steadier figure on a shared CPU
-        rows.append({"benchmark": "finetune", "measure": "training examples per CPU-second",
+        rows.append({"benchmark": "finetune", "measure": f"training examples per CPU-second{under}",
                      "unit": "examples/CPU-s", "ours": med(cpu["ours"]), "peer": med(cpu["trainer"]),
-                     "peer_name": "transformers Trainer", "higher_is_better": True,
-                     "median_pair_ratio": med(cpu_pairs),
+                     **peer, "median_pair_ratio": med(cpu_pairs),
                      "notes": "process CPU time (all threads) over the same timed window",
                      "samples": {"ours": cpu["ours"], "peer": cpu["trainer"], "pair_ratios": cpu_pairs}})
+    return rows
+
+
+def run(quick: bool = False, repeats: int | None = None, loaded: bool = True) -> list[dict]:
+    """`repeats` pairs (3; 1 in quick mode), each side in a fresh process, the order alternated;
+    the rows hold the medians, every sample and the pairwise ratios. `loaded`: the same pairs
+    again with one busy process per core beside them (`busy_cores`), where a loop that spins
+    or oversubscribes the cores loses most (issue 28.5)."""
+    repeats = repeats or (1 if quick else 3)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory() as tmp:
+        if "WORKBENCH_BENCH_MODEL" not in env:  # build the random model once, not per process
+            env["WORKBENCH_BENCH_MODEL"], env["WORKBENCH_BENCH_MODEL_DESC"] = _model(Path(tmp), quick)
+        rows = _rows(*_pairs(quick, repeats, env), repeats)
+        if loaded:
+            with busy_cores() as n:
+                rows += _rows(*_pairs(quick, repeats, env), repeats,
+                              f"{n} busy processes beside it (one per core)")
     return rows
 
 
@@ -281,7 +316,7 @@ if __name__ == "__main__":
     if "--side" in sys.argv:  # one side, in this process: print its result as one JSON line
         print(json.dumps(measure_side(sys.argv[sys.argv.index("--side") + 1], quick)))
     else:
-        for row in run(quick=quick):
+        for row in run(quick=quick, loaded="--no-load" not in sys.argv):
             ratio = row["ours"] / row["peer"] if row["peer"] else float("nan")
             print(f"{row['measure']}: ours {row['ours']:.4g}  {row['peer_name']} {row['peer']:.4g}  "
                   f"ratio {ratio:.2f}  ({row['notes']})")

@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 11 · Using a pretrained encoder downstream: frozen features vs fine-tuning
 #
@@ -115,7 +103,7 @@ def record(arm, right, seconds, trained, note=""):
 # %%
 start = time.perf_counter()
 feats = wb.features(lm, train["text"].tolist() + test["text"].tolist(), layers="all",
-                    pool="mean", cache=False, progress=False)
+                    pool="mean", cache=False, progress=not QUICK)
 encode_s = time.perf_counter() - start
 X_all = feats.array                                                  # (N_train + N_test, L+1, d)
 X_tr, X_te = X_all[:len(train)], X_all[len(train):]
@@ -164,7 +152,7 @@ fig.add_hline(y=majority, line_dash="dot", annotation_text="majority class")
 # %%
 start = time.perf_counter()
 cls = wb.features(lm, train["text"].tolist() + test["text"].tolist(), layers=[-1], pool="cls",
-                  cache=False, progress=False).array[:, 0]                 # (N, d)
+                  cache=False, progress=not QUICK).array[:, 0]             # (N, d)
 C_tr = torch.tensor(cls[:len(train)])
 C_te = torch.tensor(cls[len(train):])
 head_cfg = lm.config.__class__.from_dict({**lm.config.to_dict(), "num_labels": len(labels)})
@@ -212,7 +200,7 @@ def finetune_arm(arm, base):
     """Fine-tune `base` on the training sentences, score its best checkpoint on the test ones."""
     start = time.perf_counter()
     run = wb.finetune(base, train, config=config, name=arm.split(")")[0].strip("("),
-                      progress=False)
+                      progress=not QUICK)   # minutes on a CPU: a bar with steps/s and ETA
     seconds = time.perf_counter() - start
     tuned = wb.load(run, device="cpu")
     scores = wb.classify(tuned, test["text"].tolist())

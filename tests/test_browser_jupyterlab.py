@@ -636,3 +636,114 @@ def test_wrong_on_screen_cases_are_right_in_jupyterlab(lab, tiny_model_dir, tiny
         finally:
             browser.close()
     assert not problems, "\n".join(problems + ["browser console errors:"] + console[-10:])
+
+
+# --- issue 28.4: using the notebooks leaves the repository clean -----------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+CLEAN_NOTEBOOKS = ("00_encoder_by_hand", "02_attention")  # no training: quick on the tiny model
+
+
+def _clone(dest: Path) -> Path:
+    """The worktree's package and notebooks as they are now (committed or not), as a fresh
+    repository with one commit: `git status` there says what using the notebooks changed, and
+    nothing the developer has lying around can hide or fake a change."""
+    import shutil
+
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                             "--", "workbench", "notebooks", "pyproject.toml", ".gitignore"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
+        subprocess.run(git + cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def test_run_all_and_save_in_jupyterlab_leaves_the_tree_clean(tmp_path, tiny_model_dir):
+    """Issue 28.4: `make lab`'s JupyterLab (workbench.cli.lab_command) on a clone; two guided
+    notebooks are opened, run top to bottom (on the tiny model, as "demo") and saved, and a
+    widget's Export button is pressed: `git status --porcelain` stays empty, the outputs are in
+    the ignored .ipynb, the export is under outputs/."""
+    from playwright.sync_api import sync_playwright
+
+    from workbench.cli import lab_command
+    from workbench.notebook_runner import read_notebook
+
+    clone = _clone(tmp_path / "clone")
+    settings = tmp_path / "settings"
+    tracker = settings / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port, token = _free_port(), "wbtest" + os.urandom(8).hex()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(clone), WORKBENCH_DEMO_MODEL=str(tiny_model_dir),
+               JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+    env.pop("WORKBENCH_RUNS", None)  # the default store, <clone>/runs
+    cmd = lab_command(clone) + [
+        "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+        "--allow-root", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url, problems = f"http://127.0.0.1:{port}", []
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text())
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=_chromium(), args=HEADLESS_ARGS)
+            try:
+                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                ctx.route("**/*", _local_only)
+                page = ctx.new_page()
+                for stem in CLEAN_NOTEBOOKS:
+                    n_code = sum(c.cell_type == "code" for c in
+                                 read_notebook(clone / "notebooks" / f"{stem}.py").cells)
+                    t0 = time.time()
+                    _open(page, url, token, f"{stem}.ipynb", n_code=n_code)
+                    print(f"{stem}: Run All took {time.time() - t0:.1f} s")
+                    errors = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts()
+                              if "Traceback" in t or ERROR_TEXT in t]
+                    if errors:
+                        problems.append(f"{stem}: {errors[0][:600]}")
+                    export = page.locator(".jp-OutputArea button").filter(
+                        has_text=re.compile(r"^\s*Export\s*$"))
+                    if export.count():
+                        export.first.click()
+                        _wait_for(page, lambda: page.get_by_text(re.compile("^wrote ")).count(),
+                                  "the Export button's 'wrote …' line", 60)
+                    page.locator(".jp-Notebook").first.click()
+                    page.keyboard.press("Control+s")
+                    _wait_for(page, lambda: page.locator(".jp-mod-dirty").count() == 0,
+                              f"{stem}.ipynb to be saved", 30)
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    assert not problems, "\n".join(problems)
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                            cwd=clone, capture_output=True, text=True, check=True).stdout
+    assert status == "", f"using the notebooks changed the repository:\n{status}"
+    for stem in CLEAN_NOTEBOOKS:  # the run really was saved, into the ignored .ipynb
+        saved = json.loads((clone / "notebooks" / f"{stem}.ipynb").read_text())
+        assert any(c.get("outputs") for c in saved["cells"]), f"{stem}.ipynb has no outputs"
+    exported = sorted(p.name for p in (clone / "outputs" / "notebooks").glob("attention.*"))
+    assert exported, "the Export button wrote nothing under outputs/notebooks"

@@ -89,6 +89,45 @@ def test_monitor_keeps_each_run_apart_and_a_resume_reloads_its_history():
     assert list(names["eval_accuracy"].y) == [0.6] and "eval_accuracy 0.6" in monitor.status.value
 
 
+def test_monitor_of_a_stopped_then_resumed_run_ends_with_all_its_curves():
+    """Issue 28.6 (notebook 06): a monitor with no store to read (no `open_run`) follows a run
+    that stops at step 3 and resumes; it ends "completed" over steps 1-6, not an empty grid, and
+    the resume redraws the traces already in the page instead of replacing them."""
+    monitor = wb.widgets.RunMonitor(redraw_s=0.0)
+    monitor(Event("start", 0, 6, time=100.0, run_id="r1"))
+    for step in (1, 2, 3):
+        monitor(Event("step", step, 6, {"loss": 1.0 / step}, time=100.0 + step, run_id="r1"))
+    monitor(Event("eval", 3, 6, {"eval_loss": 0.5, "eval_accuracy": 0.6}, time=103.5, run_id="r1"))
+    monitor(Event("stopped", 3, 6, time=104.0, run_id="r1"))
+    shown = {t.name: t for t in monitor.figure.data}
+    monitor(Event("start", 3, 6, time=200.0, run_id="r1"))          # the resume
+    assert {t.name: t for t in monitor.figure.data} == shown       # the same trace objects
+    for step in (4, 5, 6):
+        monitor(Event("step", step, 6, {"loss": 1.0 / step}, time=200.0 + step, run_id="r1"))
+    monitor(Event("eval", 6, 6, {"eval_loss": 0.4, "eval_accuracy": 0.7}, time=206.5, run_id="r1"))
+    monitor(Event("end", 6, 6, time=207.0, run_id="r1"))
+    names = {t.name: t for t in monitor.figure.data}
+    assert list(names["loss"].x) == [1, 2, 3, 4, 5, 6]
+    assert list(names["eval_accuracy"].x) == [3, 6] and list(names["eval_accuracy"].y) == [0.6, 0.7]
+    assert monitor.state == "completed" and "completed" in monitor.status.value
+
+
+def test_preparing_note_is_wrapped_not_cut_off():
+    """Issue 28.6: PretrainRun's "preparing: …" note (115 characters) was one plotly line, cut
+    off at both edges of the figure; it is wrapped into lines that fit."""
+    from workbench.widgets.common import PLACEHOLDER_CHARS
+
+    what = ("preparing: tokenizer, corpus packing and model (the first start trains a tokenizer; "
+            "later starts reuse the cache) <b>")
+    monitor = wb.widgets.RunMonitor()
+    monitor.preparing(what)
+    monitor.state = "idle"  # ends the status line's ticking thread
+    (note,) = monitor.figure.layout.annotations
+    lines = note.text.split("<br>")
+    assert len(lines) >= 2 and all(len(line) <= PLACEHOLDER_CHARS + 6 for line in lines), lines
+    assert " ".join(lines) == f"{what} …".replace("<b>", "&lt;b&gt;")  # nothing lost, escaped
+
+
 def test_monitor_stop_button_sets_the_flag_and_escapes_errors():
     flag = StopFlag()
     monitor = wb.widgets.RunMonitor(flag)

@@ -1,4 +1,4 @@
-"""The guided notebooks run top to bottom, and their .ipynb twins stay in sync and output-free.
+"""The guided notebooks run top to bottom, and using them in JupyterLab rewrites none of them.
 
 Every `notebooks/NN_*.py` (jupytext percent source) is executed headless against the tiny random
 model with `MODEL=<tiny folder>, QUICK=True` injected after its parameters cell; any error fails
@@ -14,10 +14,11 @@ import pytest
 
 from workbench.errors import InputError
 from workbench.notebook_runner import (INJECTED_TAG, NotebookExecutionError, execute_notebook,
-                                       inject_parameters, read_notebook)
+                                       guided_sources, inject_parameters, read_notebook,
+                                       sync_notebooks)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.py") if re.match(r"\d\d_", p.name))
+NOTEBOOKS = guided_sources(NOTEBOOK_DIR)
 IDS = [p.stem for p in NOTEBOOKS]
 
 
@@ -45,26 +46,69 @@ def test_notebook_runs_on_default_model(path, tmp_path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_ipynb_is_in_sync_and_has_no_outputs(path):
-    import nbformat
-
-    ipynb = path.with_suffix(".ipynb")
-    assert ipynb.exists(), f"{ipynb.name} missing: run `.venv/bin/jupytext --to ipynb {path}`"
-    text_nb, json_nb = read_notebook(path), nbformat.read(ipynb, as_version=4)
-
-    def cells(nb):
-        return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", [])))
-                for c in nb.cells]
-
-    assert cells(text_nb) == cells(json_nb), (
-        f"{ipynb.name} is out of sync with {path.name}: run `.venv/bin/jupytext --to ipynb {path}`")
-    dirty = [i for i, c in enumerate(json_nb.cells) if c.cell_type == "code"
-             and (c.get("outputs") or c.get("execution_count") is not None)]
-    assert not dirty, f"{ipynb.name} has outputs committed in cells {dirty}: clear them"
-    params = [c for c in text_nb.cells if "parameters" in c.metadata.get("tags", [])]
+def test_source_has_one_parameters_cell(path):
+    params = [c for c in read_notebook(path).cells
+              if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     assert re.search(r"^MODEL\s*=", params[0].source, re.M), "parameters cell must set MODEL"
     assert re.search(r"^QUICK\s*=", params[0].source, re.M), "parameters cell must set QUICK"
+
+
+def _jupyterlab_touches(nb) -> None:
+    """What opening, running and saving in JupyterLab adds to a notebook model."""
+    import nbformat
+
+    nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                    "language": "python"}
+    nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.9"}
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    for i, cell in enumerate(nb["cells"]):
+        cell["metadata"]["jupyter"] = {"source_hidden": False}
+        if cell["cell_type"] == "code":
+            cell["metadata"]["execution"] = {"iopub.status.busy": "2026-12-06T21:00:00.0Z"}
+            cell["metadata"]["scrolled"] = True
+            cell["execution_count"] = i + 1
+            cell["outputs"] = [nbformat.v4.new_output("stream", text=f"out {i}\n")]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_saving_in_jupyterlab_leaves_the_source_byte_identical(path, tmp_path):
+    """Issue 28.4 without a browser: the .ipynb `make lab` writes, opened, run and saved through
+    jupytext's contents manager (what JupyterLab calls), writes the .py back byte for byte and
+    keeps the outputs in the .ipynb alone."""
+    import shutil
+
+    from jupytext import TextFileContentsManager
+
+    shutil.copy(NOTEBOOK_DIR / "jupytext.toml", tmp_path / "jupytext.toml")
+    shutil.copy(path, tmp_path / path.name)
+    assert sync_notebooks(tmp_path) == [tmp_path / f"{path.stem}.ipynb"]
+    cm = TextFileContentsManager(root_dir=str(tmp_path))
+    model = cm.get(f"{path.stem}.ipynb")
+    _jupyterlab_touches(model["content"])
+    cm.save(model, f"{path.stem}.ipynb")
+    assert (tmp_path / path.name).read_bytes() == path.read_bytes(), (
+        f"saving {path.stem}.ipynb rewrote {path.name}: keep it as `jupytext --to py:percent` "
+        "writes it with notebooks/jupytext.toml (no header, only cell tags)")
+    reopened = cm.get(f"{path.stem}.ipynb")["content"]
+    assert any(c.get("outputs") for c in reopened.cells), "the outputs were not kept in the .ipynb"
+    assert sync_notebooks(tmp_path) == [], "an existing .ipynb (the user's outputs) was rewritten"
+
+
+def test_notebooks_are_tracked_as_py_only():
+    """A tracked .ipynb would be dirtied by every Run All (its outputs); the .py is the source."""
+    import subprocess
+
+    out = subprocess.run(["git", "ls-files", "--", "*.ipynb"], cwd=NOTEBOOK_DIR,
+                         capture_output=True, text=True)
+    if out.returncode:
+        pytest.skip(f"not a git checkout: {out.stderr.strip()[:200]}")
+    tracked = out.stdout.split()
+    assert not tracked, (f"notebooks tracked as .ipynb: {tracked}; track the jupytext .py only "
+                         "(`git rm --cached` them; `make lab` writes the .ipynb)")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "x.ipynb"],
+                             cwd=NOTEBOOK_DIR)
+    assert ignored.returncode == 0, "notebooks/*.ipynb must be ignored by git (.gitignore)"
 
 
 # --- the runner itself, on hand-made notebooks (no model needed) -------------------------------

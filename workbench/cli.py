@@ -40,19 +40,37 @@ def _open_lab(folder: Path, port: int | None) -> int:
     return subprocess.call(cmd)
 
 
+def lab_command(repo: Path = REPO) -> list[str]:
+    """`jupyter lab` on `repo`/notebooks, after writing the .ipynb the .py sources pair with.
+
+    Kernels start in `repo`/outputs/notebooks, not beside the notebooks: every file a notebook
+    or a widget's Export button writes to a relative path lands there (ignored by git, like the
+    run store `repo`/runs), so using the notebooks leaves the tracked tree unchanged."""
+    from .notebook_runner import sync_notebooks
+
+    notebooks, work = repo / "notebooks", repo / "outputs" / "notebooks"
+    sync_notebooks(notebooks)
+    work.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebooks}",
+            f"--MappingKernelManager.root_dir={work}"]
+
+
 def _cmd_lab(args) -> int:
     from .resources import copy_notebooks, source_checkout
 
     checkout = source_checkout()
-    if checkout is not None:
-        return _open_lab(checkout / "notebooks", args.port)
-    # an installed package: the notebooks are copied to a folder of the user's (never edited in
-    # site-packages), then opened there
-    folder = Path(args.dir or "workbench-notebooks")
-    written = copy_notebooks(folder)
-    print(f"No clone of the repository here: {len(written)} guided notebooks copied to "
-          f"{folder.resolve()} (existing files kept); opening JupyterLab there.")
-    return _open_lab(folder, args.port)
+    if checkout is None:
+        # an installed package: the notebooks are copied to a folder of the user's (never edited
+        # in site-packages), then opened there
+        folder = Path(args.dir or "workbench-notebooks")
+        written = copy_notebooks(folder)
+        print(f"No clone of the repository here: {len(written)} guided notebooks copied to "
+              f"{folder.resolve()} (existing files kept); opening JupyterLab there.")
+        return _open_lab(folder, args.port)
+    cmd = lab_command(checkout)
+    if args.port:
+        cmd.append(f"--port={args.port}")
+    return subprocess.call(cmd)
 
 
 def _cmd_bench(args) -> int:

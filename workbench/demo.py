@@ -17,7 +17,6 @@ Not in a layer: it drives notebooks, never the analyses directly.
 from __future__ import annotations
 
 import html
-import re
 import sys
 import threading
 import time
@@ -38,7 +37,9 @@ _BANNER = "!" * 78
 
 def guided_notebooks(folder: Path | None = NOTEBOOK_DIR) -> list[Path]:
     """The guided notebooks' jupytext sources, `NN_name.py`, in order."""
-    found = sorted(p for p in Path(folder).glob("*.py") if re.match(r"\d\d_", p.name)) if folder else []
+    from .notebook_runner import guided_sources
+
+    found = guided_sources(folder) if folder else []
     if not found:
         raise InputError(f"no notebooks NN_*.py in {folder}: reinstall the workbench from its "
                          "wheel or sdist (which carry them), or run the demo from a clone")

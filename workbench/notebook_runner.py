@@ -6,8 +6,11 @@ inserts a cell right after it that overrides those names, executes every cell in
 kernel with a per-cell timeout, writes the executed `.ipynb` (and optionally an HTML export)
 and raises `NotebookExecutionError` naming the notebook and the failing cell on any error.
 
-Used by `make demo` (workbench/demo.py) and by tests/test_notebooks.py. Not in a layer: it only
-drives a kernel, it never imports the analyses itself.
+`sync_notebooks(folder)` writes the `.ipynb` that JupyterLab opens beside every `NN_name.py`
+(the only tracked form; the `.ipynb` is ignored by git), paired with its `.py` through jupytext.
+
+Used by `make demo` (workbench/demo.py), `make lab` (workbench/cli.py) and by
+tests/test_notebooks.py. Not in a layer: it only drives a kernel, it never imports the analyses.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from .errors import InputError, WorkbenchError
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+PAIRING = "ipynb,py:percent"   # jupytext formats: the .ipynb JupyterLab opens, the .py git tracks
+GUIDED = re.compile(r"\d\d_\w+\.py$")  # a guided notebook's source: NN_name.py
 
 
 class NotebookExecutionError(WorkbenchError, RuntimeError):
@@ -46,6 +51,38 @@ def read_notebook(path: str | Path):
     if path.suffix == ".ipynb":
         return nbformat.read(path, as_version=4)
     return jupytext.read(path)
+
+
+def guided_sources(folder: str | Path) -> list[Path]:
+    """The guided notebooks' jupytext sources in `folder`, `NN_name.py`, in order."""
+    return sorted(p for p in Path(folder).glob("*.py") if GUIDED.match(p.name))
+
+
+def sync_notebooks(folder: str | Path) -> list[Path]:
+    """Write `NN_name.ipynb` beside every `NN_name.py` in `folder` that has none; returns them.
+
+    The `.ipynb` is paired with its `.py` (jupytext formats in its metadata), so JupyterLab, with
+    the jupytext extension, reads the cells from the `.py` and the outputs from the `.ipynb` on
+    open, and saving writes both: the `.py` byte-identical unless a cell changed (the metadata
+    filters in `notebooks/jupytext.toml`), the outputs only into the `.ipynb`, which git ignores.
+    An existing `.ipynb` is left alone: it holds the user's outputs, and jupytext takes the cells
+    from the `.py` when that is newer (after a `git pull`)."""
+    import jupytext
+    from jupytext.config import load_jupytext_config
+
+    config = load_jupytext_config(str(Path(folder).resolve()))
+    written = []
+    for source in guided_sources(folder):
+        target = source.with_suffix(".ipynb")
+        if target.exists():
+            continue
+        nb = jupytext.read(source, config=config)
+        nb.metadata.setdefault("jupytext", {})["formats"] = PAIRING
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        jupytext.write(nb, target, config=config)
+        written.append(target)
+    return written
 
 
 def parameters_source(parameters: dict) -> str:

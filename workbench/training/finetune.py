@@ -385,7 +385,8 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
                     data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
                     learning_rate=trainer.learning_rate, attention=model.config._attn_implementation,
                     machine=describe_machine(), weights_dtype=stored)
-        status = trainer.fit(spine, stop)
+        with engine.cpu_threads():  # fewer threads when other processes hold the cores
+            status = trainer.fit(spine, stop)
         trainer.finish(spine, status)
     return run if engine.is_main else None
 

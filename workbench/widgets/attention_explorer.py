@@ -5,11 +5,14 @@ at construction): each text's forward pass is cached as an `AttentionCapture` (w
 value norms norm-based attention needs; q/k vectors on first use of the query/key view), and every
 option change re-transforms the cache. Views: a plotly heatmap (`plots.attention`), or our offline
 head / model / query-key views drawn by `views/static/attention.js` inside an anywidget; for the
-head view only the current layer's data is sent.
+head view only the current layer's data is sent. `CaptureCache` keeps each text's pass for the
+widgets that open these views on texts they already ran (HeadExplorer, QKAtlas): `show(texts,
+captures)` then swaps the texts in without running the model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 
@@ -43,6 +46,35 @@ class AttentionCanvas(anywidget.AnyWidget):
     picked = traitlets.List(traitlets.Int()).tag(sync=True)
 
 
+class CaptureCache:
+    """Each text's attention pass (`capture_attention`, with value norms), run once per text.
+
+    `get(texts)` runs the model only on the texts it has not seen (one batched call) and returns
+    one capture per text, numbered 0..n-1 in the order given (the tensors are shared, not copied).
+    At most `size` texts are kept, the oldest dropped first. `passes` counts model runs."""
+
+    def __init__(self, lm: LM, size: int = 64):
+        self.lm, self.size, self.passes = lm, size, 0
+        self._store: dict = {}
+
+    def get(self, texts) -> list[AttentionCapture]:
+        items = list(texts)
+        missing = [t for t in dict.fromkeys(items) if t not in self._store]
+        if missing:
+            for item, cap in zip(missing, capture_attention(self.lm, missing, norms=True)):
+                self._store[item] = cap
+            self.passes += 1
+        caps = [dataclasses.replace(self._store[t], text_id=j) for j, t in enumerate(items)]
+        for old in list(self._store)[:max(0, len(self._store) - self.size)]:
+            del self._store[old]
+        return caps
+
+
+def _join(items) -> str:
+    """The text box's lines for `items` (a pair as `A || B`), the inverse of `_parse`."""
+    return "\n".join(f"{t[0]} {PAIR_SEP} {t[1]}" if isinstance(t, tuple) else t for t in items)
+
+
 def _parse(text: str) -> list[str | tuple[str, str]]:
     items = []
     for line in text.splitlines():
@@ -60,8 +92,12 @@ class AttentionExplorer(widgets.VBox):
     """Explore attention of `lm` on one or more texts (one per line; `A || B` for a pair)."""
 
     def __init__(self, lm: LM, texts=None, *, view: str = "heatmap", mode: str = "weights",
-                 **options):
-        check_options("AttentionExplorer", options, ["texts", "view", "mode"])
+                 layer: int = 0, head: int | str = 0,
+                 captures: list[AttentionCapture] | None = None, **options):
+        """`captures`: the texts' passes already computed (`CaptureCache.get(texts)`): shown
+        without running the model. `layer`, `head`: where the views open."""
+        check_options("AttentionExplorer", options,
+                      ["texts", "view", "mode", "layer", "head", "captures"])
         as_lm_dict(lm)  # InputError naming `lm` for anything but a loaded model
         check_choice("view", view, [v for _, v in VIEWS], "AttentionExplorer")
         check_choice("mode", mode, list(MODES), "AttentionExplorer")
@@ -75,8 +111,8 @@ class AttentionExplorer(widgets.VBox):
         self.figure: go.Figure | None = None
         if isinstance(texts, (str, tuple)):
             texts = [texts]
-        initial = "\n".join(f"{t[0]} {PAIR_SEP} {t[1]}" if isinstance(t, tuple) else t
-                            for t in (texts or ["The quick brown fox jumps over the lazy dog."]))
+        initial = _join(texts or ["The quick brown fox jumps over the lazy dog."])
+        self._quiet = False             # True while show() sets several controls: one redraw
 
         layer_opts = [("all (mean)", ALL)] + [(str(i), i) for i in range(lm.num_layers)]
         head_opts = [("all (mean)", ALL)] + [(str(i), i) for i in range(lm.num_heads)]
@@ -86,8 +122,8 @@ class AttentionExplorer(widgets.VBox):
         self.run_button = widgets.Button(description="Run", button_style="primary",
                                          tooltip="run the model on the texts (cached)")
         self.text_pick = widgets.Dropdown(options=[], description="show")
-        self.layer = widgets.Dropdown(options=layer_opts, value=0, description="layer")
-        self.head = widgets.Dropdown(options=head_opts, value=0, description="head")
+        self.layer = widgets.Dropdown(options=layer_opts, value=layer, description="layer")
+        self.head = widgets.Dropdown(options=head_opts, value=head, description="head")
         self.view = widgets.ToggleButtons(options=VIEWS, value=view, description="view")
         self.mode = widgets.Dropdown(options=[(k, k) for k in MODES], value=mode,
                                      description="mode")
@@ -131,7 +167,10 @@ class AttentionExplorer(widgets.VBox):
                           self.client_export]),
             self.status,
         ])
-        self.run()
+        if captures is None:
+            self.run()
+        else:
+            self.show(_parse(initial), captures)
 
     # -- model ---------------------------------------------------------------------------
     @in_widget("running the model on the texts", figures=("figure_widget",))
@@ -143,6 +182,31 @@ class AttentionExplorer(widgets.VBox):
             return
         self.captures = capture_attention(self.lm, items, norms=True)
         self.forward_count += 1
+        self._install(items)
+        self.refresh()
+
+    def show(self, texts, captures: list[AttentionCapture], *, layer: int | str | None = None,
+             head: int | str | None = None) -> None:
+        """Show `texts` from their computed `captures` (one per text, in order, with value norms:
+        `CaptureCache.get(texts)`) at `layer`/`head`, redrawn once; the model does not run."""
+        items = [t if isinstance(t, str) else tuple(t) for t in texts]
+        if len(captures) != len(items):
+            raise InputError(f"show: {len(items)} texts but {len(captures)} captures")
+        self._quiet = True
+        try:
+            self.text.value = _join(items)
+            self.captures = list(captures)
+            self._install(items)
+            if layer is not None:
+                self.layer.value = layer
+            if head is not None:
+                self.head.value = head
+        finally:
+            self._quiet = False
+        self.refresh()
+
+    def _install(self, items) -> None:
+        """New texts' captures are in `self.captures`: reset the text picker and the selection."""
         self._qk = {}
         labels = [(f"{i}: {(t if isinstance(t, str) else ' / '.join(t))[:40]}", i)
                   for i, t in enumerate(items)]
@@ -150,7 +214,6 @@ class AttentionExplorer(widgets.VBox):
         with self.hold_trait_notifications():
             self.text_pick.options = labels
             self.text_pick.value = 0
-        self.refresh()
 
     @property
     def capture(self) -> AttentionCapture:
@@ -181,7 +244,7 @@ class AttentionExplorer(widgets.VBox):
     # -- refresh -----------------------------------------------------------------------------
     @in_widget()
     def refresh(self) -> None:
-        if not self.captures:
+        if not self.captures or self._quiet:
             return
         self._refresh_figure()
         self._refresh_view()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+import textwrap
 import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Mapping
@@ -164,11 +165,19 @@ def in_widget(what: str | None = None, *, status: str = "status",
     return decorate
 
 
+PLACEHOLDER_CHARS = 56  # a placeholder's line at 14 px fits a figure ~450 px wide (a narrow cell)
+
+
 def placeholder(text: str = "computing…", height: int | None = None) -> go.Figure:
-    """An empty figure with `text` in its middle and no axes (instead of bare −1..6 axes)."""
+    """An empty figure with `text` in its middle and no axes (instead of bare −1..6 axes).
+
+    A long text is wrapped into lines of at most `PLACEHOLDER_CHARS` characters: plotly draws a
+    note on one line, and a long one was cut off at both edges of the figure."""
+    lines = textwrap.wrap(str(text), PLACEHOLDER_CHARS) or [""]
     fig = apply_theme(go.Figure())
     fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=height,
-                      annotations=[dict(text=plot_text(text), showarrow=False, xref="paper",
+                      annotations=[dict(text="<br>".join(map(plot_text, lines)), showarrow=False,
+                                        xref="paper",
                                         yref="paper", x=0.5, y=0.5,
                                         font=dict(size=14, color="#777"))])
     return fig

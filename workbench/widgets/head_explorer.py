@@ -4,8 +4,14 @@ Controls -> analysis -> plot: the statistic dropdown recolours the layer x head 
 (`plots.heads.head_heatmap` of `wb.head_stats`); clicking a cell (or `select(layer, head)`)
 ranks the texts by that head's per-text value of the statistic (`head_stats(by_text=True)`,
 computed once on the first `max_texts` texts) and shows the head's attention on the `examples`
-strongest ones (`wb.attention` -> `plots.attention.attention_heatmap`). "Open in the attention
+strongest ones (`capture_attention` -> `plots.attention.attention_heatmap`). "Open in the attention
 views" puts those texts into an `AttentionExplorer` at that layer and head, in its head view.
+
+One pass over the corpus: with no `stats` given and at most `max_texts` texts, the per-text
+statistics are computed at construction and the heatmap's statistics are their mean over texts,
+which is what `head_stats(average="text")` computes (Clark et al. 2019), so the first click does
+not run the corpus again. Each example text's forward pass is kept (`CaptureCache`) and handed to
+the attention views, which therefore open without running the model.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import schema as S
-from ..analysis.attention import attention
 from ..analysis.heads import STATS, head_stats
 from ..capture import as_text_list
 from ..config import check_int, check_positive_int
@@ -26,7 +31,7 @@ from ..models import LM, check_lm
 from ..plots.attention import attention_heatmap
 from ..plots.heads import LABELS, head_heatmap
 from ..plots.labels import plot_text
-from .attention_explorer import AttentionExplorer, _parse
+from .attention_explorer import AttentionExplorer, CaptureCache
 from .common import check_choice, in_widget
 
 
@@ -44,9 +49,12 @@ class HeadExplorer(widgets.VBox):
         if stats is not None and not (isinstance(stats, pd.DataFrame) and statistic in stats):
             raise InputError(f"HeadExplorer(stats=...) must be the frame wb.head_stats returned "
                              f"for these texts (with a {statistic!r} column), or None")
+        self._by_text = None
+        self._captures = CaptureCache(lm)
+        if stats is None and len(self.texts) <= max_texts:
+            stats = mean_over_texts(self.per_text())
         self.stats = stats if stats is not None else head_stats(
             lm, self.texts, batch_size=batch_size, progress=False)
-        self._by_text = None
         self.selected: tuple[int, int] | None = None
         self.ranked: list[int] = []           # text ids shown for the selected head, best first
 
@@ -112,11 +120,11 @@ class HeadExplorer(widgets.VBox):
         rows = self.per_text()
         rows = rows[(rows[S.LAYER] == layer) & (rows[S.HEAD] == head)]
         self.ranked = [int(t) for t in rows.nlargest(self.examples.value, stat)[S.TEXT_ID]]
-        frame = attention(self.lm, [self.texts[i] for i in self.ranked], layers=[layer],
-                          heads=[head], batch_size=self.batch_size)
+        captures = self._captures.get([self.texts[i] for i in self.ranked])
         figures = []
         for j, text_id in enumerate(self.ranked):
             value = rows.loc[rows[S.TEXT_ID] == text_id, stat].iloc[0]
+            frame = captures[j].to_frame(layers=[layer], heads=[head])
             fig = attention_heatmap(frame, text_id=j, title=plot_text(
                 f"text {text_id}: {LABELS.get(stat, stat)} = {value:.3f}"))
             fig.update_layout(height=360)
@@ -137,12 +145,21 @@ class HeadExplorer(widgets.VBox):
             return None
         layer, head = self.selected
         texts = [self.texts[i] for i in self.ranked]
+        captures = self._captures.get(texts)  # the examples' passes: the model does not run
         if self.explorer is None:
-            self.explorer = AttentionExplorer(self.lm, texts, view="head")
-        elif _parse(self.explorer.text.value) != texts:
-            self.explorer.text.value = "\n".join(texts)
-            self.explorer.run()
-        with self.explorer.hold_trait_notifications():
-            self.explorer.layer.value, self.explorer.head.value = layer, head
+            self.explorer = AttentionExplorer(self.lm, texts, view="head", layer=layer, head=head,
+                                              captures=captures)
+        else:
+            self.explorer.show(texts, captures, layer=layer, head=head)
         self.explorer_box.children = [self.explorer]
         return self.explorer
+
+
+def mean_over_texts(by_text):
+    """`head_stats(average="text")` from its `by_text=True` rows: each statistic's per-text means
+    averaged over the texts, per (model, layer, head); the attrs (numbers of texts and queries,
+    uniform references) are the same for both forms."""
+    keys = [c for c in (S.MODEL, S.LAYER, S.HEAD) if c in by_text.columns]
+    df = by_text.groupby(keys, sort=False)[list(STATS)].mean().reset_index()
+    df.attrs.update(by_text.attrs)
+    return df

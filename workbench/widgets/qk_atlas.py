@@ -4,9 +4,11 @@ Controls -> analysis -> plot: the atlas is computed once (`wb.qk_atlas`); the co
 redraws the all-heads grid (`plots.qk_atlas.atlas_grid`); clicking a head's panel (or
 `select_head(layer, head)`) shows it in detail (`head_detail`, every token on hover); clicking a
 query point (or `select_query(text_id, position)`) draws that query's attention row — the model's
-own weights from `wb.attention` — over the key points and opens the sentence in an
-`AttentionExplorer` head view at that layer and head. State lives in the `selected_head` and
-`selected_query` traits, so the behaviour is testable without a browser.
+own weights, from the sentence's `capture_attention` pass — over the key points and opens the
+sentence in an `AttentionExplorer` head view at that layer and head. The pass is run once per
+sentence (`CaptureCache`) and shared by the row and the views, and the views are one explorer
+whose texts are swapped, so a query click runs the model at most once. State lives in the
+`selected_head` and `selected_query` traits, so the behaviour is testable without a browser.
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ import plotly.graph_objects as go
 import traitlets
 
 from .. import schema as S
-from ..analysis.attention import attention
 from ..analysis.qk_atlas import LABELS, qk_atlas
 from ..capture import as_text_list
 from ..config import check_int, check_positive_int
 from ..errors import InputError
 from ..models import LM, check_lm
 from ..plots.qk_atlas import atlas_grid, head_detail
-from .attention_explorer import AttentionExplorer
+from .attention_explorer import AttentionExplorer, CaptureCache
 from .common import check_choice, check_options, in_widget, placeholder, replace_figure
 
 _ATLAS_OPTIONS = [p for p in inspect.signature(qk_atlas).parameters if p not in ("lm", "texts")]
@@ -60,6 +61,7 @@ class QKAtlas(widgets.VBox):
         self.detail = go.FigureWidget(placeholder("click a head in the grid to see it here",
                                                   height=420))
         self.explorer: AttentionExplorer | None = None
+        self._captures = CaptureCache(lm)
         self.explorer_box = widgets.VBox([])
         self.color.observe(self._on_color, names="value")
         super().__init__([self.color, self.grid, self.status, self.detail, self.explorer_box])
@@ -128,7 +130,8 @@ class QKAtlas(widgets.VBox):
         """The model's attention of the selected query over its sentence (`wb.attention` rows)."""
         layer, head = self.selected_head
         text_id, position = self.selected_query
-        frame = attention(self.lm, [self.texts[text_id]], layers=[layer], heads=[head])
+        (capture,) = self._captures.get([self.texts[text_id]])
+        frame = capture.to_frame(layers=[layer], heads=[head])
         return frame[frame[S.QUERY] == position]
 
     def _draw_detail(self) -> None:
@@ -153,8 +156,12 @@ class QKAtlas(widgets.VBox):
         if self.selected_head is None or self.selected_query is None:
             return None
         layer, head = self.selected_head
-        self.explorer = AttentionExplorer(self.lm, [self.texts[self.selected_query[0]]],
-                                          view="head")
-        self.explorer.layer.value, self.explorer.head.value = layer, head
+        texts = [self.texts[self.selected_query[0]]]
+        captures = self._captures.get(texts)  # the pass attention_row ran: no model run here
+        if self.explorer is None:
+            self.explorer = AttentionExplorer(self.lm, texts, view="head", layer=layer, head=head,
+                                              captures=captures)
+        else:
+            self.explorer.show(texts, captures, layer=layer, head=head)
         self.explorer_box.children = [self.explorer]
         return self.explorer

@@ -7,7 +7,8 @@ with steps/s and ETA, and its Stop button requests a graceful stop through a `St
 It knows nothing about a particular loop: any `Event` stream drives it.
 
 Curves are keyed by run id: a "start" event for another run starts empty curves (and a clean
-status line); a resumed run starts from its own history up to the restored step. Hosts pass
+status line); a resumed run starts from its own history up to the restored step (read from the
+run, or, with no `open_run`, the rows this monitor drew before the stop). Hosts pass
 `open_run(run_id)` (returning the store's `Run`) so the curves' title names the run and a resume
 reads the run's own metrics.
 """
@@ -113,7 +114,10 @@ class RunMonitor:
         self._t0, self._step0 = event.time, event.step
         self._latest = {}
         self._title = plot_text(self.title) if self.title else None  # until the run is read
-        self.curves[event.run_id] = self._history_rows(event.run_id, event.step)
+        history = self._history_rows(event.run_id, event.step)
+        if not history and event.step > 0:  # no store to read: the rows this monitor saw itself
+            history = [r for r in self.curves.get(event.run_id, []) if r["step"] <= event.step]
+        self.curves[event.run_id] = history
         for row in self.curves[event.run_id]:
             self._latest.update({k: v for k, v in row.items() if k in self.show_keys
                                  and isinstance(v, (int, float)) and v == v})
