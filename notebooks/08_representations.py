@@ -79,7 +79,13 @@ try:
 except wb.WorkbenchError as err:  # no PyPI access and nothing cached yet
     print(f"using the tiny fallback sample: {err}")
     pos = wb.read_conll(FALLBACK)
-print(pos["text_id"].nunique(), "sentences,", len(pos), "words,", pos["label"].nunique(), "tags")
+# analyses refuse a text longer than the model's window rather than cut it: keep the sentences
+# that fit (a few long WSJ lines do not fit a 128-token model), and say how many were left out
+fits = pos.groupby("text_id")["word"].agg(lambda w: len(lm.tokens(" ".join(w)).tokens) <= lm.max_length)
+pos = pos[pos["text_id"].map(fits)]
+pos["text_id"] = pos["text_id"].rank(method="dense").astype(int) - 1
+print(pos["text_id"].nunique(), "sentences,", len(pos), "words,", pos["label"].nunique(), "tags",
+      f"({int((~fits).sum())} longer than the model's {lm.max_length} tokens left out)")
 pos.head()
 
 # %% [markdown]

@@ -127,18 +127,9 @@ def refuse_overflow(lengths: Sequence[int], limit: int, max_length: int | None,
         + ("" if max_length is None else ", or raise max_length"))
 
 
-def _model_max_length(lm: LM) -> int:
-    # RoBERTa's position table has 2 extra slots (padding_idx offset)
-    n = getattr(lm.config, "max_position_embeddings", 512)
-    if lm.config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        n -= 2
-    tok_max = getattr(lm.tokenizer, "model_max_length", n) or n
-    return int(min(n, tok_max))
-
-
 def check_max_length(lm: LM, max_length: int | None) -> int:
     """`max_length` checked against the model (None: the model's own limit); returns the limit."""
-    limit = _model_max_length(lm)
+    limit = lm.max_length
     if max_length is None:
         return limit
     return check_int("max_length", max_length, minimum=4, maximum=limit)

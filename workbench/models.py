@@ -75,6 +75,15 @@ class LM:
         return self.model.config.num_attention_heads
 
     @property
+    def max_length(self) -> int:
+        """Tokens the model takes in one text, specials included (analyses refuse longer texts)."""
+        n = getattr(self.config, "max_position_embeddings", 512)
+        if self.config.model_type in ("roberta", "xlm-roberta", "camembert"):
+            n -= 2  # RoBERTa's position table has 2 extra slots (the padding_idx offset)
+        tok_max = getattr(self.tokenizer, "model_max_length", n) or n
+        return int(min(n, tok_max))
+
+    @property
     def mask_token(self) -> str:
         return self.tokenizer.mask_token
 

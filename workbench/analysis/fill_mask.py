@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .. import schema as S
-from ..capture import _model_max_length, as_text_list, batches
+from ..capture import as_text_list, batches
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..tokens import tokenize
@@ -97,7 +97,7 @@ def is_wordpiece(tokenizer) -> bool:
 
 def encode_masked(lm: LM, texts: Sequence[str]):
     """Tokenise texts that must contain masks; return (encoding, mask positions per text)."""
-    limit = _model_max_length(lm)
+    limit = lm.max_length
     enc = tokenize(lm.tokenizer, list(texts), truncation=False, padding=True,
                    return_tensors="pt")
     ids = enc["input_ids"]                                       # (B, T)

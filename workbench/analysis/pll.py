@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from .. import schema as S
-from ..capture import _model_max_length, as_text_list
+from ..capture import as_text_list
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..tokens import token_view, tokenize
@@ -110,7 +110,7 @@ def check_method(method: str, allowed: Sequence[str] = METHODS) -> None:
 
 def tokenize_for_scoring(lm: LM, texts: list[str]):
     """Encode texts (no padding); return the fast encodings, checked against the length limit."""
-    limit = _model_max_length(lm)
+    limit = lm.max_length
     enc = tokenize(lm.tokenizer, texts, truncation=False, return_special_tokens_mask=True)
     for i, e in enumerate(enc.encodings):
         if len(e.ids) > limit:
