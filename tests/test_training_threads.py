@@ -52,3 +52,31 @@ def test_cpu_threads_scope_restores_and_leaves_gpus_alone():
     with engine.cpu_threads() as n:
         assert 1 <= n <= before and torch.get_num_threads() == n
     assert torch.get_num_threads() == before
+
+
+def test_a_resumed_run_keeps_its_first_sessions_thread_count(tiny_model_dir, tmp_path, monkeypatch):
+    """1 and 2 threads round differently: a resume is bit-identical only with the same count, so
+    the count chosen at the run's start is recorded and reused, whatever the load is then."""
+    import workbench.training.engine as engine_mod
+
+    data = pd.DataFrame({"text": ["good film", "bad film"] * 16, "label": ["pos", "neg"] * 16})
+    cfg = wb.FineTuneConfig(batch_size=8, max_steps=4, checkpoint_every=1, log_every=1, device="cpu")
+
+    def interrupt(event):
+        if event.kind == "step" and event.step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_mod, "busy_cores_of_others", lambda: 0.0)   # an idle machine
+    try:  # Ctrl-C in a callback: the run ends "interrupted" at its step-2 checkpoint
+        wb.finetune(str(tiny_model_dir), data, progress=False, root=tmp_path, config=cfg,
+                    callbacks=[interrupt])
+    except KeyboardInterrupt:
+        pass
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert wb.Run(folder).status == "interrupted"
+    first = wb.Run(folder).info["cpu_threads"]
+    monkeypatch.setattr(engine_mod, "busy_cores_of_others", lambda: 64.0)  # now a busy one
+    seen = []
+    wb.finetune(None, data, resume=folder, progress=False, root=tmp_path,
+                callbacks=[lambda e: seen.append(torch.get_num_threads()) if e.kind == "step" else None])
+    assert seen and set(seen) == {first}

@@ -152,12 +152,16 @@ class Engine:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def cpu_threads(self):
+    def cpu_threads(self, fixed: int | None = None):
         """A single CPU process trains with as many threads as there are free cores
-        (`contended_threads`, measured once at the start); on a GPU, or with several processes
-        (accelerate sets their threads), nothing changes."""
+        (`contended_threads`, measured once at the start), or with `fixed` threads (a resumed
+        run takes its first session's count: 1 and 2 threads round differently, and a resume is
+        bit-identical only with the same count); on a GPU, or with several processes (accelerate
+        sets their threads), nothing changes."""
         if self.device.type != "cpu" or self.world > 1:
             return contextlib.nullcontext(torch.get_num_threads())
+        if fixed is not None:
+            return threads_scope(int(fixed))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
         return threads_scope(contended_threads(torch.get_num_threads(), cores,

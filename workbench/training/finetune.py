@@ -385,7 +385,10 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
                     data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
                     learning_rate=trainer.learning_rate, attention=model.config._attn_implementation,
                     machine=describe_machine(), weights_dtype=stored)
-        with engine.cpu_threads():  # fewer threads when other processes hold the cores
+        # fewer threads when other processes hold the cores; a resumed run keeps its count
+        with engine.cpu_threads(run.info.get("cpu_threads") if resumed and run else None) as n:
+            if run is not None and engine.is_main and not resumed:
+                run.set_status("running", cpu_threads=n)
             status = trainer.fit(spine, stop)
         trainer.finish(spine, status)
     return run if engine.is_main else None
