@@ -83,5 +83,14 @@ ROLE_CHANGED = "role_changed"            # bool per head; a count per layer
 PREDICTION_A, PREDICTION_B = "prediction_a", "prediction_b"
 LOGPROB_A, LOGPROB_B = "logprob_a", "logprob_b"
 LOGPROB_CHANGE = "logprob_change"        # b - a
+# context mixing, activation patching, pruning curves (issue 23)
+SITE = "site"              # where a patch is applied: "resid" | "attn" | "ffn" | "head"
+CLEAN = "clean"            # the metric on the clean input, unpatched
+CORRUPTED = "corrupted"    # the metric on the corrupted input, unpatched
+EFFECT = "effect"          # (patched - corrupted) / (clean - corrupted): 1 = fully restored
+ORDER = "order"            # a pruning order: "iterative" | "once" | "random"
+FRACTION = "fraction"      # share of heads removed
+N_PRUNED = "n_pruned"      # number of heads removed
+LOSS = "loss"
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))
