@@ -157,3 +157,14 @@ def test_figures(lm):
     assert np.asarray(fig.data[0].z).shape == (lm.num_layers, len(lm.tokens(CLEAN)))
     assert "residual stream" in fig.layout.title.text
     assert np.asarray(head_grid(df).data[0].z).shape == (lm.num_layers, lm.num_heads)
+
+
+def test_patch_probe_widget(lm):
+    w = wb.widgets.PatchProbe(lm, CLEAN, CORRUPT, CANDS, batch_size=16)
+    assert w.frame is not None and len(w.frame) == 2 * len(lm.tokens(CLEAN))
+    assert np.asarray(w.figure.data[0].z).shape == (lm.num_layers, len(lm.tokens(CLEAN)))
+    w.site.value = "head"
+    assert set(w.frame["site"]) == {"head"} and "head" in w.figure.layout.title.text
+    w.corrupted.value = "The big man near the door <mask> here."
+    w.refresh()
+    assert w.frame is None and "same number of tokens" in w.status.value
