@@ -25,9 +25,11 @@ text's one `<mask>`, each candidate one token), "logit" / "prob" / "logprob" of 
 (a classifier), or a callable taking the model's output logits ((B, T, V) or (B, C); the last
 hidden states (B, T, D) for an encoder without a head) and returning one number per row (B,).
 
-Every corrupted run goes in batches of `batch_size` rows, one site per row; every forward pass,
-the clean and corrupted baselines included, has exactly `batch_size` rows (short batches are
-filled with unpatched rows), so a row's numbers do not depend on where its site falls.
+Every corrupted run goes in batches of `batch_size` rows, one site per row, sites sorted by layer;
+every forward pass, the clean and corrupted baselines included, has exactly `batch_size` rows
+(short batches are filled with unpatched rows), so a row's numbers do not depend on where its
+site falls. A batch whose sites start at layer l runs layers l.. only, from the corrupted run's
+recorded input of layer l (`_start_at`): the skipped layers would recompute it bit for bit.
 """
 
 from __future__ import annotations
@@ -133,6 +135,45 @@ def _patching(lm: LM, rows: Sequence[Site | None], clean: dict):
         pairs.append((module, make(key, how), how))
     with hooks(pairs):
         yield
+
+
+@contextlib.contextmanager
+def _layer_inputs(lm: LM, store: list):
+    """Store row 0 of every layer's input hidden states of the next forward: L x (T, D)."""
+    store[:] = [None] * lm.num_layers
+
+    def make(i):
+        def pre(module, args):
+            store[i] = args[0][0].detach().clone()
+        return pre
+    with hooks((layer, make(i), "pre") for i, layer in enumerate(encoder_layers(lm))):
+        yield store
+
+
+@contextlib.contextmanager
+def _start_at(lm: LM, start: int, hidden: torch.Tensor | None):
+    """Inside the block a forward runs layers `start`.. only, fed `hidden` (T, D), the input of
+    layer `start` recorded on the same (corrupted) input, in place of the embeddings' output.
+
+    The layers before `start` would compute exactly `hidden` again (same input, same batch
+    shape), so skipping them changes no bit; the encoder's own forward, masks and task head run
+    as usual (the layer list is swapped for its tail and always restored).
+    """
+    if start == 0:
+        yield
+        return
+    enc = lm.encoder.encoder
+    full = enc.layer
+
+    def feed(module, args, out):
+        return hidden[None].to(out.dtype).expand_as(out).clone()
+
+    enc.layer = torch.nn.ModuleList(list(full)[start:])
+    try:
+        with hooks([(lm.encoder.embeddings, feed, "forward")]):
+            yield
+    finally:
+        enc.layer = full
 
 
 @contextlib.contextmanager
@@ -264,7 +305,8 @@ def patch(lm: LM, clean: str, corrupted: str | None = None, *, metric="logprob_d
     """Activation patching of `lm` from `clean` into `corrupted` (see the module docstring).
 
     One row per site: model, site, layer, head (-1 unless site="head"), position (-1 for heads
-    and positions="all"), token (the clean token there), value (the metric with that site
+    and positions="all"), token (the clean token there), span ("corrupted" where the two inputs
+    differ or noise was added, "mask" at the metric's mask, else "other"), value (the metric with that site
     patched), clean and corrupted (the two unpatched metrics), effect = (value - corrupted) /
     (clean - corrupted) (1: the site alone restores the clean metric; NaN if clean == corrupted).
 
@@ -280,7 +322,7 @@ def patch(lm: LM, clean: str, corrupted: str | None = None, *, metric="logprob_d
         corrupted = normalise_masks(lm, as_one_text(corrupted, "corrupted"))
     noise_scale = check_finite("noise_scale", noise_scale, low=0)
     batch_size = check_positive_int("batch_size", batch_size)
-    run, described, _ = _metric_fn(lm, clean, metric, candidates, target)
+    run, described, mask_pos = _metric_fn(lm, clean, metric, candidates, target)
     a, b = _inputs(lm, clean, corrupted, max_length)
     n = len(a.views[0])
     noisy = None
@@ -294,21 +336,31 @@ def patch(lm: LM, clean: str, corrupted: str | None = None, *, metric="logprob_d
         return {k: v.expand(batch_size, *v.shape[1:]) for k, v in batch.inputs.items()}
 
     store: dict = {}
+    inputs_b: list = []
+    order = sorted(range(len(todo)), key=lambda i: todo[i].layer)   # chunks start late
+    values = np.empty(len(todo))
     with torch.inference_mode():
         with _record(lm, {(s.kind, s.layer) for s in todo}, store):
             clean_value = float(run(rep(a))[0])
         with _noise(lm, noisy, noise_scale, seed):
-            corrupt_value = float(run(rep(b))[0])
-            values = []
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start:start + batch_size]
-                rows = chunk + [None] * (batch_size - len(chunk))
-                with _patching(lm, rows, store):
-                    values += run(rep(b))[:len(chunk)].tolist()
-    return _frame(lm, todo, values, clean_value, corrupt_value, a.views[0].display, described)
+            with _layer_inputs(lm, inputs_b):
+                corrupt_value = float(run(rep(b))[0])
+            for at in range(0, len(order), batch_size):
+                idx = order[at:at + batch_size]
+                rows = [todo[i] for i in idx] + [None] * (batch_size - len(idx))
+                first = todo[idx[0]].layer                           # every later layer re-runs
+                with _patching(lm, rows, store), _start_at(lm, first, inputs_b[first]):
+                    values[idx] = run(rep(b))[:len(idx)].double().cpu().numpy()
+    ids_a, ids_b = a.inputs["input_ids"][0].tolist(), b.inputs["input_ids"][0].tolist()
+    changed = set(noisy or []) | {p for p in range(n) if ids_a[p] != ids_b[p]}
+    spans = ["corrupted" if p in changed else "mask" if p == mask_pos else "other"
+             for p in range(n)]
+    return _frame(lm, todo, values, clean_value, corrupt_value, a.views[0].display, spans,
+                  described)
 
 
-def _frame(lm, todo, values, clean_value, corrupt_value, tokens, described) -> pd.DataFrame:
+def _frame(lm, todo, values, clean_value, corrupt_value, tokens, spans,
+           described) -> pd.DataFrame:
     values = np.asarray(values, dtype=np.float64)
     gap = clean_value - corrupt_value
     effect = (values - corrupt_value) / gap if gap != 0 else np.full(len(values), np.nan)
@@ -316,5 +368,6 @@ def _frame(lm, todo, values, clean_value, corrupt_value, tokens, described) -> p
         S.MODEL: lm.name, S.SITE: [s.kind for s in todo], S.LAYER: [s.layer for s in todo],
         S.HEAD: [s.head for s in todo], S.POSITION: [s.position for s in todo],
         S.TOKEN: [tokens[s.position] if s.position >= 0 else "" for s in todo],
+        S.SPAN: [spans[s.position] if s.position >= 0 else "" for s in todo],
         S.VALUE: values, S.CLEAN: clean_value, S.CORRUPTED: corrupt_value, S.EFFECT: effect,
         S.METRIC: described})

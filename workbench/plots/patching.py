@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import DIVERGING
+from ..figures import CATEGORICAL, DIVERGING
 from .labels import finish, plot_text, short_label
 
 SITE_NAMES = {"resid": "residual stream", "attn": "attention output", "ffn": "FFN output",
@@ -78,4 +78,31 @@ def head_grid(df: pd.DataFrame, *, value: str = S.EFFECT, title: str | None = No
     fig.update_layout(title=title or _title(sub, "head", value),
                       xaxis=dict(title=S.HEAD, dtick=1),
                       yaxis=dict(title=S.LAYER, dtick=1, autorange="reversed"))
+    return finish(fig)
+
+
+def effect_by_span(df: pd.DataFrame, *, site: str = "resid", n_pairs: int | None = None,
+                   title: str | None = None) -> go.Figure:
+    """Mean `effect` per layer for each span ("corrupted", "mask", "other"), over every pair of
+    a concatenation of `wb.patch` frames; the band is +- one standard error over positions."""
+    sub = _slice(df, site, S.EFFECT)
+    if S.SPAN not in sub:
+        raise InputError("the frame has no 'span' column: pass frames of wb.patch")
+    fig = go.Figure()
+    for i, span in enumerate(["corrupted", "mask", "other"]):
+        part = sub[sub[S.SPAN] == span].groupby(S.LAYER)[S.EFFECT]
+        if not len(part):
+            continue
+        mean, err = part.mean(), part.sem().fillna(0.0)
+        fig.add_trace(go.Scatter(
+            x=mean.index, y=mean.values, name=span, mode="lines+markers",
+            error_y=dict(type="data", array=err.values, visible=True),
+            line=dict(color=CATEGORICAL[i]),
+            hovertemplate="layer %{x}<br>mean effect %{y:.3f}<extra>" + span + "</extra>"))
+    data = f" over {n_pairs} pairs" if n_pairs else ""
+    fig.update_layout(
+        title=title or f"Patching the {SITE_NAMES.get(site, site)} one position at a time: mean "
+                       f"normalised effect{data}",
+        xaxis=dict(title=S.LAYER, dtick=1), yaxis=dict(title="effect (1 = clean restored)"),
+        legend=dict(title=dict(text="position")))
     return finish(fig)
