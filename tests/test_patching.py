@@ -150,9 +150,14 @@ def test_bad_inputs(lm, tiny_encoder_dir):
 
 
 def test_figures(lm):
-    from workbench.plots.patching import head_grid, patch_heatmap
+    from workbench.plots.patching import effect_by_span, head_grid, patch_heatmap
 
     df = wb.patch(lm, CLEAN, CORRUPT, candidates=CANDS, sites=["resid", "head"])
+    a, b = lm.tokens(CLEAN).ids, lm.tokens(CORRUPT).ids
+    resid = df[(df["site"] == "resid") & (df["layer"] == 0)]
+    assert list(resid["span"] == "corrupted") == [x != y for x, y in zip(a, b)]
+    assert list(resid["position"][resid["span"] == "mask"]) == [a.index(lm.tokenizer.mask_token_id)]
+    assert len(effect_by_span(df, n_pairs=1).data) == 3
     fig = patch_heatmap(df)
     assert np.asarray(fig.data[0].z).shape == (lm.num_layers, len(lm.tokens(CLEAN)))
     assert "residual stream" in fig.layout.title.text
