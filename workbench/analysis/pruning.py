@@ -28,6 +28,7 @@ from ..config import check_finite, check_positive_int
 from ..errors import InputError
 from ..models import LM, check_lm
 from .ablation import _prepare, _Prepared, ablate, head_importance
+from .fill_mask import mlm_head
 
 ORDERS = ("iterative", "once", "random")
 
@@ -37,10 +38,12 @@ def _evaluate(lm: LM, prep: _Prepared) -> tuple[float, float]:
     loss, correct, count = 0.0, 0, 0
     with torch.inference_mode():
         for inputs, targets in prep.batches:
-            logits = lm.model(**inputs, return_dict=True).logits.float()
-            if prep.objective == "mlm":
+            if prep.objective == "mlm":                                  # head at masks only
                 keep = targets != -100                                   # (B, T)
-                logits, targets = logits[keep], targets[keep]            # (K, V), (K,)
+                hidden = lm.encoder(**inputs, return_dict=True).last_hidden_state[keep]
+                logits, targets = mlm_head(lm)(hidden).float(), targets[keep]  # (K, V), (K,)
+            else:
+                logits = lm.model(**inputs, return_dict=True).logits.float()   # (B, C)
             loss += float(F.cross_entropy(logits, targets.long(), reduction="sum"))
             correct += int((logits.argmax(-1) == targets).sum())
             count += len(targets)
