@@ -43,7 +43,8 @@
 MODEL = "demo"
 QUICK = False           # small sizes, used by the tests
 SENTENCE = "The keys to the old cabinet are on the table."
-BLIMP = "../../shared/data/blimp"   # a folder with BLiMP's .jsonl files or BLiMP.zip (optional)
+BLIMP = "auto"          # a folder with BLiMP's .jsonl files or BLiMP.zip; "auto": shared/data/blimp
+                        # in the working folder or any folder above it; None: the built-in pairs
 N_PAIRS = 16            # agreement pairs for patching
 N_PRUNE_TEXTS = 40      # texts for the pruning curve
 PRUNE_STEP = 0.1        # share of the heads removed per pruning step
@@ -172,9 +173,15 @@ def blimp_pairs(folder):
     return out
 
 
-have_blimp = bool(BLIMP) and (Path(BLIMP) / "BLiMP.zip").exists() or (
-    bool(BLIMP) and any(Path(BLIMP).glob("*.jsonl")))
-pairs = BUILT_IN if QUICK or not have_blimp else blimp_pairs(BLIMP)
+def has_blimp(folder):
+    return (folder / "BLiMP.zip").exists() or any(folder.glob("*.jsonl"))
+
+
+if BLIMP == "auto":
+    found = [p / "shared" / "data" / "blimp" for p in [Path.cwd(), *Path.cwd().parents]]
+    BLIMP = next((f for f in found if f.is_dir() and has_blimp(f)), None)
+use_blimp = not QUICK and BLIMP is not None and has_blimp(Path(BLIMP))
+pairs = blimp_pairs(BLIMP) if use_blimp else BUILT_IN
 source = "built-in list" if pairs is BUILT_IN else f"BLiMP ({len(pairs)} candidate pairs)"
 print(f"pairs from the {source}")
 
