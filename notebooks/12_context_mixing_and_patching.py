@@ -21,7 +21,8 @@
 # 1. **How much does each token contribute to another's representation?** Raw attention, attention
 #    rollout and norm-based attention beside three measures that count the value vectors, the
 #    residual stream and the LayerNorms: value zeroing (Mohebbi et al. 2023), ALTI (Ferrando et
-#    al. 2022) and GlobEnc (Modarressi et al. 2022).
+#    al. 2022) and GlobEnc (Modarressi et al. 2022), and how well each agrees with gradient ×
+#    input and blank-out attributions of a fine-tuned classifier.
 # 2. **Where is the information that decides a prediction?** Activation patching (causal
 #    tracing) on subject–verb agreement: run the model on a sentence whose subject has the other
 #    number, put back one clean activation at a time, and see which (layer, position) and which
@@ -45,9 +46,12 @@ QUICK = False           # small sizes, used by the tests
 SENTENCE = "The keys to the old cabinet are on the table."
 BLIMP = "auto"          # a folder with BLiMP's .jsonl files or BLiMP.zip; "auto": shared/data/blimp
                         # in the working folder or any folder above it; None: the built-in pairs
-N_PAIRS = 16            # agreement pairs for patching
-N_PRUNE_TEXTS = 40      # texts for the pruning curve
-PRUNE_STEP = 0.1        # share of the heads removed per pruning step
+CLASSIFIER = None       # a fine-tuned classifier for the agreement test; None: the newest finished
+                        # fine-tuning run in the run store (notebook 06 leaves one), if any
+N_AGREE = 8             # texts for the agreement with attributions
+N_PAIRS = 12            # agreement pairs for patching
+N_PRUNE_TEXTS = 32      # texts for the pruning curve
+PRUNE_STEP = 0.15       # share of the heads removed per pruning step
 
 # %%
 import json
@@ -55,15 +59,16 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import display
 
 import workbench as wb
 from workbench.plots.attention import attention_heatmap
-from workbench.plots.context_mixing import mixing_panels
+from workbench.plots.context_mixing import agreement_bars, mixing_panels
 from workbench.plots.patching import effect_by_span, head_grid, patch_heatmap
 from workbench.plots.pruning import pruning_curve
 
 if QUICK:
-    N_PAIRS, N_PRUNE_TEXTS, PRUNE_STEP = 2, 8, 0.25
+    N_PAIRS, N_PRUNE_TEXTS, PRUNE_STEP, N_AGREE = 2, 8, 0.25, 2
 
 lm = wb.load(MODEL)
 last = lm.num_layers - 1
@@ -117,6 +122,41 @@ fig
 alti = wb.context_mixing(lm, SENTENCE, method="alti", layers=[last], drop_special=True)
 attention_heatmap(alti, title=f"ALTI (Ferrando et al. 2022), layer {last}, special tokens "
                               "dropped and rows renormalised")
+
+# %% [markdown]
+# ### Do the scores agree with attributions of a prediction?
+#
+# The papers' evaluation: on a fine-tuned classifier, which reads position 0 (`<s>`), compare
+# row 0 of each method (combined over layers by rollout) with gradient × input and with
+# blank-out (the drop in the predicted class's probability when a token becomes `<mask>`), by
+# Spearman's rho per text, averaged over texts with a 95% bootstrap interval
+# (`wb.mixing_agreement`). It needs a classifier: `CLASSIFIER`, or the newest finished
+# fine-tuning run in the store (notebook 06 leaves one when run before this one, as `make demo`
+# does).
+
+# %%
+finished = wb.runs()
+finished = finished[(finished["kind"] == "finetune")
+                    & finished["status"].isin(["completed", "early_stopped", "stopped"])]
+if CLASSIFIER is None and len(finished):
+    CLASSIFIER = finished["path"].iloc[0]
+if CLASSIFIER is None:
+    print("no fine-tuned classifier: set CLASSIFIER, or run notebook 06 first; skipped")
+else:
+    clf = wb.load(CLASSIFIER)
+    agree_texts = wb.sentiment_demo(n=N_AGREE)["text"].tolist()
+    agreement = wb.mixing_agreement(clf, agree_texts)
+    display(agreement_bars(agreement, n_texts=len(agree_texts),
+                           title=f"{clf.name}: agreement of token scores with attributions of its "
+                                 f"prediction (Spearman, mean over {len(agree_texts)} texts, 95% "
+                                 "bootstrap)"))
+
+# %% [markdown]
+# *What was computed:* for each text, each method's scores for the non-special tokens against
+# |gradient × input| and blank-out of the classifier's predicted class; bars are the mean rho,
+# whiskers the bootstrap interval over texts. The papers found value zeroing, ALTI and GlobEnc
+# well above raw attention on BERT-base; with a dozen texts the intervals are wide, so read
+# only differences that clear them.
 
 # %% [markdown]
 # ## 2. Activation patching on subject–verb agreement

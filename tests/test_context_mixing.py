@@ -156,3 +156,42 @@ def test_bad_inputs(lm):
         wb.context_mixing(lm, TEXT, method="alti", layers=[5])
     with pytest.raises(InputError):
         wb.context_mixing(lm, [""], method="alti")
+
+
+def test_agreement_with_attributions(tmp_path, tiny_model_dir):
+    from scipy.stats import spearmanr
+
+    from workbench.analysis import mixing_agreement as ma
+    from workbench.errors import MissingHeadError
+    from workbench.testing import make_tiny_model
+
+    clf = wb.load(make_tiny_model(tmp_path / "clf", head="classifier"), device="cpu")
+    with torch.no_grad():
+        for p in clf.encoder.encoder.parameters():
+            if p.dim() == 2:
+                p.mul_(10.0)
+    texts = ["The man is here.", "It was a fine film."]
+    ids = clf.tokenizer(texts[0])["input_ids"]
+    with torch.no_grad():                                     # blank-out by a plain loop
+        probs = [torch.softmax(clf.model(input_ids=torch.tensor([x])).logits[0], -1)
+                 for x in [ids] + [ids[:j] + [clf.tokenizer.mask_token_id] + ids[j + 1:]
+                                   for j in range(len(ids))]]
+    c = int(probs[0].argmax())
+    loop = np.array([float(probs[0][c] - p[c]) for p in probs[1:]])
+    np.testing.assert_allclose(ma.blank_out(clf, texts[0]), loop, atol=1e-6)
+    per = wb.mixing_agreement(clf, texts, methods=["attention", "alti"], by_text=True)
+    alti = wb.context_mixing(clf, texts[1], method="alti", layers="all")
+    row0 = alti[alti["query"] == 0].sort_values("key")["weight"].to_numpy()
+    gx = wb.attribute(clf, texts[1], method="grad_x_input").sort_values("position")
+    keep = [i for i, s in enumerate(clf.tokens(texts[1]).special) if not s]
+    rho = spearmanr(row0[keep], np.abs(gx["score"].to_numpy())[keep]).statistic
+    got = per[(per["text_id"] == 1) & (per["method"] == "alti") & (per["target"] == "grad_x_input")]
+    assert got["score"].iloc[0] == pytest.approx(rho, abs=1e-9)
+    summary = wb.mixing_agreement(clf, texts, methods=["attention"], n_boot=200)
+    assert len(summary) == 2 and (summary["count"] == 2).all()
+    means = per.groupby(["method", "target"])["score"].mean()
+    for r in summary.itertuples():
+        assert r.score == pytest.approx(means[(r.method, r.target)])
+        assert r.low <= r.score + 1e-12 and r.score <= r.high + 1e-12
+    with pytest.raises(MissingHeadError, match="classifier"):
+        wb.mixing_agreement(wb.load(tiny_model_dir, device="cpu"), texts)

@@ -70,6 +70,7 @@ _API = {
     "context_mixing": "workbench.analysis.context_mixing",
     "patch": "workbench.analysis.patching",
     "prune_heads_curve": "workbench.analysis.pruning",
+    "mixing_agreement": "workbench.analysis.mixing_agreement",
     # --- beyond the peers (issue 19) ---
     "head_roles": "workbench.analysis.head_roles",
     "compare_models": "workbench.analysis.compare_models",

@@ -93,6 +93,8 @@ FRACTION = "fraction"      # share of heads removed
 N_PRUNED = "n_pruned"      # number of heads removed
 LOSS = "loss"
 SPAN = "span"              # a patched position's part: "corrupted" (differs), "mask", "other"
+LOW = "low"                # lower end of an interval (e.g. a 95% bootstrap interval)
+HIGH = "high"              # upper end
 HEADS = "heads"            # a set of (layer, head) pairs, e.g. the heads pruned so far
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from .. import schema as S
 from ..errors import InputError
-from ..figures import SEQUENTIAL
+from ..figures import CATEGORICAL, SEQUENTIAL
 from .labels import finish, plot_text, short_label
 
 
@@ -55,4 +55,27 @@ def mixing_panels(df: pd.DataFrame, *, columns: int = 3, title: str | None = Non
     return finish(fig)
 
 
-__all__ = ["mixing_panels"]
+__all__ = ["mixing_panels", "agreement_bars"]
+
+
+def agreement_bars(df: pd.DataFrame, *, n_texts: int | None = None,
+                   title: str | None = None) -> go.Figure:
+    """Mean Spearman rho per method (bars, one colour per reference) with its bootstrap interval,
+    from `wb.mixing_agreement`'s summary frame."""
+    for col in (S.METHOD, S.TARGET, S.SCORE, S.LOW, S.HIGH):
+        if col not in df:
+            raise InputError(f"the frame has no {col!r} column: pass wb.mixing_agreement's frame")
+    fig = go.Figure()
+    for i, (ref, part) in enumerate(df.groupby(S.TARGET, sort=False)):
+        fig.add_trace(go.Bar(
+            x=part[S.METHOD], y=part[S.SCORE], name=plot_text(ref),
+            marker_color=CATEGORICAL[i % len(CATEGORICAL)],
+            error_y=dict(type="data", symmetric=False, array=part[S.HIGH] - part[S.SCORE],
+                         arrayminus=part[S.SCORE] - part[S.LOW]),
+            hovertemplate="%{x}: mean rho %{y:.3f}<extra>" + plot_text(ref) + "</extra>"))
+    data = f" on {n_texts} texts" if n_texts else ""
+    fig.update_layout(barmode="group", title=title or "Agreement with attributions of the "
+                      f"classifier's prediction (Spearman, mean over texts, 95% bootstrap){data}",
+                      xaxis=dict(title=S.METHOD), yaxis=dict(title="Spearman rho"),
+                      legend=dict(title=dict(text="attribution")))
+    return finish(fig)
