@@ -102,6 +102,11 @@ CASES: dict[str, WidgetCase] = {
     "ProbeLab": WidgetCase(
         make="wb.widgets.ProbeLab(lm, PROBE_DATA)", controls=["select", "button"],
         interactions=[[("click", "Run probes")]]),
+    "PatchProbe": WidgetCase(  # a minimal pair of equal token length for the tiny tokenizer
+        make=("wb.widgets.PatchProbe(lm, 'The man near the door <mask> here.', "
+              "'The men near the door <mask> here.', ('is', 'are'))"),
+        controls=["select", TEXTBOX, "button"],
+        interactions=[[("select", "site")]]),  # the head grid replaces the position heatmap
     "AttributionView": WidgetCase(
         make="wb.widgets.AttributionView(lm, 'The capital of France is <mask>.')",
         controls=[TEXTBOX, "button"], interactions=[[("click", "Attribute")]]),

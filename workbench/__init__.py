@@ -69,6 +69,11 @@ _API = {
     "head_importance": "workbench.analysis.ablation",
     "syntax_heads": "workbench.analysis.syntax_heads",
     "compare_attention": "workbench.analysis.compare",
+    # --- context mixing, patching, pruning curves (issue 23) ---
+    "context_mixing": "workbench.analysis.context_mixing",
+    "patch": "workbench.analysis.patching",
+    "prune_heads_curve": "workbench.analysis.pruning",
+    "mixing_agreement": "workbench.analysis.mixing_agreement",
     # --- beyond the peers (issue 19) ---
     "head_roles": "workbench.analysis.head_roles",
     "compare_models": "workbench.analysis.compare_models",

@@ -208,6 +208,13 @@ def attention_modules(lm: LM) -> list[AttentionParts]:
     return parts
 
 
+def encoder_layers(lm: LM) -> list[torch.nn.Module]:
+    """The encoder's layer modules (BERT/RoBERTa style: `.attention.self/.output`, `.intermediate`,
+    `.output.dense/.LayerNorm`), for analyses that re-run or patch whole layers."""
+    attention_modules(lm)                                   # same architecture check and error
+    return list(lm.encoder.encoder.layer)
+
+
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Run the block in eval mode (no dropout), then give every module back its own mode."""
@@ -222,11 +229,14 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def hooks(pairs: Iterable[tuple[torch.nn.Module, Callable, str]]) -> Iterator[None]:
-    """Register (module, fn, kind) hooks for the block; kind is 'forward' or 'pre'. Always removed."""
+    """Register (module, fn, kind) hooks for the block; kind is 'forward', 'pre' or 'pre_kwargs'
+    (a pre-hook called as fn(module, args, kwargs)). Always removed."""
     handles = []
     try:
         for module, fn, kind in pairs:
-            if kind == "pre":
+            if kind == "pre_kwargs":
+                handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+            elif kind == "pre":
                 handles.append(module.register_forward_pre_hook(fn))
             else:
                 handles.append(module.register_forward_hook(fn))

@@ -103,5 +103,16 @@ STABLE = "stable"          # stable_fraction >= analysis.bootstrap.STABLE_AT (0.
 N_SEEDS = "n_seeds"        # fine-tuning runs (seeds) a change is averaged over
 SEED_SD = "seed_sd"        # standard deviation of the change between seeds (ddof=1)
 EXCEEDS_SEEDS = "exceeds_seeds"  # |mean change| > 2 x seed_sd (compare_models with several runs)
+# context mixing, activation patching, pruning curves (issue 23)
+SITE = "site"              # where a patch is applied: "resid" | "attn" | "ffn" | "head"
+CLEAN = "clean"            # the metric on the clean input, unpatched
+CORRUPTED = "corrupted"    # the metric on the corrupted input, unpatched
+EFFECT = "effect"          # (patched - corrupted) / (clean - corrupted): 1 = fully restored
+ORDER = "order"            # a pruning order: "iterative" | "once" | "random"
+FRACTION = "fraction"      # share of heads removed
+N_PRUNED = "n_pruned"      # number of heads removed
+LOSS = "loss"
+SPAN = "span"              # a patched position's part: "corrupted" (differs), "mask", "other"
+HEADS = "heads"            # a set of (layer, head) pairs, e.g. the heads pruned so far
 
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))

@@ -26,6 +26,8 @@ _WIDGETS: dict[str, str] = {
     "attribution_view": "attribution_panel",  # module named apart: a submodule import would shadow the function
     # --- beyond the peers (issue 19) ---
     "QKAtlas": "qk_atlas",
+    # --- context mixing, patching, pruning (issue 23) ---
+    "PatchProbe": "patch_probe",
 }
 
 __all__ = sorted(_WIDGETS)
