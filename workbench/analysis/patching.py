@@ -47,6 +47,7 @@ from ..capture import as_one_text, attention_modules, encode, encoder_layers, ho
 from ..config import check_finite, check_positive_int
 from ..errors import InputError, MissingHeadError
 from ..models import LM, check_lm
+from ..tokens import tokenize
 from .fill_mask import mlm_head, normalise_masks
 from .probes import single_token_id
 
@@ -206,7 +207,7 @@ def _metric_fn(lm: LM, clean: str, metric, candidates, target) -> tuple[Callable
         return run, getattr(metric, "__name__", "custom"), None
     if metric == "logprob_diff":
         lm.require_mlm_head("patch(metric='logprob_diff')")
-        ids = lm.tokenizer(clean)["input_ids"]
+        ids = tokenize(lm.tokenizer, clean)["input_ids"]
         pos = [i for i, t in enumerate(ids) if t == lm.tokenizer.mask_token_id]
         if len(pos) != 1:
             raise InputError(f"metric='logprob_diff' needs exactly one {lm.mask_token} in the clean "
