@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _API = {
-    # foundation (layer 1)
+    # loading models, runs, devices and the errors every entry point raises
     "load": "workbench.models",
     "LM": "workbench.models",
     "TokenView": "workbench.tokens",
@@ -30,14 +30,14 @@ _API = {
     "RunLockedError": "workbench.errors",
     "CheckpointCorruptError": "workbench.errors",
     "RunStoreError": "workbench.errors",
-    # --- attention (issue 3) ---
+    # attention: weights, rollout/flow, query-key products
     "attention": "workbench.analysis.attention",
     "attention_tensor": "workbench.analysis.attention",
     "capture_attention": "workbench.analysis.attention",
     "attention_qk": "workbench.analysis.attention",
     "attention_rollout": "workbench.analysis.attention_modes",
     "attention_flow": "workbench.analysis.attention_modes",
-    # --- probing (issue 4) ---
+    # masked-token probing: fill-mask, candidates, pseudo-log-likelihood, minimal pairs, logit lens
     "fill_mask": "workbench.analysis.fill_mask",
     "score_candidates": "workbench.analysis.candidates",
     "score": "workbench.analysis.pll",
@@ -45,13 +45,13 @@ _API = {
     "probe": "workbench.analysis.probes",
     "load_probe_set": "workbench.analysis.probes",
     "logit_lens": "workbench.analysis.logit_lens",
-    # --- pretraining (issue 5) ---
+    # pretraining: corpora (in memory or streamed from disk) and the loop
     "pretrain": "workbench.training.pretrain",
     "PretrainConfig": "workbench.training.pretrain",
     "Corpus": "workbench.training.corpus",
-    "TextSource": "workbench.training.token_store",  # issue 22: corpora larger than memory
+    "TextSource": "workbench.training.token_store",  # corpora larger than memory
     "StopFlag": "workbench.training.events",
-    # --- fine-tuning (issue 6) ---
+    # fine-tuning: the loop, the run store, task data, metrics, predictions
     "finetune": "workbench.training.finetune",
     "FineTuneConfig": "workbench.training.finetune",
     "Run": "workbench.training.run",
@@ -62,28 +62,28 @@ _API = {
     "classify": "workbench.training.predict",
     "evaluate_classifier": "workbench.training.predict",
     "sentiment_demo": "workbench.training.demo_data",
-    # --- heads (issue 7) ---
+    # heads: statistics, clusters, importance and ablation, syntax heads, roles, model diffs
     "head_stats": "workbench.analysis.heads",
     "head_clusters": "workbench.analysis.head_clusters",
     "ablate": "workbench.analysis.ablation",
     "head_importance": "workbench.analysis.ablation",
     "syntax_heads": "workbench.analysis.syntax_heads",
     "compare_attention": "workbench.analysis.compare",
-    # --- context mixing, patching, pruning curves (issue 23) ---
+    # beyond attention weights: context mixing, activation patching, pruning curves
     "context_mixing": "workbench.analysis.context_mixing",
     "patch": "workbench.analysis.patching",
     "prune_heads_curve": "workbench.analysis.pruning",
     "mixing_agreement": "workbench.analysis.mixing_agreement",
-    # --- beyond the peers (issue 19) ---
+    # heads, continued: roles, model diffs, the query-key atlas
     "head_roles": "workbench.analysis.head_roles",
     "compare_models": "workbench.analysis.compare_models",
     "ModelDiff": "workbench.analysis.compare_models",
     "qk_atlas": "workbench.analysis.qk_atlas",
-    # --- uncertainty (issue 28): bootstrap intervals over texts, LaTeX tables ---
+    # uncertainty: bootstrap intervals over texts, LaTeX tables
     "head_stat_intervals": "workbench.analysis.heads",
     "bootstrap_interval": "workbench.analysis.bootstrap",
     "export_table": "workbench.figures",
-    # --- representations (issue 9) ---
+    # representations: features, probes, maps, CKA, attribution, tagged corpora
     "features": "workbench.analysis.features",
     "Features": "workbench.analysis.features",
     "linear_probe": "workbench.analysis.linear_probe",
@@ -93,12 +93,12 @@ _API = {
     "attribute": "workbench.analysis.attribution",
     "pos_corpus": "workbench.analysis.pos_data",
     "read_conll": "workbench.analysis.pos_data",
-    # --- syntax probes on Universal Dependencies (issue 24) ---
+    # syntax probes on Universal Dependencies: structural probe, edge probing, MDL
     "structural_probe": "workbench.analysis.structural_probe",
     "online_codelength": "workbench.analysis.mdl",
     "edge_probe": "workbench.analysis.edge_probe",
     "EdgeProbeResult": "workbench.analysis.edge_probe",
-    # --- notebooks and paper report (issue 8) ---
+    # the paper report
     "make_report": "workbench.report",
 }
 
