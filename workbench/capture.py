@@ -127,12 +127,16 @@ def refuse_overflow(lengths: Sequence[int], limit: int, max_length: int | None,
         + ("" if max_length is None else ", or raise max_length"))
 
 
-def check_max_length(lm: LM, max_length: int | None) -> int:
+def check_max_length(lm: LM, max_length: int | None, minimum: int = 4) -> int:
     """`max_length` checked against the model (None: the model's own limit); returns the limit."""
     limit = lm.max_length
     if max_length is None:
         return limit
-    return check_int("max_length", max_length, minimum=4, maximum=limit)
+    check_int("max_length", max_length, minimum=minimum)
+    if max_length > limit:
+        raise InputError(f"max_length={max_length} is above what {lm.name!r} can take ({limit} "
+                         f"tokens, from its position embeddings): set max_length <= {limit}")
+    return max_length
 
 
 def forward(lm: LM, batch: Batch, *, attentions: bool = False, hidden_states: bool = False,

@@ -77,11 +77,11 @@ class LM:
     @property
     def max_length(self) -> int:
         """Tokens the model takes in one text, specials included (analyses refuse longer texts)."""
-        n = getattr(self.config, "max_position_embeddings", 512)
-        if self.config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        n = int(getattr(self.config, "max_position_embeddings", 512))
+        if getattr(self.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             n -= 2  # RoBERTa's position table has 2 extra slots (the padding_idx offset)
-        tok_max = getattr(self.tokenizer, "model_max_length", n) or n
-        return int(min(n, tok_max))
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        return tok_max if isinstance(tok_max, int) and 0 < tok_max < n else n  # huge = unset
 
     @property
     def mask_token(self) -> str:

@@ -35,7 +35,8 @@ from .metrics import HIGHER_IS_BETTER, task_metrics
 from .run import Run
 from .schedule import make_scheduler
 from .spine import RunHold, Spine, open_for_resume, resume_config
-from .tables import LABEL, TaskData, check_max_length, load_task_data, tokenize
+from ..capture import check_max_length
+from .tables import LABEL, TaskData, load_task_data, tokenize
 
 KIND = "finetune"
 
@@ -365,7 +366,7 @@ def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, 
     lm, base_name = _base_model(lm_or_name, run, checkpoint)
     stored = (run.info.get("weights_dtype") if run is not None and checkpoint is not None
               else weights_dtype(lm.path))  # what the base model was stored in (fp16: demo)
-    check_max_length(config.max_length, lm.config, lm.tokenizer)
+    check_max_length(lm, config.max_length, minimum=2)
     model = _build_classifier(lm, data_obj, config.seed)
     # tokenising and planning can still refuse the input: do it before the run folder exists
     trainer = _Trainer(model, lm.tokenizer, data_obj, config, engine)

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..models import LM
 from ..tokens import tokenize
 from .metrics import confusion_matrix, task_metrics
-from .tables import LABEL, PAIR, TEXT, load_labelled, model_max_length
+from .tables import LABEL, PAIR, TEXT, load_labelled
 
 
 def _require_classifier(lm: LM) -> None:
@@ -35,7 +35,7 @@ def _is_regression(lm: LM) -> bool:
 def _outputs(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int,
              max_length: int | None) -> np.ndarray:
     """Logits (N, num_labels) as float32 numpy, in input order."""
-    limit = max_length or model_max_length(lm.config, lm.tokenizer)
+    limit = max_length or lm.max_length
     enc = tokenize(lm.tokenizer, list(texts), list(pairs) if pairs is not None else None,
                    truncation=True, max_length=limit)
     ids = enc["input_ids"]

@@ -408,27 +408,6 @@ def load_task_data(data: Any, *, text_column: str = "text", pair_column: str | N
 
 # ----------------------------------------------------------------------------- tokens
 
-def model_max_length(model_config, tokenizer=None) -> int:
-    """The longest input (special tokens included) the model's position table holds."""
-    n = int(getattr(model_config, "max_position_embeddings", 512))
-    if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        n -= 2  # RoBERTa's positions start after padding_idx
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < n:  # huge sentinel values mean "unset"
-        n = tok_max
-    return n
-
-
-def check_max_length(max_length: int, model_config, tokenizer=None) -> int:
-    """Refuse a `max_length` above what the model can embed; return it unchanged otherwise."""
-    limit = model_max_length(model_config, tokenizer)
-    if max_length > limit:
-        raise InputError(f"max_length={max_length} is above what this model can take ({limit} "
-                         "tokens, from its position embeddings): set max_length <= "
-                         f"{limit}")
-    return max_length
-
-
 def tokenize(tokenizer, frame: pd.DataFrame, max_length: int) -> dict[str, list[list[int]]]:
     """Token ids per row (truncated to `max_length`, not padded): {"input_ids": [...], ...}."""
     pairs = frame[PAIR].tolist() if PAIR in frame.columns else None
