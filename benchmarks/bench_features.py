@@ -74,7 +74,9 @@ def run(quick: bool = False) -> list[dict]:
         lm = wb.load(folder, device="cpu")
         tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder, add_pooling_layer=False).eval()
         max_length = 128
-        lengths = [len(v) for v in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
+        # analyses refuse a text above max_length (never cut it): both sides get texts that fit
+        texts = [t for t in texts if len(tok(t)["input_ids"]) <= max_length]
+        lengths = [len(v) for v in tok(texts)["input_ids"]]
 
         def ours():
             return wb.features(lm, texts, pool="mean", batch_size=batch_size, progress=False,

@@ -291,12 +291,14 @@ def _rows(samples: dict, loads: list[str], repeats: int, condition: str = "") ->
     return rows
 
 
-def run(quick: bool = False, repeats: int | None = None, loaded: bool = True) -> list[dict]:
+def run(quick: bool = False, repeats: int | None = None, loaded: bool | None = None) -> list[dict]:
     """`repeats` pairs (3; 1 in quick mode), each side in a fresh process, the order alternated;
     the rows hold the medians, every sample and the pairwise ratios. `loaded`: the same pairs
     again with one busy process per core beside them (`busy_cores`), where a loop that spins
-    or oversubscribes the cores loses most (issue 28.5)."""
+    or oversubscribes the cores loses most (issue 28.5); by default in a measurement, not in
+    quick mode (a smoke test of the code path; tests/test_training_threads.py covers the load)."""
     repeats = repeats or (1 if quick else 3)
+    loaded = (not quick) if loaded is None else loaded
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory() as tmp:
         if "WORKBENCH_BENCH_MODEL" not in env:  # build the random model once, not per process

@@ -505,8 +505,9 @@ class PackedCorpus:
             try:
                 arr = np.load(folder / name, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (ValueError, OSError, EOFError) as err:
-                raise InputError(f"{folder / name} is not a readable packed array ({err}); delete "
-                                 "the folder and pack the corpus again") from None
+                raise InputError(f"{folder / name} is not a readable packed array ({err}); it may "
+                                 "hold pickled Python objects, which are never loaded: delete the "
+                                 "folder and pack the corpus again") from None
             if arr.ndim != 2 or arr.dtype.kind not in "iu":
                 raise InputError(f"{folder / name} holds a {arr.dtype} array of shape {arr.shape}, "
                                  "not (sequences, seq_len) token ids; pack the corpus again")
