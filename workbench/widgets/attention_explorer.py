@@ -392,3 +392,13 @@ class AttentionExplorer(widgets.VBox):
         export_figure(self.client_export, self.figure, path,
                       lambda text: setattr(self.status, "value", html.escape(text)),
                       width="column", aspect=1.0)
+
+
+def head_view_of(explorer: "AttentionExplorer | None", lm, texts, captures, *, layer: int,
+                 head: int) -> "AttentionExplorer":
+    """`explorer` showing `texts` in its head view at `layer`/`head`: made on first use, later
+    calls only swap the texts and their cached passes in (the model does not run again)."""
+    if explorer is None:
+        return AttentionExplorer(lm, texts, view="head", layer=layer, head=head, captures=captures)
+    explorer.show(texts, captures, layer=layer, head=head)
+    return explorer

@@ -31,7 +31,7 @@ from ..models import LM, check_lm
 from ..plots.attention import attention_heatmap
 from ..plots.heads import LABELS, head_heatmap
 from ..plots.labels import plot_text
-from .attention_explorer import AttentionExplorer, CaptureCache
+from .attention_explorer import AttentionExplorer, CaptureCache, head_view_of
 from .common import check_choice, in_widget
 
 
@@ -146,11 +146,7 @@ class HeadExplorer(widgets.VBox):
         layer, head = self.selected
         texts = [self.texts[i] for i in self.ranked]
         captures = self._captures.get(texts)  # the examples' passes: the model does not run
-        if self.explorer is None:
-            self.explorer = AttentionExplorer(self.lm, texts, view="head", layer=layer, head=head,
-                                              captures=captures)
-        else:
-            self.explorer.show(texts, captures, layer=layer, head=head)
+        self.explorer = head_view_of(self.explorer, self.lm, texts, captures, layer=layer, head=head)
         self.explorer_box.children = [self.explorer]
         return self.explorer
 

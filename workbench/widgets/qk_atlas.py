@@ -29,7 +29,7 @@ from ..config import check_int, check_positive_int
 from ..errors import InputError
 from ..models import LM, check_lm
 from ..plots.qk_atlas import atlas_grid, head_detail
-from .attention_explorer import AttentionExplorer, CaptureCache
+from .attention_explorer import AttentionExplorer, CaptureCache, head_view_of
 from .common import check_choice, check_options, in_widget, placeholder, replace_figure
 
 _ATLAS_OPTIONS = [p for p in inspect.signature(qk_atlas).parameters if p not in ("lm", "texts")]
@@ -158,10 +158,6 @@ class QKAtlas(widgets.VBox):
         layer, head = self.selected_head
         texts = [self.texts[self.selected_query[0]]]
         captures = self._captures.get(texts)  # the pass attention_row ran: no model run here
-        if self.explorer is None:
-            self.explorer = AttentionExplorer(self.lm, texts, view="head", layer=layer, head=head,
-                                              captures=captures)
-        else:
-            self.explorer.show(texts, captures, layer=layer, head=head)
+        self.explorer = head_view_of(self.explorer, self.lm, texts, captures, layer=layer, head=head)
         self.explorer_box.children = [self.explorer]
         return self.explorer
