@@ -668,6 +668,7 @@ def _clone(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow  # ~40 s: .ci/run runs it by name after the default suite
 def test_run_all_and_save_in_jupyterlab_leaves_the_tree_clean(tmp_path, tiny_model_dir):
     """Issue 28.4: `make lab`'s JupyterLab (workbench.cli.lab_command) on a clone; two guided
     notebooks are opened, run top to bottom (on the tiny model, as "demo") and saved, and a
