@@ -30,6 +30,23 @@ def tiny_lm(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def sharp_tiny_lm(tiny_model_dir):
+    """The tiny model with its encoder's matrices scaled x10. At init (std 0.02) the residual
+    swamps attention: value zeroing moves outputs by ~1e-7, patches and pruned heads barely move
+    the metric, and oracles on them could not fail. A copy of its own (tiny_lm is untouched)."""
+    import torch
+
+    import workbench as wb
+
+    model = wb.load(tiny_model_dir, device="cpu")
+    with torch.no_grad():
+        for p in model.encoder.encoder.parameters():
+            if p.dim() == 2:
+                p.mul_(10.0)
+    return model
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory):
     """The same kind of tiny model saved without an MLM head."""
     from workbench.testing import make_tiny_model

@@ -153,6 +153,19 @@ def _notebook(names: list[str], model_dir) -> dict:
     return nb
 
 
+def _wait_for_lab(url: str, token: str, proc, log: Path) -> None:
+    """Until the JupyterLab server at `url` answers; fail with its log's end if it never does."""
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("JupyterLab did not start:\n" + log.read_text()[-3000:])
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A running JupyterLab (url, token, folder) with isolated settings; stopped afterwards."""
@@ -181,16 +194,7 @@ def lab(tmp_path_factory):
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    log_text = (root / "lab.log").read_text()[-3000:]
-                    pytest.fail("JupyterLab did not start:\n" + log_text)
-                time.sleep(0.5)
+        _wait_for_lab(url, token, proc, root / "lab.log")
         yield url, token, root
     finally:
         proc.terminate()
@@ -700,15 +704,7 @@ def test_run_all_and_save_in_jupyterlab_leaves_the_tree_clean(tmp_path, tiny_mod
     proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT)
     url, problems = f"http://127.0.0.1:{port}", []
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text())
-                time.sleep(0.5)
+        _wait_for_lab(url, token, proc, tmp_path / "lab.log")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=_chromium(), args=HEADLESS_ARGS)
             try:

@@ -23,15 +23,8 @@ TEXT = "The keys to the old cabinet are on the table."
 
 
 @pytest.fixture(scope="module")
-def lm(tiny_model_dir):
-    """The tiny model with its encoder's matrices scaled x10: at init (std 0.02) the residual
-    swamps the attention, value zeroing moves outputs by ~1e-7 and no oracle could fail."""
-    model = wb.load(tiny_model_dir, device="cpu")
-    with torch.no_grad():
-        for p in model.encoder.encoder.parameters():
-            if p.dim() == 2:
-                p.mul_(10.0)
-    return model
+def lm(sharp_tiny_lm):
+    return sharp_tiny_lm
 
 
 def _hidden_states(lm, text, hook_pairs=()):

@@ -23,14 +23,8 @@ ALL_SITES = ["resid", "attn", "ffn", "head"]
 
 
 @pytest.fixture(scope="module")
-def lm(tiny_model_dir):
-    """The tiny model with its encoder's matrices scaled x10 so that patches move the metric."""
-    model = wb.load(tiny_model_dir, device="cpu")
-    with torch.no_grad():
-        for p in model.encoder.encoder.parameters():
-            if p.dim() == 2:
-                p.mul_(10.0)
-    return model
+def lm(sharp_tiny_lm):
+    return sharp_tiny_lm
 
 
 def test_pair_has_one_token_per_position(lm):

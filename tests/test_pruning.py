@@ -21,14 +21,8 @@ TEXTS = [t[:120] for t in offline_text(3000)[:8]]
 
 
 @pytest.fixture(scope="module")
-def lm(tiny_model_dir):
-    """The tiny model with its encoder's matrices scaled x10 so heads matter to the loss."""
-    model = wb.load(tiny_model_dir, device="cpu")
-    with torch.no_grad():
-        for p in model.encoder.encoder.parameters():
-            if p.dim() == 2:
-                p.mul_(10.0)
-    return model
+def lm(sharp_tiny_lm):
+    return sharp_tiny_lm
 
 
 def test_mlm_curve_rows_match_ablate_and_orders(lm):
