@@ -129,11 +129,13 @@ role_grid(roles)
 # How sharp are the names? The named heads sorted by score (a broad head's score is its normalised
 # entropy, on its own scale). The four positional heads sit far above the 0.5 threshold; a few
 # heads sit close to it, and for those the runner-up matters as much as the name.
-# `pattern_agreement` is the share of heads whose role implies a Kovaleva et al. class (positional
-# → diagonal, `<s>`/`</s>`/punctuation → vertical, broad → heterogeneous or block) that carry it.
+# `pattern_agrees` says, for each head whose role implies a Kovaleva et al. class (positional
+# → diagonal, `<s>`/`</s>`/punctuation → vertical, broad → heterogeneous or block), whether it
+# carries it; its mean is the share that agree.
 
 # %%
-print(roles.attrs["pattern_agreement"], "of", roles.attrs["pattern_checked"], "heads agree with Kovaleva's classes")
+agrees = roles["pattern_agrees"]
+print(agrees.mean(), "of", agrees.count(), "heads agree with Kovaleva's classes")
 named = roles[~roles["role"].isin(["broad", "mixed"])]
 named.sort_values("score", ascending=False)[["layer", "head", "role", "score", "runner_up", "runner_up_score"]]
 

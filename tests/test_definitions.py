@@ -215,6 +215,7 @@ def test_gradient_importance_of_a_classifier_by_a_plain_loop(tmp_path):
 
 def test_layer_normalisation(tiny_lm):
     import workbench as wb
+    from workbench import schema as S
     from workbench.errors import InputError
 
     raw = wb.head_importance(tiny_lm, IMPORTANCE_TEXTS[:3], progress=False)
@@ -222,7 +223,7 @@ def test_layer_normalisation(tiny_lm):
     r = _scores(raw).reshape(tiny_lm.num_layers, tiny_lm.num_heads)
     by_hand = r / np.sqrt((r ** 2).sum(axis=1, keepdims=True))
     np.testing.assert_allclose(_scores(norm), by_hand.reshape(-1), rtol=1e-6)
-    assert norm.attrs["normalize"] == "layer" and raw.attrs["normalize"] is None
+    assert (norm[S.NORMALIZE] == "layer").all() and raw[S.NORMALIZE].isna().all()
     with pytest.raises(InputError, match="normalize="):
         wb.head_importance(tiny_lm, IMPORTANCE_TEXTS[:3], normalize="global", progress=False)
 
@@ -301,8 +302,8 @@ def test_head_stats_average_per_text_as_clark_et_al(tiny_lm):
                         ("top", S.TOP_PUNCT))}
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-6, err_msg=k)
-    assert df.attrs["average"] == "text" and df.attrs["punctuation"] == "clark"
-    assert df.attrs["uniform_entropy"] == pytest.approx(uniform)
+    assert (df[S.AVERAGE] == "text").all() and (df[S.PUNCTUATION] == "clark").all()
+    np.testing.assert_allclose(df[S.UNIFORM_ENTROPY], uniform, rtol=1e-6)
     # the token-pooled alternative is another number on texts of different lengths
     pooled = wb.head_stats(tiny_lm, STATS_TEXTS, average="token", progress=False)
     assert not np.allclose(pooled[S.ENTROPY], df[S.ENTROPY], rtol=1e-3)

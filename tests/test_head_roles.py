@@ -12,8 +12,9 @@ import torch
 
 import workbench as wb
 from workbench import schema as S
-from workbench.analysis.head_roles import (ROLES, classify_heads, family, offset_frame,
-                                           offset_profile, offset_sums, role_scores)
+from workbench.analysis.head_roles import (EXPECTED_PATTERN, ROLES, classify_heads, family,
+                                           offset_frame, offset_profile, offset_sums,
+                                           role_scores)
 from workbench.analysis.heads import KeyMasks, attention_stats
 
 TEXTS = ["The cat sat on the mat.", "A dog barked at the old mailman, twice!",
@@ -147,7 +148,13 @@ def test_hand_built_heads_in_a_tiny_model(tiny_model_dir):
     lengths = [len(lm.tokens(t)) for t in TEXTS]                 # per-text means, then over texts
     assert got[(0, 1)][S.SCORE] == pytest.approx(np.mean([(n - 1) / n for n in lengths]))
     assert got[(1, 3)][S.ROLE] == "<s>" and got[(1, 3)][S.SCORE] == pytest.approx(1.0)
-    assert roles.attrs["pattern_agreement"] >= 0.5
+    assert roles[S.PATTERN_AGREES].mean() >= 0.5
+    # NA exactly where the role implies no Kovaleva class; elsewhere pattern in the implied ones
+    expected = [EXPECTED_PATTERN.get(family(r)) for r in roles[S.ROLE]]
+    assert roles[S.PATTERN_AGREES].isna().tolist() == [e is None for e in expected]
+    for agrees, pattern, e in zip(roles[S.PATTERN_AGREES], roles[S.PATTERN], expected):
+        assert e is None or bool(agrees) == (pattern in e)
+    assert not roles[S.SYNTAX].any() and (roles[S.BROAD_THRESHOLD] == 0.8).all()
 
 
 @pytest.fixture(scope="module")
@@ -166,15 +173,20 @@ def test_demo_positional_heads(demo_roles):
     assert row.loc[(1, 3), S.WEIGHT] > 0.85
     # every named head's score reaches the threshold; runner-ups differ from the role
     named = demo_roles[~demo_roles[S.ROLE].isin(["broad", "mixed"])]
-    assert (named[S.SCORE] >= demo_roles.attrs["threshold"]).all()
+    assert (named[S.SCORE] >= named[S.THRESHOLD]).all() and (named[S.THRESHOLD] == 0.5).all()
     assert (demo_roles[S.RUNNER_UP] != demo_roles[S.ROLE]).all()
     assert set(map(family, demo_roles[S.ROLE])) <= set(ROLES)
     assert len(demo_roles) == 36
 
 
 def test_syntax_roles_only_beat_their_baseline(demo_roles):
-    if not demo_roles.attrs["syntax"]:
-        pytest.skip(f"spaCy English pipeline not installed: {demo_roles.attrs['syntax_note']}")
+    if not demo_roles[S.SYNTAX].all():
+        from workbench.analysis.syntax_heads import load_parser
+        from workbench.errors import MissingDependencyError
+
+        with pytest.raises(MissingDependencyError) as why:   # the only reason "auto" skips them
+            load_parser()
+        pytest.skip(f"spaCy English pipeline not installed: {why.value}")
     deps = demo_roles[demo_roles[S.ROLE].str.startswith("dep:")]
     # a dependency role only where no positional/token role reached the threshold (tier rule)
     assert not deps.empty

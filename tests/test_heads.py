@@ -70,9 +70,9 @@ def test_planted_previous_token_and_bos_heads_are_found():
     # uniform head: entropy is log(n) per query; its distance is the uniform reference
     expected = sum(n * math.log(n) for n in lengths) / total
     assert df.loc[2, S.ENTROPY] == pytest.approx(expected, rel=1e-5)
-    assert df.loc[2, S.DISTANCE] == pytest.approx(df.attrs["uniform_distance"], rel=1e-5)
-    assert df.attrs["uniform_entropy"] == pytest.approx(expected)
-    assert df.attrs["queries"] == total
+    assert df.loc[2, S.DISTANCE] == pytest.approx(df.loc[2, S.UNIFORM_DISTANCE], rel=1e-5)
+    np.testing.assert_allclose(df[S.UNIFORM_ENTROPY], expected, rtol=1e-6)
+    assert (df[S.N_QUERIES] == total).all()
 
 
 @pytest.mark.parametrize("n", [1, 4, 17])
@@ -89,8 +89,10 @@ def test_patterns_of_planted_heads():
     labels = label_patterns(df).tolist()
     assert labels[:2] == ["diagonal", "vertical"]
     assert labels[2] == "heterogeneous"  # uniform attention is neither local nor focused
-    local = df.iloc[[2]].assign(**{S.DISTANCE: 0.2 * df.attrs["uniform_distance"]})
-    assert label_patterns(local, uniform_distance=df.attrs["uniform_distance"]).item() == "block"
+    local = df.iloc[[2]].assign(**{S.DISTANCE: 0.2 * df.loc[2, S.UNIFORM_DISTANCE]})
+    assert label_patterns(local).item() == "block"          # the reference is the row's column
+    assert label_patterns(local, uniform_distance=0.1 * df.loc[2, S.UNIFORM_DISTANCE]
+                          ).item() == "heterogeneous"       # an explicit reference wins
 
 
 def test_js_divergence_known_answers():
@@ -143,7 +145,7 @@ def test_head_stats_matches_a_plain_transformers_loop(tiny_lm):
                     sums[layer, :, 2] += (row * np.abs(np.arange(n) - q)).sum(-1)
     ours = df[[S.ATTN_BOS, S.ENTROPY, S.DISTANCE]].to_numpy().reshape(sums.shape)
     np.testing.assert_allclose(ours, sums / count, rtol=1e-4)
-    assert df.attrs["queries"] == count and df.attrs["texts"] == len(texts)
+    assert (df[S.N_QUERIES] == count).all() and (df[S.N_TEXTS] == len(texts)).all()
 
 
 def test_padding_does_not_change_the_statistics(tiny_lm):
@@ -155,8 +157,9 @@ def test_padding_does_not_change_the_statistics(tiny_lm):
                             progress=False)
     single = wb.head_stats(tiny_lm, [SENTENCES[3]], progress=False)
     row = by_text[by_text[S.TEXT_ID] == 3].reset_index(drop=True)
-    np.testing.assert_allclose(row[list(single.columns[3:])].to_numpy(),
-                               single[list(single.columns[3:])].to_numpy(), rtol=1e-5, atol=1e-6)
+    cols = list(wb.analysis.heads.STATS) + [S.N_QUERIES, S.UNIFORM_DISTANCE, S.UNIFORM_ENTROPY]
+    np.testing.assert_allclose(row[cols].to_numpy(dtype=float),
+                               single[cols].to_numpy(dtype=float), rtol=1e-5, atol=1e-6)
 
 
 def test_head_stats_compares_models_in_one_frame(tiny_lm):
@@ -232,7 +235,7 @@ def test_leave_one_out_is_the_loss_increase_of_ablation(tiny_lm):
     texts = SENTENCES[:3]
     loo = wb.head_importance(tiny_lm, texts, method="loo", progress=False)
     base = objective_loss(tiny_lm, texts)
-    assert loo.attrs["base_loss"] == pytest.approx(base)
+    np.testing.assert_allclose(loo[S.BASE_LOSS], base, rtol=1e-6)
     with wb.ablate(tiny_lm, [(0, 2)]):
         removed = objective_loss(tiny_lm, texts)
     score = loo.set_index([S.LAYER, S.HEAD]).loc[(0, 2), S.SCORE]
@@ -375,7 +378,7 @@ def test_subwords_and_merged_words_align(tiny_lm, nlp):
 def test_syntax_heads_runs_on_a_model(tiny_lm, nlp):
     df = wb.syntax_heads(tiny_lm, SENTENCES, nlp=nlp, progress=False)
     assert len(df) and df[S.ACCURACY].between(0, 1).all() and df[S.BASELINE].between(0, 1).all()
-    assert df.attrs["arcs"] == df[S.COUNT].sum()
+    assert (df[S.N_ARCS] == df[S.COUNT].sum()).all() and (df[S.SKIPPED_ARCS] >= 0).all()
     every = wb.syntax_heads(tiny_lm, SENTENCES, nlp=nlp, all_heads=True, progress=False)
     best = every.groupby(S.RELATION)[S.ACCURACY].max()
     assert np.allclose(best[df[S.RELATION]].to_numpy(), df[S.ACCURACY].to_numpy())
@@ -450,3 +453,30 @@ def test_head_heatmap_title_keeps_special_token_names_visible():
     df = pd.DataFrame({S.LAYER: [0, 0], S.HEAD: [0, 1], S.ATTN_EOS: [0.2, 0.7]})
     fig = head_heatmap(df, S.ATTN_EOS)
     assert fig.layout.title.text == "attention to &lt;/s&gt;"
+
+
+def test_head_stats_metadata_survives_concat_and_filtering(tiny_lm):
+    """Issue 25: the numbers a frame is read against (texts, queries, the uniform references, the
+    definitions) are columns, so they survive `pd.concat`, filtering and groupby, which drop
+    `attrs`; label_patterns then reads each row's own reference."""
+    from workbench.analysis.head_clusters import label_patterns
+
+    short = wb.head_stats(tiny_lm, SENTENCES[:2], progress=False)
+    long = wb.head_stats(tiny_lm, SENTENCES, average="token", punctuation="unicode",
+                         progress=False)
+    both = pd.concat([short.assign(**{S.MODEL: "short"}), long.assign(**{S.MODEL: "long"})],
+                     ignore_index=True)
+    picked = both[both[S.LAYER] == 1]
+    for name, alone, texts in (("short", short, 2), ("long", long, len(SENTENCES))):
+        part = picked[picked[S.MODEL] == name].reset_index(drop=True)
+        ref = alone[alone[S.LAYER] == 1].reset_index(drop=True)
+        for col in (S.N_TEXTS, S.N_QUERIES, S.UNIFORM_DISTANCE, S.UNIFORM_ENTROPY, S.AVERAGE,
+                    S.PUNCTUATION):
+            assert part[col].tolist() == ref[col].tolist(), col
+        assert (part[S.N_TEXTS] == texts).all()
+        queries = sum(len(tiny_lm.tokens(t)) for t in SENTENCES[:texts])
+        assert (part[S.N_QUERIES] == queries).all()
+        # each row keeps its own corpus' reference: same labels as the frame read alone
+        assert label_patterns(part).tolist() == label_patterns(ref).tolist()
+    assert picked[S.UNIFORM_DISTANCE].nunique() == 2       # two corpora, two references
+    assert both.groupby(S.MODEL)[S.AVERAGE].first().to_dict() == {"long": "token", "short": "text"}

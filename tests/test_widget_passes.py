@@ -36,8 +36,12 @@ def test_head_explorer_heatmap_is_head_stats_and_clicks_reuse_passes(tiny_lm, pa
     ref = wb.head_stats(tiny_lm, TEXTS, batch_size=2, progress=False)  # the oracle
     for stat in wb.analysis.heads.STATS:
         np.testing.assert_allclose(h.stats[stat], ref[stat], atol=1e-5, err_msg=stat)
-    assert h.stats.attrs["texts"] == ref.attrs["texts"] == len(TEXTS)
-    np.testing.assert_allclose(mean_over_texts(h.per_text())[S.ENTROPY], ref[S.ENTROPY], atol=1e-5)
+    assert (h.stats[S.N_TEXTS] == len(TEXTS)).all() and (ref[S.N_TEXTS] == len(TEXTS)).all()
+    mean = mean_over_texts(h.per_text())   # the same frame, columns and all, as head_stats'
+    assert list(mean.columns) == list(ref.columns)
+    for col in (S.ENTROPY, S.UNIFORM_DISTANCE, S.UNIFORM_ENTROPY):
+        np.testing.assert_allclose(mean[col], ref[col], atol=1e-5, err_msg=col)
+    assert (mean[S.N_QUERIES] == ref[S.N_QUERIES]).all()
 
     del passes[:]
     h.select(1, 2)                       # ranks from the kept per-text rows, runs 2 examples

@@ -115,4 +115,34 @@ LOSS = "loss"
 SPAN = "span"              # a patched position's part: "corrupted" (differs), "mask", "other"
 HEADS = "heads"            # a set of (layer, head) pairs, e.g. the heads pruned so far
 
+# result metadata as documented columns, repeated on the rows they describe (issue 25: never in
+# pandas' `attrs`, which pandas drops on concat, groupby, merge and many filters)
+N_QUERIES = "n_queries"    # query tokens behind the row's value
+UNIFORM_DISTANCE = "uniform_distance"  # `distance` uniform attention would have on the same texts
+UNIFORM_ENTROPY = "uniform_entropy"    # `entropy` uniform attention would have on the same texts
+AVERAGE = "average"        # how per-query values were averaged: "text" (Clark et al.) | "token"
+PUNCTUATION = "punctuation"  # which tokens count as punctuation: "clark" (. and ,) | "unicode"
+NORMALIZE = "normalize"    # head importance normalisation: "layer" (Michel et al.) or None
+BASE_LOSS = "base_loss"    # loss of the intact model that a leave-one-out score is measured from
+TARGET_ID = "target_id"    # token (or class) id of an attribution's target
+TARGET_POSITION = "target_position"  # position whose prediction is explained (the mask, or <s>)
+OUTPUT = "output"          # what f is in an attribution: "prob" | "logprob" | "logit"
+F_INPUT = "f_input"        # f at the input (integrated gradients' path end)
+F_BASELINE = "f_baseline"  # f at the baseline (integrated gradients' path start)
+VARIANCE_X = "variance_x"  # share of the vectors' variance along a PCA map's x axis
+VARIANCE_Y = "variance_y"  # ... and along its y axis
+VARIANCE_KEPT = "variance_kept"  # share of variance a 2-D PCA map keeps (NaN for t-SNE / UMAP)
+SCALE = "scale"            # AttentionViz's query scale factor of the row's head (1 unaligned)
+ALIGN = "align"            # whether queries and keys were aligned (AttentionViz) before projecting
+N_TRAIN, N_TEST = "n_train", "n_test"  # rows a probe was fitted on / scored on
+N_LABELS = "n_labels"      # distinct labels of a probing task
+POOL = "pool"              # how a text's vectors were pooled: "mean" | "cls" | "words" | "tokens"
+CONVERGED = "converged"    # whether the row's fit converged within its iteration budget
+THRESHOLD = "threshold"    # the score a role needed (head_roles' `threshold`)
+BROAD_THRESHOLD = "broad_threshold"  # normalised entropy from which a head is "broad"
+PATTERN_AGREES = "pattern_agrees"    # role's implied Kovaleva class == pattern (NA: implies none)
+SYNTAX = "syntax"          # whether dependency roles were candidates (a spaCy parse ran)
+N_ARCS = "n_arcs"          # dependency arcs counted over all relations
+SKIPPED_ARCS = "skipped_arcs"  # arcs (and roots) that could not be placed on the model's words
+
 COLUMNS = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))

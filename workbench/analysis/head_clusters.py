@@ -68,13 +68,18 @@ def js_divergence_sums(att: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def label_patterns(stats: pd.DataFrame, *, threshold: float = 0.5, block_ratio: float = 0.5,
                    uniform_distance: float | None = None) -> pd.Series:
-    """Pattern of each row of a `head_stats` frame (rule in the module docstring)."""
+    """Pattern of each row of a `head_stats` frame (rule in the module docstring); the uniform
+    reference is the frame's `uniform_distance` column unless `uniform_distance` is given."""
     diag = stats[S.ATTN_SELF] + stats[S.ATTN_PREV] + stats[S.ATTN_NEXT]
     vert = stats[S.ATTN_BOS] + stats[S.ATTN_EOS] + stats[S.ATTN_PUNCT]
-    ref = uniform_distance if uniform_distance is not None else stats.attrs.get("uniform_distance")
-    if ref is None:
+    if uniform_distance is not None:
+        ref = uniform_distance
+    elif S.UNIFORM_DISTANCE in stats:
+        ref = stats[S.UNIFORM_DISTANCE]              # per row: frames of several corpora may mix
+    else:
         raise InputError("label_patterns needs the mean distance of uniform attention: pass "
-                         "uniform_distance=, or a frame from head_stats (it keeps it in attrs)")
+                         "uniform_distance=, or a frame from head_stats (its uniform_distance "
+                         "column)")
     local = stats[S.DISTANCE] <= block_ratio * ref
     label = np.where(diag >= threshold, "diagonal", "heterogeneous").astype(object)
     label = np.where((vert >= threshold) & (vert > diag), "vertical", label)

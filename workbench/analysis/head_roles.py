@@ -37,8 +37,8 @@ Thresholds (arguments, with defaults):
 
 Each row also carries `weight`, the attention MASS on the role's target (Clark's attn_*
 statistics), and Kovaleva et al. 2019's pattern class from `head_clusters.label_patterns` as
-a cross-check: `df.attrs["pattern_agreement"]` is the share of heads whose role implies a class
-(`EXPECTED_PATTERN`) that carry that class.
+a cross-check: `pattern_agrees` says, for each head whose role implies a class
+(`EXPECTED_PATTERN`), whether it carries that class (NA otherwise); its mean is the agreement.
 
 How sure a name is: `margin` (score - runner-up score), `support` (the query tokens, or arcs, the
 score is computed on) and, from `n_boot` resamples of the texts (`analysis.bootstrap`; the rule
@@ -196,17 +196,21 @@ def classify_heads(stats: pd.DataFrame, scores: pd.DataFrame, *, threshold: floa
     """Pick each head's role from `role_scores` (rule in the module docstring).
 
     Returns one row per head of `stats`: layer, head, role, score, weight, runner_up,
-    runner_up_score, entropy (normalised by uniform attention's), pattern (Kovaleva et al.).
+    runner_up_score, entropy (normalised by uniform attention's), pattern (Kovaleva et al.),
+    pattern_agrees (the pattern is the one the role implies, `EXPECTED_PATTERN`; NA for a role
+    that implies none: `df.pattern_agrees.mean()` is the share of checked heads that agree,
+    `.count()` how many were checked), threshold and broad_threshold (the arguments).
     """
     if not 0 < threshold <= 1 or not 0 < broad <= 1:
         raise InputError(f"threshold={threshold}, broad={broad}: both must lie in (0, 1]")
-    uniform = stats.attrs.get("uniform_entropy")
-    if not uniform:
-        raise InputError("classify_heads needs a head_stats frame (its attrs hold the entropy "
-                         "of uniform attention); pass the frame wb.head_stats returned")
+    if S.UNIFORM_ENTROPY not in stats or not (stats[S.UNIFORM_ENTROPY] > 0).all():
+        raise InputError("classify_heads needs a head_stats frame (its uniform_entropy column "
+                         "holds the entropy of uniform attention); pass the frame wb.head_stats "
+                         "returned")
     ranked = scores.assign(_dep=scores[S.ROLE].str.startswith("dep:"))
     ranked = ranked.sort_values([S.SCORE], ascending=False, kind="stable")
-    spread = dict(zip(zip(stats[S.LAYER], stats[S.HEAD]), stats[S.ENTROPY] / uniform))
+    spread = dict(zip(zip(stats[S.LAYER], stats[S.HEAD]),
+                      stats[S.ENTROPY] / stats[S.UNIFORM_ENTROPY]))
     rows = []
     for (layer, head), cand in ranked.groupby([S.LAYER, S.HEAD], sort=True):
         passing = cand[cand[S.SCORE] >= threshold]
@@ -230,11 +234,9 @@ def classify_heads(stats: pd.DataFrame, scores: pd.DataFrame, *, threshold: floa
     lookup = dict(zip(zip(stats[S.LAYER], stats[S.HEAD]), pattern))
     df[S.PATTERN] = [lookup[(la, h)] for la, h in zip(df[S.LAYER], df[S.HEAD])]
     expected = [EXPECTED_PATTERN.get(family(r)) for r in df[S.ROLE]]
-    checked = [(p in e) for p, e in zip(df[S.PATTERN], expected) if e is not None]
-    df.attrs.update(threshold=threshold, broad=broad,
-                    pattern_agreement=float(np.mean(checked)) if checked else float("nan"),
-                    pattern_checked=len(checked))
-    return df
+    df[S.PATTERN_AGREES] = pd.array([None if e is None else p in e
+                                     for p, e in zip(df[S.PATTERN], expected)], dtype="boolean")
+    return df.assign(**{S.THRESHOLD: threshold, S.BROAD_THRESHOLD: broad})
 
 
 def _check_role_args(lm, syntax, threshold, broad, max_offset, syntax_margin, min_arcs, average,
@@ -269,8 +271,10 @@ def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshol
     `level`. Dependency roles keep their full-sample accuracy in every resample (the parse is not
     resampled). `syntax="auto"` adds dependency roles when spaCy and an English pipeline are
     installed (True: require them; False: skip). `average` ("text": Clark et al.'s mean of
-    per-text means; "token") is that of `head_stats`. `df.attrs` records the thresholds and the
-    pattern agreement.
+    per-text means; "token") is that of `head_stats`. Also `pattern_agrees`, `threshold`,
+    `broad_threshold` (`classify_heads`) and `syntax` (whether dependency roles were candidates:
+    False when `syntax=False`, or "auto" found no spaCy English pipeline). Share of checked heads
+    whose role agrees with Kovaleva's class: `df.pattern_agrees.mean()`.
 
     >>> wb.head_roles(wb.load("demo"), sentences).query("role == 'previous token'")  # doctest: +SKIP
     """
@@ -286,26 +290,23 @@ def head_roles(lm: LM, texts, *, syntax: bool | str = "auto", nlp=None, threshol
                                                    batch_size=batch_size, max_length=max_length),
                         average)
     offsets = per_text.offsets_frame()
-    parsed, note = None, ""
+    parsed = None
     if syntax:
         from .syntax_heads import syntax_heads
 
         try:
             parsed = syntax_heads(lm, texts, nlp=nlp, all_heads=True, batch_size=batch_size,
                                   max_length=max_length, progress=progress)
-        except MissingDependencyError as err:
+        except MissingDependencyError:
             if syntax is True:
                 raise
-            note = str(err)
     scores = role_scores(stats, offsets, parsed, syntax_margin=syntax_margin, min_arcs=min_arcs)
     df = classify_heads(stats, scores, threshold=threshold, broad=broad)
     df.insert(0, S.MODEL, lm.name)
     df = _add_support(df, scores, parsed, per_text.queries)
     if n_boot is not None:
         df = _add_stability(df, per_text, scores, threshold, broad, n_boot, level)
-    df.attrs.update(texts=stats.attrs.get("texts"), queries=stats.attrs.get("queries"),
-                    syntax=parsed is not None, syntax_note=note)
-    return df
+    return df.assign(**{S.SYNTAX: parsed is not None})
 
 
 class _PerText:

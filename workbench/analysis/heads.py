@@ -195,12 +195,24 @@ class HeadStatsAccumulator:
             df.insert(0, S.LAYER, np.tile(np.repeat(np.arange(L), H), N))
             df.insert(0, S.TEXT_ID, np.repeat(np.arange(N), L * H))
         df.insert(0, S.MODEL, model)
-        queries = int(self.queries.item())
-        uniform, over = ((self.uniform_text, self.texts) if by_text else (self.uniform, queries))
-        df.attrs.update(texts=int(self.texts), queries=queries, average=average,
-                        uniform_distance=uniform[0] / max(over, 1),
-                        uniform_entropy=uniform[1] / max(over, 1))
-        return df
+        return df.assign(**self._reference_columns(len(df), average, pooled))
+
+    def _reference_columns(self, rows: int, average: str, pooled: bool) -> dict:
+        """n_texts, n_queries, the uniform references and `average` of a pooled frame; a per-text
+        frame's n_queries and uniform references are its text's (their mean over texts is the
+        "text" average's)."""
+        if self.per_text is None or pooled:
+            queries = int(self.queries.item())
+            uniform, over = ((self.uniform_text, self.texts) if average == "text"
+                             else (self.uniform, queries))
+            return {S.N_TEXTS: int(self.texts), S.N_QUERIES: queries,
+                    S.UNIFORM_DISTANCE: uniform[0] / max(over, 1),
+                    S.UNIFORM_ENTROPY: uniform[1] / max(over, 1), S.AVERAGE: average}
+        n = self.per_text_queries.numpy()                         # (N,) queries of each text
+        each = rows // max(len(n), 1)                             # L * H rows per text
+        return {S.N_QUERIES: np.repeat(n.astype(np.int64), each),
+                S.UNIFORM_DISTANCE: np.repeat((n * n - 1) / 3 / np.maximum(n, 1), each),
+                S.UNIFORM_ENTROPY: np.repeat(np.log(np.maximum(n, 1)), each)}
 
 
 def attention_stats(attentions: Sequence[torch.Tensor], masks: KeyMasks, model: str = "",
@@ -285,10 +297,12 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
     the query tokens of each text, then the mean over texts; `average="token"` the mean over every
     query token of the corpus. `punctuation="clark"` counts only "." and "," as punctuation
     (`attn_punct`, `top_punct`); `"unicode"` every token made only of punctuation marks.
-    `df.attrs` holds the numbers of texts and of queries, `average`, `punctuation`, and the
-    distance and entropy uniform attention would have on the same texts, averaged the same way
-    (references for those columns). Padding never counts: a text alone or in a padded batch gives
-    the same numbers.
+    Columns after the statistics, repeated on each row so they survive concat and filtering:
+    `n_texts`, `n_queries` (query tokens), `uniform_distance` and `uniform_entropy` (the distance
+    and entropy uniform attention would have on the same texts, averaged the same way: references
+    for those columns), `average`, `punctuation`. A `by_text=True` row carries its own text's
+    `n_queries` and uniform references (their mean over texts is the pooled "text" reference) and
+    `punctuation`. Padding never counts: a text alone or in a padded batch gives the same numbers.
 
     >>> wb.head_stats(lm, sentences).sort_values("attn_prev").tail(3)   # doctest: +SKIP
     """
@@ -301,8 +315,7 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
                          desc=f"head stats {name}")
         frames.append(acc.frame(name, average))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    df.attrs.update(frames[0].attrs, punctuation=punctuation)
-    return df
+    return df.assign(**{S.PUNCTUATION: punctuation})
 
 
 def head_stat_intervals(lm: LM, texts, *, stats: Sequence[str] = STATS, n_boot: int = N_BOOT,

@@ -152,10 +152,14 @@ class HeadExplorer(widgets.VBox):
 
 
 def mean_over_texts(by_text):
-    """`head_stats(average="text")` from its `by_text=True` rows: each statistic's per-text means
-    averaged over the texts, per (model, layer, head); the attrs (numbers of texts and queries,
-    uniform references) are the same for both forms."""
+    """`head_stats(average="text")` from its `by_text=True` rows: each statistic's and uniform
+    reference's per-text means averaged over the texts, per (model, layer, head), with n_texts,
+    n_queries (summed), average ("text") and punctuation, as `head_stats` gives them."""
     keys = [c for c in (S.MODEL, S.LAYER, S.HEAD) if c in by_text.columns]
-    df = by_text.groupby(keys, sort=False)[list(STATS)].mean().reset_index()
-    df.attrs.update(by_text.attrs)
-    return df
+    groups = by_text.groupby(keys, sort=False)
+    df = groups[list(STATS) + [S.UNIFORM_DISTANCE, S.UNIFORM_ENTROPY]].mean()
+    df.insert(len(STATS), S.N_TEXTS, groups.size())
+    df.insert(len(STATS) + 1, S.N_QUERIES, groups[S.N_QUERIES].sum())
+    df[S.AVERAGE] = "text"
+    df[S.PUNCTUATION] = groups[S.PUNCTUATION].first()
+    return df.reset_index()
