@@ -156,7 +156,8 @@ rp.cka_heatmap(cka)
 if lm.has_mlm_head:
     question = f"The capital of France is {lm.mask_token}."
     attr = wb.attribute(lm, question, method="all", level="word", n_steps=IG_STEPS)
-    print(attr.attrs["info"][0])
+    print(attr[attr["method"] == "ig"][["target", "target_id", "target_position", "f_input",
+                                         "f_baseline", "delta"]].iloc[0].to_dict())
     fig = rp.attribution_strip(attr)
 else:
     fig = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import workbench as wb
+from workbench import schema as S
 from workbench.plots import probing as P
 
 
@@ -86,7 +87,7 @@ def test_mask_probe_explains_its_prediction_once_opened(tiny_lm):
     view = w.explain.view
     assert view is not None and view.result is not None
     top1 = int(w.predictions.sort_values("rank")["token_id"].iloc[0])
-    assert view.result.attrs["info"][0]["target_id"] == top1  # the answer shown above it
+    assert (view.result[S.TARGET_ID] == top1).all()  # the answer shown above it
     assert "delta" in view.status.value and len(view.figure.data) > 0
     w.text.value = "A dog sat on the <mask>."  # the open view follows the text, recomputes on demand
     assert view.text.value == "A dog sat on the <mask>." and "press Attribute" in view.status.value

@@ -8,6 +8,7 @@ The tiny random model is nearly linear at its init scale, so these tests multipl
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -54,9 +55,22 @@ def _f_embeds(lm, embeds, mask, pos, tid):
     return (logits[:, pos] if lm.kind == "mlm" else logits)[:, tid]
 
 
+def _info(df, text_id=0):
+    """One text's target and IG completeness numbers, read from the columns that carry them on
+    each of its rows (the same value on every row: checked here)."""
+    rows = df[df[S.TEXT_ID] == text_id]
+    ig = rows[rows[S.METHOD] == "ig"]
+    for col, part in ((S.TARGET_ID, rows), (S.TARGET_POSITION, rows), (S.F_INPUT, ig),
+                      (S.F_BASELINE, ig), (S.DELTA, ig)):
+        assert part[col].nunique(dropna=False) <= 1, col
+    row = (ig if len(ig) else rows).iloc[0]
+    return {"position": int(row[S.TARGET_POSITION]), "target_id": int(row[S.TARGET_ID]),
+            "delta": row[S.DELTA], "f_x": row[S.F_INPUT], "f_baseline": row[S.F_BASELINE]}
+
+
 def test_ig_sums_to_f_x_minus_f_baseline_within_delta(sharp_lm):
     df = wb.attribute(sharp_lm, TEXT, method="ig", output="logit", n_steps=64)
-    info = df.attrs["info"][0]
+    info = _info(df)
     ids, mask, base, view = _inputs(sharp_lm, TEXT)
     emb = sharp_lm.model.get_input_embeddings()
     with torch.no_grad():
@@ -74,7 +88,7 @@ def test_ig_sums_to_f_x_minus_f_baseline_within_delta(sharp_lm):
 
 def test_ig_matches_a_hand_written_riemann_sum(sharp_lm):
     df = wb.attribute(sharp_lm, TEXT, method="ig", output="logit", n_steps=64)
-    info = df.attrs["info"][0]
+    info = _info(df)
     ids, mask, base, _ = _inputs(sharp_lm, TEXT)
     emb = sharp_lm.model.get_input_embeddings()
     with torch.no_grad():
@@ -91,7 +105,7 @@ def test_ig_matches_a_hand_written_riemann_sum(sharp_lm):
 
 def test_grad_x_input_matches_autograd(sharp_lm):
     df = wb.attribute(sharp_lm, TEXT, method="grad_x_input", output="prob")
-    info = df.attrs["info"][0]
+    info = _info(df)
     ids, mask, _, _ = _inputs(sharp_lm, TEXT)
     with torch.no_grad():
         x = sharp_lm.model.get_input_embeddings()(ids)
@@ -104,7 +118,7 @@ def test_grad_x_input_matches_autograd(sharp_lm):
 
 def test_rollout_matches_eager_attention_by_hand(sharp_lm):
     df = wb.attribute(sharp_lm, TEXT, method="rollout")
-    pos = df.attrs["info"][0]["position"]
+    pos = _info(df)["position"]
     ids, mask, _, _ = _inputs(sharp_lm, TEXT)
     with sharp_lm.eager_attention(), torch.no_grad():
         att = sharp_lm.encoder(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
@@ -136,7 +150,7 @@ def test_mask_targets(sharp_lm):
     the_id = sharp_lm.tokenizer(" the", add_special_tokens=False)["input_ids"]
     assert len(the_id) == 1
     df = wb.attribute(sharp_lm, TEXT, target="the", method="grad_x_input")
-    assert df.attrs["info"][0]["target_id"] == the_id[0]       # the mask ate the space before it
+    assert _info(df)["target_id"] == the_id[0]       # the mask ate the space before it
     with pytest.raises(InputError, match="tokens"):
         wb.attribute(sharp_lm, TEXT, target="Czechoslovakia", method="grad_x_input")
     with pytest.raises(InputError, match="mask"):
@@ -147,7 +161,7 @@ def test_classifier_targets_and_completeness(sharp_classifier):
     text = "What a wonderful film, I loved it!"
     logits = sharp_classifier.model(**sharp_classifier.tokenizer(text, return_tensors="pt")).logits
     df = wb.attribute(sharp_classifier, text, method="ig", output="prob", n_steps=64)
-    info = df.attrs["info"][0]
+    info = _info(df)
     assert info["target_id"] == int(logits[0].argmax()) and info["position"] == 0
     assert abs(df[S.SCORE].sum() - (info["f_x"] - info["f_baseline"])) <= abs(info["delta"]) + 1e-6
     other = 1 - info["target_id"]
@@ -162,3 +176,30 @@ def test_encoder_without_head_is_refused(tiny_encoder_dir):
     lm = wb.load(tiny_encoder_dir, device="cpu")
     with pytest.raises(MissingHeadError, match="head"):
         wb.attribute(lm, "Some text.")
+
+
+def test_per_text_numbers_survive_concat_and_filtering(sharp_lm):
+    """Issue 25: each text's target and IG completeness numbers are columns on its rows, so a
+    filtered or concatenated frame still carries them (pandas drops `attrs` there)."""
+    texts = [TEXT, "A dog sat on the <mask>."]
+    df = wb.attribute(sharp_lm, texts, method=["ig", "rollout"], output="logit", n_steps=8)
+    alone = [wb.attribute(sharp_lm, t, method=["ig", "rollout"], output="logit", n_steps=8)
+             for t in texts]
+    both = pd.concat([alone[1].assign(**{S.TEXT_ID: 1}), alone[0]], ignore_index=True)
+    assert not df.attrs and not both.attrs
+    for i, t in enumerate(texts):
+        mine = both[(both[S.TEXT_ID] == i) & (both[S.METHOD] == "ig")]   # filtered, reordered
+        assert _info(mine, i) == pytest.approx(_info(df, i))
+        ids = sharp_lm.tokenizer(t, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logits = sharp_lm.model(input_ids=ids).logits[0]
+        pos = int((ids[0] == sharp_lm.tokenizer.mask_token_id).nonzero()[0, 0])
+        assert _info(mine, i)["position"] == pos                # the mask of that text
+        assert _info(mine, i)["target_id"] == int(logits[pos].argmax())
+        assert _info(mine, i)["f_x"] == pytest.approx(float(logits[pos].max()), abs=1e-4)
+        ig = mine[S.SCORE].sum()                                # completeness, from the rows
+        assert ig - (_info(mine, i)["f_x"] - _info(mine, i)["f_baseline"]) == pytest.approx(
+            _info(mine, i)["delta"], abs=1e-5)
+    rollout = df[df[S.METHOD] == "rollout"]
+    assert rollout[[S.F_INPUT, S.F_BASELINE, S.DELTA]].isna().all().all()
+    assert (rollout[S.OUTPUT] == "logit").all() and rollout[S.TARGET_POSITION].notna().all()

@@ -115,7 +115,7 @@ def _merge_words(frame: pd.DataFrame, view: TokenView) -> pd.DataFrame:
 
 
 def _attribute_one(lm: LM, text: str, target, methods, output, n_steps, internal_batch_size,
-                   mask_index, level) -> tuple[pd.DataFrame, dict]:
+                   mask_index, level) -> pd.DataFrame:
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
     view = lm.tokens(text)
@@ -144,7 +144,7 @@ def _attribute_one(lm: LM, text: str, target, methods, output, n_steps, internal
     baseline = torch.where(special, ids, torch.full_like(ids, lm.tokenizer.pad_token_id))
     emb = lm.model.get_input_embeddings()
     scores: dict[str, np.ndarray] = {}
-    info: dict = {"target": label, "target_id": tid, "position": pos, "output": output}
+    ig_info: dict = {}                      # f(x), f(baseline) and delta, when IG runs
     with torch.enable_grad():
         if "ig" in methods:
             ig = LayerIntegratedGradients(f, emb)
@@ -159,7 +159,7 @@ def _attribute_one(lm: LM, text: str, target, methods, output, n_steps, internal
                 finally:
                     handle.remove()
                 f_x, total = float(f(ids, mask)[0]), float(attr.sum())
-            info.update(f_x=f_x, f_baseline=f_base, total=total, delta=total - (f_x - f_base))
+            ig_info = {S.F_INPUT: f_x, S.F_BASELINE: f_base, S.DELTA: total - (f_x - f_base)}
         if "grad_x_input" in methods:
             gxi = LayerGradientXActivation(f, emb)
             attr = gxi.attribute(ids, additional_forward_args=(mask,))      # (1, T, D)
@@ -180,8 +180,10 @@ def _attribute_one(lm: LM, text: str, target, methods, output, n_steps, internal
     total = frame.groupby(S.METHOD)[S.SCORE].transform(lambda s: s.abs().sum())
     frame[S.WEIGHT] = np.where(total > 0, frame[S.SCORE] / total.where(total > 0, 1.0), 0.0)
     frame[S.TARGET] = label
-    frame[S.DELTA] = np.where(frame[S.METHOD] == "ig", info.get("delta", np.nan), np.nan)
-    return frame, info
+    frame[S.TARGET_ID], frame[S.TARGET_POSITION], frame[S.OUTPUT] = tid, pos, output
+    for col in (S.F_INPUT, S.F_BASELINE, S.DELTA):  # IG's completeness check, on its rows only
+        frame[col] = np.where(frame[S.METHOD] == "ig", ig_info.get(col, np.nan), np.nan)
+    return frame
 
 
 def attribute(lm: LM, text, *, target=None, method="ig", level: str = "token",
@@ -196,7 +198,10 @@ def attribute(lm: LM, text, *, target=None, method="ig", level: str = "token",
     or "word".
 
     Returns a tidy frame: model, text_id, text, method, position, token, word_id, score, weight,
-    target, delta (IG only). `.attrs["info"]` holds, per text, f(x), f(baseline) and the delta.
+    target, target_id (its token or class id), target_position (the position whose prediction is
+    explained: the mask, or 0 for a classifier), output (what f is), and on IG rows only (NaN
+    elsewhere) f_input, f_baseline and delta (f(x), f(baseline), and IG's sum minus their
+    difference). IG's sum per text: `df[df.method == "ig"].groupby("text_id").score.sum()`.
     A model loaded in bf16 (the default on recent GPUs) gives deltas of a few percent; load it
     with `dtype="fp32"` when completeness matters.
     """
@@ -214,15 +219,13 @@ def attribute(lm: LM, text, *, target=None, method="ig", level: str = "token",
         raise InputError(f"n_steps={n_steps}; integrated gradients needs at least 2 steps")
     methods = _methods(method)
     texts = [text] if isinstance(text, str) else list(text)
-    frames, infos = [], []
+    frames = []
     for i, t in enumerate(texts):
-        frame, info = _attribute_one(lm, t, target, methods, output, n_steps,
-                                     internal_batch_size, mask_index, level)
+        frame = _attribute_one(lm, t, target, methods, output, n_steps, internal_batch_size,
+                               mask_index, level)
         frame.insert(0, S.TEXT, t)
         frame.insert(0, S.TEXT_ID, i)
         frames.append(frame)
-        infos.append(info)
     out = pd.concat(frames, ignore_index=True)
     out.insert(0, S.MODEL, lm.name)
-    out.attrs["info"] = infos
     return out

@@ -14,6 +14,7 @@ import html
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
+from .. import schema as S
 from ..analysis.attribution import METHODS, attribute
 from ..errors import InputError
 from ..plots.representations import attribution_strip
@@ -63,11 +64,13 @@ class AttributionView(widgets.VBox):
                                 method=list(self.methods.value), level=self.level.value,
                                 n_steps=self.n_steps.value)
         replace_figure(self.figure, attribution_strip(self.result))
-        info = self.result.attrs["info"][0]
-        parts = [f"target {info['target']!s}"]
-        if "delta" in info:
-            parts.append(f"f(x) = {info['f_x']:.4g}, f(baseline) = {info['f_baseline']:.4g}, "
-                         f"IG sum = {info['total']:.4g}, delta = {info['delta']:.2g}")
+        first = self.result[self.result[S.TEXT_ID] == 0]
+        parts = [f"target {first[S.TARGET].iloc[0]!s}"]
+        ig = first[first[S.METHOD] == "ig"]
+        if len(ig):
+            row = ig.iloc[0]
+            parts.append(f"f(x) = {row[S.F_INPUT]:.4g}, f(baseline) = {row[S.F_BASELINE]:.4g}, "
+                         f"delta = {row[S.DELTA]:.2g} (IG sum - (f(x) - f(baseline)))")
         self.status.value = html.escape("; ".join(parts))
 
 
