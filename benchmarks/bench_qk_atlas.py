@@ -130,7 +130,7 @@ def run(quick: bool = False) -> list[dict]:
         ours_fig, peer_fig = atlas_grid(atlas, max_points=300), _naive_figure(atlas)
         ours_bytes, peer_bytes = len(ours_fig.to_json()), len(peer_fig.to_json())
         ours_ms, peer_ms = _render_ms([ours_fig, peer_fig])
-    n_tok = int(atlas.attrs["tokens"])
+    n_tok = int((atlas["kind"] == "query").sum()) // (lm.num_layers * lm.num_heads)
     heads = lm.num_layers * lm.num_heads
     load = os.getloadavg()[0]
     notes = (f"{what}; {heads} heads, {n_tok} tokens, {len(texts)} texts, "

@@ -55,12 +55,14 @@ lm
 # per-head sums, so thousands of sentences fit on a laptop; padding never enters the numbers.
 # Each row is one head; the `attn_*` columns are mean attention mass (0–1), `top_*` the share of
 # queries whose most-attended key is of that kind, `distance` the mean |query − key| in tokens
-# and `entropy` the spread of each query's attention in nats. `attrs` keeps what uniform
-# attention would give on the same sentences, a reference for the last two.
+# and `entropy` the spread of each query's attention in nats. `uniform_distance` and
+# `uniform_entropy` give what uniform attention would on the same sentences, a reference for those
+# two; `n_texts` and `n_queries` say how much data every row is averaged over.
 
 # %%
 stats = wb.head_stats(lm, corpus, progress=not QUICK)
-print(stats.attrs)
+print(stats[["n_texts", "n_queries", "uniform_distance", "uniform_entropy", "average",
+             "punctuation"]].iloc[0].to_dict())
 stats.round(3).head(12)
 
 # %% [markdown]
@@ -124,7 +126,7 @@ if lm.has_mlm_head:
     texts = corpus[:N_IMPORTANCE]
     grad = wb.head_importance(lm, texts, method="gradient", progress=not QUICK)
     loo = wb.head_importance(lm, texts, method="loo", progress=not QUICK)
-    print(f"masked-LM loss of the intact model: {loo.attrs['base_loss']:.3f}")
+    print(f"masked-LM loss of the intact model: {loo['base_loss'].iloc[0]:.3f}")
     agreement = grad["score"].corr(loo["score"], method="spearman")
     print(f"rank agreement of the two methods (Spearman): {agreement:.2f}")
 else:

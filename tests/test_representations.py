@@ -185,7 +185,7 @@ def test_linear_probe_end_to_end_on_tokens_and_sentences(tiny_lm):
     res = wb.linear_probe(tiny_lm, data, task="token", layers=[0, -1], progress=False, test_size=0.34)
     assert set(res[S.METRIC]) == {"accuracy", "majority", "control_accuracy", "selectivity"}
     assert set(res[S.LAYER]) == {0, tiny_lm.num_layers}
-    assert res.attrs["n_train"] + res.attrs["n_test"] == len(data)
+    assert ((res[S.N_TRAIN] + res[S.N_TEST]) == len(data)).all()
     acc = res[res[S.METRIC] == "accuracy"][S.VALUE]
     assert ((acc >= 0) & (acc <= 1)).all()
     pairs = [(t, i % 2) for i, t in enumerate(["good film", "bad film", "great plot", "awful plot",

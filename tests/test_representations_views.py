@@ -71,7 +71,7 @@ def test_probe_lab_reruns_when_controls_change(tiny_lm):
     lab.pool.value = "cls"
     lab.run()
     assert {t.name for t in lab.figure.data} == {"probe", "majority"}
-    assert lab.result.attrs["pool"] == "cls"
+    assert (lab.result[S.POOL] == "cls").all()
 
 
 def test_attribution_view_follows_its_controls(tiny_lm):

@@ -304,8 +304,9 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
     `objective="mlm"` uses a fixed-seed masking (`seed`, `mask_prob`);
     `objective="classifier"` needs a fine-tuned classifier and `labels` (one per text: class ids,
     or class names as in the classifier's `label2id`).
-    Columns: model, layer, head, score, method, objective; `df.attrs` holds `normalize`, and
-    `base_loss` for "loo". `n_boot` (e.g. 200; default None) adds the score's percentile
+    Columns: model, layer, head, score, method, objective, normalize (the argument), base_loss
+    (the intact model's corpus loss that "loo" scores are measured from; NaN for "gradient").
+    `n_boot` (e.g. 200; default None) adds the score's percentile
     bootstrap interval over texts at `level`: ci_low, ci_high, n_texts, n_boot, level (the model
     runs once: each resample re-weights the per-text gradients or losses). `by_text=True`
     (gradient method, raw scores) gives one row per (text_id, layer, head) instead: each text's
@@ -321,12 +322,12 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
         raise InputError("by_text=True gives each text's raw gradient score: use it with "
                          "method='gradient', normalize=None and n_boot=None")
     prep = _prepare(lm, texts, objective, labels, batch_size, mask_prob, seed, max_length)
-    attrs = {"normalize": normalize}
+    base_loss = float("nan")
     if method == "gradient":
         parts = _gradient_scores(lm, prep, progress)
     else:
         parts = _loo_scores(lm, prep, progress)
-        attrs["base_loss"] = float(parts[1].sum() / max(parts[2].sum(), 1))
+        base_loss = float(parts[1].sum() / max(parts[2].sum(), 1))
     if by_text:
         N, L, H = parts.shape
         return pd.DataFrame({S.MODEL: lm.name, S.TEXT_ID: np.repeat(np.arange(N), L * H),
@@ -337,13 +338,13 @@ def head_importance(lm: LM, texts, *, method: str = "gradient", objective: str =
     L, H = scores.shape
     df = pd.DataFrame({S.MODEL: lm.name, S.LAYER: np.repeat(np.arange(L), H),
                        S.HEAD: np.tile(np.arange(H), L), S.SCORE: scores.reshape(-1),
-                       S.METHOD: method, S.OBJECTIVE: objective})
+                       S.METHOD: method, S.OBJECTIVE: objective, S.NORMALIZE: normalize,
+                       S.BASE_LOSS: base_loss})
     if n_boot is not None:
         boot = _normalized(_importance_samples(method, parts, resample_counts(len(texts), n_boot)),
                            normalize)                                 # (B, L, H)
         low, high = percentile_interval(boot, level)
         df = add_interval(df, low, high, n_texts=len(texts), n_boot=n_boot, level=level)
-    df.attrs.update(attrs)
     return df
 
 

@@ -62,7 +62,7 @@ def compare_attention(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
     """Per-head difference of attention between `lm_a` and `lm_b` on `texts`.
 
     Returns one row per (layer, head) with columns model_a, model_b, layer, head, js_distance,
-    cosine (definitions in the module docstring). Raises `InputError` if the models do not share
+    cosine (definitions in the module docstring), n_texts, n_queries (query tokens compared). Raises `InputError` if the models do not share
     a tokenizer and a (layers, heads) shape.
 
     >>> wb.compare_attention(wb.load("roberta-base"), wb.load(run), sst2_sentences)  # doctest: +SKIP
@@ -70,8 +70,7 @@ def compare_attention(lm_a: LM, lm_b: LM, texts, *, batch_size: int = 16,
     js, cos, queries = attention_change_by_text(lm_a, lm_b, texts, batch_size=batch_size,
                                                 max_length=max_length, progress=progress)
     df = attention_change_frame(lm_a, lm_b, js, cos, queries)
-    df.attrs.update(texts=len(queries), queries=int(queries.sum()))
-    return df
+    return df.assign(**{S.N_TEXTS: len(queries), S.N_QUERIES: int(queries.sum())})
 
 
 def attention_change_frame(lm_a: LM, lm_b: LM, js: np.ndarray, cos: np.ndarray,

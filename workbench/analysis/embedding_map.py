@@ -22,20 +22,20 @@ from ..config import check_positive_int
 METHODS = ("pca", "umap")
 
 
-def _project(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, dict]:
-    """(N, D) -> (N, 2) and a small record of the fit (explained variance for PCA)."""
+def _project(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, list[float]]:
+    """(N, D) -> (N, 2) and the explained variance ratio of each axis (PCA; NaN otherwise)."""
     if method == "pca":
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=2, random_state=seed).fit(x)
-        return pca.transform(x), {"explained_variance_ratio": pca.explained_variance_ratio_.tolist()}
+        return pca.transform(x), pca.explained_variance_ratio_.tolist()
     try:
         import umap
     except ImportError:
         raise MissingDependencyError(
             "method='umap' needs the umap-learn package: `pip install umap-learn`, or use method='pca'"
         ) from None
-    return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), {}
+    return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), [np.nan, np.nan]
 
 
 def _row_labels(feats: Features, labels) -> np.ndarray | None:
@@ -61,8 +61,10 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
     """Per-layer 2-D map of vectors: an `LM` with `texts`, or ready `Features`.
 
     `labels`: one per row, one per text, or the name of an index column (e.g. "token") to colour
-    by. Rows beyond `max_points` are subsampled (seeded) before projecting. `.attrs` holds each
-    layer's PCA explained variance ratio.
+    by. Rows beyond `max_points` are subsampled (seeded) before projecting. Columns: model,
+    layer, method, x, y, variance_x, variance_y (the share of the layer's variance along each
+    axis: PCA's explained variance ratio; NaN for UMAP), the features' index columns, label (when
+    given) and text.
     """
     check_positive_int("max_points", max_points, allow_none=True)
     if method not in METHODS:
@@ -81,10 +83,12 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
     if max_points is not None and len(feats) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(feats), size=max_points, replace=False))
     index = feats.index.iloc[keep].reset_index(drop=True)
-    parts, fits = [], {}
+    parts = []
     for layer in feats.layers:
-        xy, fits[layer] = _project(feats.layer(layer)[keep], method, seed)
+        xy, ratio = _project(feats.layer(layer)[keep], method, seed)
         part = index.copy()
+        part.insert(0, S.VARIANCE_Y, ratio[1])
+        part.insert(0, S.VARIANCE_X, ratio[0])
         part.insert(0, S.Y, xy[:, 1])
         part.insert(0, S.X, xy[:, 0])
         part.insert(0, S.METHOD, method)
@@ -96,5 +100,4 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
     out.insert(0, S.MODEL, feats.model)
     if S.TEXT not in out:  # hover text for token/word maps
         out[S.TEXT] = [feats.texts[i] for i in out[S.TEXT_ID]]
-    out.attrs["fits"] = fits
     return out

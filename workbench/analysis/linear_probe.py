@@ -184,9 +184,9 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
                         ignore_index=True)
     out.insert(0, S.MODEL, feats.model)
     out[S.SPLIT] = "test"
-    out.attrs.update(n_train=int(len(tr)), n_test=int(len(te)), n_labels=int(len(np.unique(y))),
-                     unconverged_layers=unconverged, pool=feats.pool)
-    return out
+    return out.assign(**{S.N_TRAIN: int(len(tr)), S.N_TEST: int(len(te)),
+                         S.N_LABELS: int(len(np.unique(y))), S.POOL: feats.pool,
+                         S.CONVERGED: ~out[S.LAYER].isin(unconverged)})
 
 
 def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | None = None,
@@ -204,8 +204,8 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
     Missing labels (NaN/None) are refused, naming their rows, not dropped and not made a class.
 
     Returns a tidy frame: model, layer, metric ("accuracy", "majority", "control_accuracy",
-    "selectivity"), value, split ("test"); `.attrs` holds n_train, n_test, n_labels and the layers
-    whose probe did not converge in `max_iter` steps. A test split of fewer than 2 rows is
+    "selectivity"), value, split ("test"), n_train, n_test (rows fitted on, scored on), n_labels,
+    pool, converged (whether the layer's probe converged in `max_iter` steps). A test split of fewer than 2 rows is
     refused and one of fewer than 30 rows warns: accuracies on so few rows are too coarse to read.
     `n_boot` (e.g. 200; default None) adds percentile bootstrap intervals over the test texts
     (a text's rows are resampled together; the probes are not refitted, so the interval is the
@@ -236,7 +236,7 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
         check_labels(frame[S.LABEL].tolist(), "the words' label column")
         texts, pool = sentences(frame), "words"
         ids = {t: k for k, t in enumerate(sorted(frame[S.TEXT_ID].unique()))}  # text_id -> input index
-    parts, attrs = [], {}
+    parts = []
     for name, model in as_lm_dict(lm).items():
         feats = features(model, texts, layers=layers, pool=pool, batch_size=batch_size,
                          progress=progress, cache=cache)
@@ -248,9 +248,5 @@ def linear_probe(lm, data, *, task: str = "sentence", layers="all", pool: str | 
             merged = feats.index[[S.TEXT_ID, S.WORD_ID]].merge(
                 keyed[[S.TEXT_ID, S.WORD_ID, S.LABEL]], on=[S.TEXT_ID, S.WORD_ID], how="left")
             y = merged[S.LABEL].to_numpy()
-        result = probe_features(feats, y, **opts)
-        attrs[name] = dict(result.attrs)
-        parts.append(result)
-    out = pd.concat(parts, ignore_index=True)
-    out.attrs = attrs[next(iter(attrs))] if len(attrs) == 1 else {"per_model": attrs}
-    return out
+        parts.append(probe_features(feats, y, **opts))
+    return pd.concat(parts, ignore_index=True)

@@ -1,8 +1,8 @@
 """Behavioural probes: minimal pairs (BLiMP-style) and cloze probe sets (LAMA-style).
 
 - `compare_pairs(lm, good, bad)`: PLL of each sentence of a pair; the model "prefers" the good one
-  when its total PLL is higher. One row per pair with its margin; accuracy = mean of `correct`
-  (also in `df.attrs["accuracy"]`, per model).
+  when its total PLL is higher. One row per pair with its margin; accuracy per model =
+  `df.groupby("model").correct.mean()`.
 - `probe(lm, frame)`: rows give a template with one `<mask>` and the accepted answers; returns P@1,
   P@k and MRR per relation. `mode="vocab"` ranks each answer against the whole vocabulary at the
   mask (LAMA); an answer that is not one token in context is *skipped and counted* (`n_skipped`),
@@ -70,7 +70,7 @@ def compare_pairs(lm_or_dict, good, bad: Sequence[str] | None = None, *, group=N
     `good`/`bad` are equal-length lists of sentences, or `good` is a frame with columns good/bad
     (or BLiMP's sentence_good/sentence_bad) and optionally a group column (group, UID or relation).
     Columns: model, pair_id, group (when given), good, bad, good_logprob, bad_logprob, margin,
-    correct. Accuracy per model: `df.groupby("model").correct.mean()` (also `df.attrs["accuracy"]`).
+    correct. Accuracy per model: `df.groupby("model").correct.mean()`.
     """
     if not isinstance(good, (pd.DataFrame, str)):
         check_sequence("good", good)
@@ -92,7 +92,6 @@ def compare_pairs(lm_or_dict, good, bad: Sequence[str] | None = None, *, group=N
     out = pd.concat(frames, ignore_index=True)
     out[MARGIN] = out[GOOD_LOGPROB] - out[BAD_LOGPROB]
     out[CORRECT] = out[MARGIN] > 0
-    out.attrs["accuracy"] = out.groupby(S.MODEL, sort=False)[CORRECT].mean().to_dict()
     return out
 
 

@@ -184,8 +184,10 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
 
     Returns one row per (layer, head, kind, token): model, layer, head, kind ("query"/"key"),
     text_id, position, token, x, y and the requested `labels` columns. `align=False` skips the
-    AttentionViz scaling/translation. `df.attrs["heads"]` lists, per head, the scale factor and
-    the variance the 2-D map keeps (PCA); `df.attrs["texts"]` the texts, for the widget.
+    AttentionViz scaling/translation. Per head, repeated on its rows: `scale` (the query scale
+    factor; 1 without `align`), `variance_kept` (the share of variance the 2-D map keeps: PCA; NaN
+    for t-SNE / UMAP); on every row `method` and `align` (the arguments). Tokens per head:
+    `(df.kind == "query").sum() // df.groupby(["layer", "head"]).ngroups`.
 
     >>> atlas = wb.qk_atlas(lm, sentences)                       # doctest: +SKIP
     >>> wb.plots.qk_atlas.atlas_grid(atlas)                      # doctest: +SKIP
@@ -202,7 +204,7 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
             q, k, a = align_qk(q, k) if align else (q, k, 1.0)
             xy, kept = project(np.concatenate([q, k]), method, seed)        # (2N, 2)
             blocks.append(xy.astype(np.float32))
-            info.append({S.LAYER: layer, S.HEAD: h, "scale": a, "variance_kept": kept})
+            info.append({S.LAYER: layer, S.HEAD: h, S.SCALE: a, S.VARIANCE_KEPT: kept})
     xy = np.concatenate(blocks)                                             # (P * 2N, 2)
     per = len(blocks)
     df = pd.DataFrame({
@@ -212,7 +214,11 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
         S.KIND: pd.Categorical(np.tile(np.repeat(KINDS, n), per), categories=KINDS),
         S.TEXT_ID: np.tile(vec.tokens[S.TEXT_ID].to_numpy(), 2 * per).astype(np.int32),
         S.POSITION: np.tile(vec.tokens[S.POSITION].to_numpy(), 2 * per).astype(np.int32),
-        S.X: xy[:, 0], S.Y: xy[:, 1]})
+        S.X: xy[:, 0], S.Y: xy[:, 1],
+        S.SCALE: np.repeat([i[S.SCALE] for i in info], 2 * n).astype(np.float32),
+        S.VARIANCE_KEPT: np.repeat([i[S.VARIANCE_KEPT] for i in info], 2 * n).astype(np.float32),
+        S.METHOD: pd.Categorical.from_codes(np.zeros(2 * n * per, np.int8), categories=[method]),
+        S.ALIGN: align})
     columns = {c: vec.tokens[c] for c in [S.TOKEN] + [c for c in labels if c != S.POS]}
     if S.POS in labels:
         columns[S.POS] = pd.Series(pos_tags(lm, vec.texts, vec.tokens, nlp))
@@ -220,5 +226,4 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
         codes, uniques = pd.factorize(values, sort=True)
         df[col] = pd.Categorical.from_codes(np.tile(codes, 2 * per), categories=uniques)
     df[S.MODEL] = df[S.MODEL].astype("category")
-    df.attrs.update(method=method, align=align, texts=list(vec.texts), tokens=n, heads=info)
     return df

@@ -11,7 +11,7 @@ spans are such groups too) and a model token covering two spaCy tokens ("cannot"
 unit. Attention to a unit is the SUM over its tokens (keys), attention from a unit the MEAN over
 its tokens (queries), as in Clark et al. An arc counts when its dependent is a unit of exactly one
 spaCy token and its governor lies in another unit; other arcs (and the root) are skipped and
-counted in `df.attrs["skipped_arcs"]`.
+counted in the `skipped_arcs` column (beside `n_arcs`, the arcs counted, on every row).
 """
 
 from __future__ import annotations
@@ -176,8 +176,8 @@ class SyntaxAccumulator:
         cols = [S.MODEL, S.RELATION, S.COUNT, S.LAYER, S.HEAD, S.ACCURACY, S.BASELINE, S.OFFSET]
         df = pd.DataFrame(rows, columns=cols[1:])
         df.insert(0, S.MODEL, model)
-        df.attrs.update(arcs=int(sum(self.count.values())), skipped_arcs=int(self.skipped))
-        return df
+        return df.assign(**{S.N_ARCS: int(sum(self.count.values())),
+                            S.SKIPPED_ARCS: int(self.skipped)})
 
 
 def syntax_heads(lm: LM, texts, *, nlp=None, batch_size: int = 16, min_count: int = 1,
@@ -188,7 +188,8 @@ def syntax_heads(lm: LM, texts, *, nlp=None, batch_size: int = 16, min_count: in
     `nlp`: a spaCy pipeline, or the name of an installed one (default: the first of
     `SPACY_PIPELINES` found). Returns one row per relation seen at least `min_count` times:
     model, relation, count, layer, head, accuracy (of the best head), baseline (accuracy of the
-    best fixed offset), offset (that offset, in words). `all_heads=True` gives every head's
+    best fixed offset), offset (that offset, in words), n_arcs and skipped_arcs (arcs counted and
+    skipped over all relations, see the module docstring). `all_heads=True` gives every head's
     accuracy, one row per (relation, layer, head). Without spaCy raises `MissingDependencyError`
     saying how to install it.
     """

@@ -83,7 +83,8 @@ def atlas_grid(df: pd.DataFrame, *, color: str = S.KIND, max_points: int | None 
     for j, head in enumerate(heads, start=1):
         fig.update_xaxes(title_text=f"H{head}", title_standoff=2, row=len(layers), col=j)
     side = 70 if len(heads) > 8 else 110
-    fig.update_layout(title=title or f"Queries and keys of every head ({df.attrs.get('method', '')})",
+    method = ", ".join(map(str, df[S.METHOD].unique())) if S.METHOD in df else ""
+    fig.update_layout(title=title or f"Queries and keys of every head ({method})",
                       width=80 + side * len(heads), height=90 + side * len(layers),
                       legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),
                       margin=dict(l=40, r=10, t=60, b=30))

@@ -61,7 +61,6 @@ class ProbeLab(widgets.VBox):
         replace_figure(self.figure, probe_curve(self.result))
         acc = self.result[self.result["metric"] == "accuracy"]
         best = acc.loc[acc["value"].idxmax()]
-        attrs = self.result.attrs
         self.status.value = html.escape(
             f"best layer {int(best['layer'])}: accuracy {best['value']:.3f} "
-            f"({attrs.get('n_train', '?')} train / {attrs.get('n_test', '?')} held-out examples)")
+            f"({best['n_train']} train / {best['n_test']} held-out examples)")
