@@ -183,7 +183,7 @@ def test_an_analysis_leaves_tokenizer_and_model_as_it_found_them(name, tiny_lm, 
         lm.tokenizer.backend_tokenizer.enable_truncation(max_length=9999)
     try:
         before = snapshot(*models)
-        CALLS[name](*models)
+        result = CALLS[name](*models)
         after = snapshot(*models)
     finally:
         for lm in models:
@@ -195,6 +195,9 @@ def test_an_analysis_leaves_tokenizer_and_model_as_it_found_them(name, tiny_lm, 
         for part in ("tokenizer", "model"):
             changed = {k for k in b[part] if b[part][k] != a[part][k]}
             assert not changed, f"{name} changed the {which}'s {part}: {sorted(changed)}"
+    for frame in result if isinstance(result, tuple) else (result,):  # issue 25: columns instead
+        if isinstance(frame, pd.DataFrame):
+            assert not frame.attrs, f"{name} returned metadata in DataFrame.attrs: use columns"
 
 
 def test_the_public_analyses_are_all_in_the_table():
