@@ -4,6 +4,7 @@ the joint projection, labels, figures and widget behave as documented."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -81,7 +82,7 @@ def test_atlas_frame_and_projection(tiny_lm, atlas, vectors):
                 S.TOKEN_TYPE, S.POSITION_BUCKET):
         assert col in atlas.columns and col in S.COLUMNS
     # oracle: the first two principal components of the joint, aligned cloud, by numpy's SVD
-    q, k, _ = align_qk(vectors.queries[1, 2], vectors.keys[1, 2])
+    q, k, a = align_qk(vectors.queries[1, 2], vectors.keys[1, 2])
     x = np.concatenate([q, k])
     x = x - x.mean(0)
     u, s, vt = np.linalg.svd(x, full_matrices=False)
@@ -94,6 +95,13 @@ def test_atlas_frame_and_projection(tiny_lm, atlas, vectors):
     kept = part[S.VARIANCE_KEPT].unique()                         # one value per head
     assert len(kept) == 1
     assert kept[0] == pytest.approx(float((s[:2] ** 2).sum() / (s ** 2).sum()), rel=1e-4)
+    np.testing.assert_allclose(part[S.SCALE], a, rtol=1e-5)       # the head's own scale factor
+    assert (atlas[S.METHOD] == "pca").all() and atlas[S.ALIGN].all()
+    # per-head values stay with their rows through filtering and concat (issue 25)
+    other = atlas[(atlas[S.LAYER] == 0) & (atlas[S.HEAD] == 1)]
+    both = pd.concat([other, part], ignore_index=True)
+    assert both.groupby([S.LAYER, S.HEAD])[S.SCALE].nunique().eq(1).all()
+    assert (both[(both[S.LAYER] == 1) & (both[S.HEAD] == 2)][S.VARIANCE_KEPT] == kept[0]).all()
 
 
 def test_labels(atlas, tiny_lm):

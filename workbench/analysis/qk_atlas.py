@@ -215,8 +215,8 @@ def qk_atlas(lm: LM, texts, *, layers="all", heads="all", method: str = "pca",
         S.TEXT_ID: np.tile(vec.tokens[S.TEXT_ID].to_numpy(), 2 * per).astype(np.int32),
         S.POSITION: np.tile(vec.tokens[S.POSITION].to_numpy(), 2 * per).astype(np.int32),
         S.X: xy[:, 0], S.Y: xy[:, 1],
-        S.SCALE: np.repeat([i[S.SCALE] for i in info], 2 * n).astype(np.float32),
-        S.VARIANCE_KEPT: np.repeat([i[S.VARIANCE_KEPT] for i in info], 2 * n).astype(np.float32),
+        S.SCALE: np.repeat([float(i[S.SCALE]) for i in info], 2 * n),       # float64: the
+        S.VARIANCE_KEPT: np.repeat([i[S.VARIANCE_KEPT] for i in info], 2 * n),  # fits' values
         S.METHOD: pd.Categorical.from_codes(np.zeros(2 * n * per, np.int8), categories=[method]),
         S.ALIGN: align})
     columns = {c: vec.tokens[c] for c in [S.TOKEN] + [c for c in labels if c != S.POS]}
