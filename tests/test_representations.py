@@ -186,6 +186,8 @@ def test_linear_probe_end_to_end_on_tokens_and_sentences(tiny_lm):
     assert set(res[S.METRIC]) == {"accuracy", "majority", "control_accuracy", "selectivity"}
     assert set(res[S.LAYER]) == {0, tiny_lm.num_layers}
     assert ((res[S.N_TRAIN] + res[S.N_TEST]) == len(data)).all()
+    assert (res[S.N_LABELS] == data[S.LABEL].nunique()).all() and (res[S.POOL] == "words").all()
+    assert res[S.CONVERGED].dtype == bool
     acc = res[res[S.METRIC] == "accuracy"][S.VALUE]
     assert ((acc >= 0) & (acc <= 1)).all()
     pairs = [(t, i % 2) for i, t in enumerate(["good film", "bad film", "great plot", "awful plot",
@@ -193,6 +195,11 @@ def test_linear_probe_end_to_end_on_tokens_and_sentences(tiny_lm):
     res_s = wb.linear_probe({"a": tiny_lm, "b": tiny_lm}, pairs, task="sentence", layers=[0],
                             control=False, progress=False)
     assert set(res_s[S.MODEL]) == {"a", "b"} and "control_accuracy" not in set(res_s[S.METRIC])
+    assert (res_s[S.N_TRAIN] + res_s[S.N_TEST] == len(pairs)).all()   # per model, per row
+    assert res_s[S.CONVERGED].all()                    # 1000 steps suffice on 6 rows
+    starved = wb.linear_probe(tiny_lm, pairs, layers=[0], control=False, max_iter=1,
+                              progress=False)        # one step: lbfgs cannot converge
+    assert not starved[S.CONVERGED].any()
     with pytest.raises(InputError, match="text_col"):
         wb.linear_probe(tiny_lm, pd.DataFrame({"sentence": ["a b"], "y": [1]}), progress=False)
 
@@ -241,8 +248,11 @@ def test_embedding_map_is_sklearn_pca_per_layer(tiny_lm):
     f = wb.features(tiny_lm, TEXTS, pool="tokens", progress=False)
     for layer in f.layers:
         sub = m[m[S.LAYER] == layer]
-        expected = PCA(n_components=2, random_state=0).fit_transform(f.layer(layer))
-        np.testing.assert_allclose(sub[[S.X, S.Y]].to_numpy(), expected, atol=1e-4)
+        pca = PCA(n_components=2, random_state=0).fit(f.layer(layer))
+        np.testing.assert_allclose(sub[[S.X, S.Y]].to_numpy(), pca.transform(f.layer(layer)),
+                                   atol=1e-4)
+        for col, ratio in zip((S.VARIANCE_X, S.VARIANCE_Y), pca.explained_variance_ratio_):
+            np.testing.assert_allclose(sub[col], ratio, rtol=1e-4, err_msg=col)
         assert sub[S.LABEL].tolist() == [labels[i] for i in f.index[S.TEXT_ID]]
     assert (m[S.TEXT] == [TEXTS[i] for i in m[S.TEXT_ID]]).all()
     if importlib.util.find_spec("umap") is None:
