@@ -278,6 +278,8 @@ def test_compare_attention_of_a_model_with_itself_is_zero(tiny_lm):
     assert len(df) == tiny_lm.num_layers * tiny_lm.num_heads
     assert np.allclose(df[S.JS_DISTANCE], 0, atol=1e-6)
     assert np.allclose(df[S.COSINE], 1, atol=1e-6)
+    assert (df[S.N_TEXTS] == len(SENTENCES)).all()
+    assert (df[S.N_QUERIES] == sum(len(tiny_lm.tokens(t)) for t in SENTENCES)).all()
 
 
 def test_compare_attention_sees_a_changed_head(tiny_lm):
