@@ -170,6 +170,21 @@ def test_every_checkpoint_damaged_needs_restart_and_the_cli_says_so(whole, tiny_
     same_weights(run, whole)
 
 
+def test_a_restart_that_cannot_build_its_model_keeps_the_checkpoints(tiny_model_dir, table,
+                                                                      tmp_path):
+    """restart=True deletes the checkpoints only once nothing can refuse the input any more:
+    here the base model's folder is gone, so the model cannot be built and nothing is deleted."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    run = stopped_at(4, base, table, tmp_path / "runs")
+    for _, path in run.checkpoints():
+        (path / "training_state.safetensors").unlink()  # weights only: nothing can resume it
+    shutil.rmtree(base)
+    with pytest.raises(wb.ModelNotFoundError, match=f"no such folder: {base}"):
+        finetune(None, None, resume=run, restart=True, progress=False)
+    assert [s for s, _ in run.checkpoints()] == [2, 4] and run.status == "stopped"
+
+
 # --------------------------------------------------------------------------- I/O faults
 
 
