@@ -289,6 +289,17 @@ def test_ctrl_c_in_both_clis_marks_the_run_interrupted_with_a_short_message(
         assert run.info["status"] == "interrupted" and "Ctrl-C" in run.info["error"]
 
 
+def test_ctrl_c_before_training_began_says_no_run_was_changed(table, tmp_path, monkeypatch,
+                                                              capsys):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("workbench.training.finetune.load_task_data", ctrl_c)
+    code, err = run_cli(["finetune", str(table), "--root", str(tmp_path), "--no-progress"], capsys)
+    assert code == 130 and err == "interrupted (Ctrl-C) before training began: no run was changed."
+    assert not list(tmp_path.iterdir())
+
+
 def test_resuming_a_broken_run_says_it_is_broken(tmp_path, capsys):
     folder = tmp_path / "20260101-000000-pretrain-abcdef"
     folder.mkdir()
