@@ -372,8 +372,8 @@ class _FineTuneLoop:
         saved, mine = run.info.get("fingerprint"), self.task_data.fingerprint()
         if saved is not None and saved != mine:
             raise InputError(f"the data differ from the data run {run.id} was trained on "
-                             f"(fingerprint {mine} vs {saved}): pass the same table and columns "
-                             "to resume, or start a new run")
+                             f"(fingerprint {saved}; these data: {mine}): pass the same table and "
+                             "columns to resume, or start a new run")
 
     def build(self, engine, run: Run | None, checkpoint) -> "_Trainer":
         """The classifier on the base model's (or the checkpoint's) weights, and its trainer;
