@@ -16,7 +16,8 @@ this one order:
     with Spine(run, engine, callbacks, ...) as spine:   # TF32 scope; an exception -> status
         trainer.restore(checkpoint)
         spine.begin(trainer.step, config, resumed, **info)  # truncate metrics, "running", "start"
-        status = trainer.fit(spine, stop)         # spine.emit(...), spine.checkpoint_due/save
+        status = trainer.fit(spine, stop)         # spine.emit(...), spine.checkpoint_due/save;
+                                                  # CPU threads per `Loop.adapt_threads`
         trainer.finish(spine, status)             # -> spine.finish(status, step, summary)
 
 Every refusal of the input (config, data, model, a resume point that cannot resume) comes before
