@@ -249,6 +249,7 @@ def test_resume_refuses_other_data_or_config(tiny_model_dir, run_root):
     assert run.status == "stopped" and run.summary["steps"] == 1
     with pytest.raises(wb.InputError, match="data differ"):
         finetune(None, separable(64, seed=5), resume=run, progress=False)
+    assert run.status == "stopped" and run.info["error"] is None  # refused before any write
     with pytest.raises(wb.InputError, match="learning_rate"):
         finetune(None, data, resume=run, config=cfg.replace(learning_rate=1e-4), progress=False)
 

@@ -170,6 +170,21 @@ def test_every_checkpoint_damaged_needs_restart_and_the_cli_says_so(whole, tiny_
     same_weights(run, whole)
 
 
+def test_a_restart_that_cannot_build_its_model_keeps_the_checkpoints(tiny_model_dir, table,
+                                                                      tmp_path):
+    """restart=True deletes the checkpoints only once nothing can refuse the input any more:
+    here the base model's folder is gone, so the model cannot be built and nothing is deleted."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    run = stopped_at(4, base, table, tmp_path / "runs")
+    for _, path in run.checkpoints():
+        (path / "training_state.safetensors").unlink()  # weights only: nothing can resume it
+    shutil.rmtree(base)
+    with pytest.raises(wb.ModelNotFoundError, match=f"no such folder: {base}"):
+        finetune(None, None, resume=run, restart=True, progress=False)
+    assert [s for s, _ in run.checkpoints()] == [2, 4] and run.status == "stopped"
+
+
 # --------------------------------------------------------------------------- I/O faults
 
 
@@ -272,6 +287,17 @@ def test_ctrl_c_in_both_clis_marks_the_run_interrupted_with_a_short_message(
         assert code == 130 and err.startswith("interrupted (Ctrl-C) at step 0"), err
         assert "interrupted" in err and f"workbench {kind} --resume {run.id}" in err
         assert run.info["status"] == "interrupted" and "Ctrl-C" in run.info["error"]
+
+
+def test_ctrl_c_before_training_began_says_no_run_was_changed(table, tmp_path, monkeypatch,
+                                                              capsys):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("workbench.training.finetune.load_task_data", ctrl_c)
+    code, err = run_cli(["finetune", str(table), "--root", str(tmp_path), "--no-progress"], capsys)
+    assert code == 130 and err == "interrupted (Ctrl-C) before training began: no run was changed."
+    assert not list(tmp_path.iterdir())
 
 
 def test_resuming_a_broken_run_says_it_is_broken(tmp_path, capsys):

@@ -105,6 +105,11 @@ class Harness:
         return True
 
     def finish(self) -> wb.Run:
+        """Resume the run to its end, unless a launch meant to be killed completed it already (a
+        completed fine-tune keeps no optimizer state, so resuming it again is refused)."""
+        rid = self.run_id()
+        if rid is not None and wb.Run.open(self.root / rid).status == "completed":
+            return wb.Run.open(self.root / rid)
         proc = self.launch()
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]

@@ -383,11 +383,17 @@ def test_pretrain_run_widget_builds_config_from_controls_and_trains_live(small_c
 
 def test_resume_may_extend_the_budget_but_not_change_the_experiment(small_corpus, cache, tmp_path):
     from workbench.errors import InputError
+    from workbench.training.corpus import PackedCorpus
 
     root = tmp_path / "runs"
     run = pretrain(small_corpus, config=_tiny(max_steps=6, eval_every=3), root=root, cache_dir=cache)
     with pytest.raises(InputError, match="cannot change .*'learning_rate'"):
         pretrain(small_corpus, resume=run, config={"learning_rate": 0.5}, root=root, cache_dir=cache)
+    other = Corpus.from_texts(list(small_corpus.texts())[1:], name="pydoc")  # one document less
+    with pytest.raises(InputError, match="pass the same corpus"):
+        pretrain(other, resume=run, root=root, cache_dir=cache,
+                 tokenizer=PackedCorpus.load(run.info["packed_corpus"]).tokenizer())
+    assert run.status == "completed" and run.summary["steps"] == 6  # refused before any write
     longer = pretrain(small_corpus, resume=run, config={"max_steps": 9}, root=root, cache_dir=cache)
     assert longer.summary["steps"] == 9 and longer.config["max_steps"] == 9
     steps = longer.metrics("step")["step"].tolist()

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        print(_interrupted(err), file=sys.stderr)
+        print(_run_note(err), file=sys.stderr)
         return 130
     except OSError as err:  # an I/O fault outside the store's own checks: one paragraph, no trace
         print(f"error: {type(err).__name__}: {err}{_run_note(err)}", file=sys.stderr)
@@ -146,21 +146,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_note(err: BaseException) -> str:
-    """What happened to the run an exception ended (set by the training spine), or ''."""
-    run = getattr(err, "workbench_run", None)
+    """What happened to the run an exception ended (`workbench_run`, set by the training spine):
+    the whole message for a Ctrl-C, else the note that follows the error ('' without a run)."""
+    run, ctrl_c = getattr(err, "workbench_run", None), isinstance(err, KeyboardInterrupt)
     if not run:
-        return ""
+        return "interrupted (Ctrl-C) before training began: no run was changed." if ctrl_c else ""
     kind, run_id, step = run
+    if ctrl_c:
+        return (f"interrupted (Ctrl-C) at step {step}: run {run_id} is marked 'interrupted'; "
+                f"nothing after its last checkpoint is kept. Continue it with `workbench {kind} "
+                f"--resume {run_id}`.")
     return (f". Run {run_id} stopped at step {step}; its run.json records the error and its "
             f"last checkpoint is intact: once the cause is fixed, `workbench {kind} --resume "
             f"{run_id}` continues it")
-
-
-def _interrupted(err: KeyboardInterrupt) -> str:
-    run = getattr(err, "workbench_run", None)
-    if not run:
-        return "interrupted (Ctrl-C) before training began: no run was changed."
-    kind, run_id, step = run
-    return (f"interrupted (Ctrl-C) at step {step}: run {run_id} is marked 'interrupted'; nothing "
-            f"after its last checkpoint is kept. Continue it with `workbench {kind} --resume "
-            f"{run_id}`.")

@@ -208,8 +208,9 @@ def resume_point(run, restart: bool = False) -> tuple[Path | None, dict | None]:
     "why"}]}) says which newer checkpoints were passed over and why; it is logged here and the
     spine records it in run.json. (None, None): the run has no checkpoint (killed before its
     first one): start over at step 0. When checkpoints exist but none can resume, raise
-    (CheckpointCorruptError if any is damaged, else InputError) unless `restart`, which deletes
-    them and starts over at step 0 (the note lists them)."""
+    (CheckpointCorruptError if any is damaged, else InputError) unless `restart`: then
+    (None, note with "restart": True listing them), and `discard_checkpoints(run, note)` deletes
+    them once nothing can refuse the input any more (the run then starts over at step 0)."""
     checkpoints = run.checkpoints()
     skipped = []
     for step, path in reversed(checkpoints):
@@ -225,27 +226,34 @@ def resume_point(run, restart: bool = False) -> tuple[Path | None, dict | None]:
             return path, None
         note = {"step": step, "newest_step": checkpoints[-1][0], "skipped": skipped}
         logger.warning("run %s resumes from its checkpoint at step %d, not from the newer %s: %s",
-                       run.id, step, [k["step"] for k in skipped],
-                       "; ".join(f"step {k['step']}: {k['why']}" for k in skipped))
+                       run.id, step, [k["step"] for k in skipped], _listed(skipped))
         return path, note
     if not checkpoints:
         return None, None
-    listed = "; ".join(f"step {k['step']}: {k['why']}" for k in skipped)
     if not restart:
         damaged = any(k["why"] != WEIGHTS_ONLY for k in skipped)
         ended = "" if damaged else (
             f" (run {run.id} is {run.info.get('status')}: a run drops its optimizer state when it "
             "completes unless its config sets keep_optimizer_state=True)")
         raise (CheckpointCorruptError if damaged else InputError)(
-            f"no checkpoint of run {run.id} can resume it: {listed}{ended}. Pass restart=True "
-            f"(CLI: --restart) to train it again from step 0 in the same run (its checkpoints "
-            "are deleted), or start a new run from one of them with wb.load(run.checkpoint(N))")
-    for _, path in checkpoints:
-        shutil.rmtree(path, ignore_errors=True)
-    logger.warning("run %s restarts from step 0 as asked; its checkpoints were deleted: %s",
-                   run.id, listed)
+            f"no checkpoint of run {run.id} can resume it: {_listed(skipped)}{ended}. Pass "
+            "restart=True (CLI: --restart) to train it again from step 0 in the same run (its "
+            "checkpoints are deleted), or start a new run from one of them with "
+            "wb.load(run.checkpoint(N))")
     return None, {"step": 0, "newest_step": checkpoints[-1][0], "skipped": skipped,
                   "restart": True}
+
+
+def discard_checkpoints(run, note: dict) -> None:
+    """Delete the checkpoints a restart (`resume_point(run, restart=True)`'s `note`) passed over."""
+    for _, path in run.checkpoints():
+        shutil.rmtree(path, ignore_errors=True)
+    logger.warning("run %s restarts from step 0 as asked; its checkpoints were deleted: %s",
+                   run.id, _listed(note["skipped"]))
+
+
+def _listed(skipped: list[dict]) -> str:
+    return "; ".join(f"step {k['step']}: {k['why']}" for k in skipped)
 
 
 def weights_dtype(folder: str | Path | None) -> str | None:

@@ -24,17 +24,16 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..device import describe_machine
 from ..errors import InputError
 from ..models import LM, load
-from .checkpoint import load_training_state, resume_point, weights_dtype
+from .checkpoint import load_training_state, weights_dtype
 from .configs import FineTuneConfig
 from .engine import Engine, clip_gradients, make_optimizer
 from .events import Callback, StopFlag
 from .metrics import HIGHER_IS_BETTER, task_metrics
 from .run import Run
 from .schedule import make_scheduler
-from .spine import RunHold, Spine, open_for_resume, resume_config
+from .spine import Spine, resume_config, run_lifecycle
 from ..capture import check_max_length
 from .tables import LABEL, TaskData, load_task_data, tokenize
 
@@ -156,6 +155,7 @@ class _Trainer:
                                             weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(self.raw_optimizer, warmup, self.total_steps)
         self.raw_model = model
+        self.model, self.optimizer = engine.prepare(model, self.raw_optimizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.pad_multiple = pad_multiple(self.device)
         self.state = {"epoch": 0, "group": 0, "best": None, "best_step": None, "bad_evals": 0,
@@ -165,10 +165,6 @@ class _Trainer:
     def restore(self, checkpoint) -> None:
         """Load weights, optimizer, scheduler, RNG states and the position in the data."""
         state = load_training_state(checkpoint, self.raw_model, self.raw_optimizer, self.scheduler)
-        if state.get("fingerprint") != self.state["fingerprint"]:
-            raise InputError("the data differ from the data this run was trained on (fingerprint "
-                             f"{state.get('fingerprint')} vs {self.state['fingerprint']}): pass the "
-                             "same table and columns to resume, or start a new run")
         self.step = int(state.pop("step"))
         self.state.update(state)
 
@@ -260,7 +256,6 @@ class _Trainer:
     def fit(self, spine: Spine, stop: StopFlag | None) -> str:
         """Train to the end (or early stop / stop request); return the final run status."""
         cfg, engine = self.cfg, self.engine
-        self.model, self.optimizer = engine.prepare(self.raw_model, self.raw_optimizer)
         self.model.train()
         eval_every = cfg.eval_every or self.steps_per_epoch
         ckpt_every = cfg.checkpoint_every or eval_every
@@ -341,58 +336,69 @@ def finetune(lm_or_name: LM | str | None, data: Any = None, *, config: FineTuneC
     ...                config=FineTuneConfig(epochs=1))
     >>> run.summary["eval_accuracy"], wb.load(run)                             # doctest: +SKIP
     """
-    run = open_for_resume(resume, KIND, root, restart)
-    with RunHold() as held:  # a resumed run is locked before anything is read or written
-        held.take(run)
-        return _finetune(run, held, lm_or_name, data, config, callbacks, stop, name=name,
-                         root=root, progress=progress, restart=restart)
+    loop = _FineTuneLoop(lm_or_name, data, config)
+    return run_lifecycle(loop, resume=resume, restart=restart, name=name, root=root,
+                         callbacks=callbacks, stop=stop, progress=progress)
 
 
-def _finetune(run, held: RunHold, lm_or_name, data, config, callbacks, stop, *, name, root,
-              progress, restart=False):
-    resumed = run is not None
-    if resumed:
-        config = resume_config(FineTuneConfig, run, config)
-    config = FineTuneConfig() if config is None else config
-    if not isinstance(config, FineTuneConfig):
-        raise InputError(f"config={config!r}; pass a FineTuneConfig")
-    data_obj = load_task_data(_data_source(data, run), text_column=config.text_column,
-                              pair_column=config.pair_column, label_column=config.label_column,
-                              task=config.task, validation_split=config.validation_split,
-                              seed=config.seed)
-    _check_labels(data_obj, config.label_column)
-    engine = Engine(config.device, config.precision)
-    checkpoint, fallback = resume_point(run, restart) if run is not None else (None, None)
-    lm, base_name = _base_model(lm_or_name, run, checkpoint)
-    stored = (run.info.get("weights_dtype") if run is not None and checkpoint is not None
-              else weights_dtype(lm.path))  # what the base model was stored in (fp16: demo)
-    check_max_length(lm, config.max_length, minimum=2)
-    model = _build_classifier(lm, data_obj, config.seed)
-    # tokenising and planning can still refuse the input: do it before the run folder exists
-    trainer = _Trainer(model, lm.tokenizer, data_obj, config, engine)
-    if run is None and engine.is_main:
-        run = held.take(Run.create(KIND, config.to_dict(), name=name, base_model=str(base_name),
-                                   root=root))
-    with Spine(run if engine.is_main else None, engine, callbacks, total_steps=trainer.total_steps,
-               checkpoint_minutes=config.checkpoint_minutes,
-               progress=f"fine-tuning {run.name}" if progress and run is not None else None,
-               keep_checkpoints=config.keep_checkpoints,
-               keep_optimizer_state=config.keep_optimizer_state, weights_dtype=stored,
-               fallback=fallback) as spine:
-        if checkpoint is not None:
-            trainer.restore(checkpoint)
-        spine.begin(trainer.step, config, resumed,
-                    task=data_obj.task, label_names=data_obj.label_names, data=data_obj.source,
-                    data_ref=_data_ref(data, run), fingerprint=data_obj.fingerprint(),
-                    learning_rate=trainer.learning_rate, attention=model.config._attn_implementation,
-                    machine=describe_machine(), weights_dtype=stored)
-        # fewer threads when other processes hold the cores; a resumed run keeps its count
-        with engine.cpu_threads(run.info.get("cpu_threads") if resumed and run else None) as n:
-            if run is not None and engine.is_main and not resumed:
-                run.set_status("running", cpu_threads=n)
-            status = trainer.fit(spine, stop)
-        trainer.finish(spine, status)
-    return run if engine.is_main else None
+class _FineTuneLoop:
+    """What fine-tuning gives the lifecycle template (`spine.run_lifecycle`, `spine.Loop`)."""
+
+    kind, adapt_threads = KIND, True
+
+    def __init__(self, lm_or_name, data, config):
+        self.lm_or_name, self.data, self.requested = lm_or_name, data, config
+
+    def configure(self, run: Run | None) -> FineTuneConfig:
+        config = self.requested
+        if run is not None:
+            config = resume_config(FineTuneConfig, run, config)
+        config = FineTuneConfig() if config is None else config
+        if not isinstance(config, FineTuneConfig):
+            raise InputError(f"config={config!r}; pass a FineTuneConfig")
+        self.config = config
+        return config
+
+    def load_data(self, run: Run | None, engine) -> None:
+        cfg = self.config
+        self.task_data = load_task_data(_data_source(self.data, run), text_column=cfg.text_column,
+                                        pair_column=cfg.pair_column, label_column=cfg.label_column,
+                                        task=cfg.task, validation_split=cfg.validation_split,
+                                        seed=cfg.seed)
+        _check_labels(self.task_data, cfg.label_column)
+
+    def same_data(self, run: Run) -> None:
+        """The table's fingerprint (rows, columns, split) against the one run.json records."""
+        saved, mine = run.info.get("fingerprint"), self.task_data.fingerprint()
+        if saved is not None and saved != mine:
+            raise InputError(f"the data differ from the data run {run.id} was trained on "
+                             f"(fingerprint {saved}; these data: {mine}): pass the same table and "
+                             "columns to resume, or start a new run")
+
+    def build(self, engine, run: Run | None, checkpoint) -> "_Trainer":
+        """The classifier on the base model's (or the checkpoint's) weights, and its trainer;
+        tokenising and planning can still refuse the input."""
+        lm, base = _base_model(self.lm_or_name, run, checkpoint)
+        self.base_model = str(base)
+        self.weights_dtype = (run.info.get("weights_dtype") if checkpoint is not None
+                              else weights_dtype(lm.path))  # the base's storage (fp16: demo)
+        check_max_length(lm, self.config.max_length, minimum=2)
+        model = _build_classifier(lm, self.task_data, self.config.seed)
+        return _Trainer(model, lm.tokenizer, self.task_data, self.config, engine)
+
+    def created(self, run: Run) -> dict:
+        return {}
+
+    def begin_info(self, trainer: "_Trainer", run: Run | None) -> dict:
+        data = self.task_data
+        return {"task": data.task, "label_names": data.label_names, "data": data.source,
+                "data_ref": _data_ref(self.data, run), "fingerprint": data.fingerprint(),
+                "learning_rate": trainer.learning_rate,
+                "attention": trainer.raw_model.config._attn_implementation,
+                "weights_dtype": self.weights_dtype}
+
+    def progress_label(self, run: Run) -> str:
+        return f"fine-tuning {run.name}"
 
 
 def _data_ref(data: Any, run: Run | None) -> str | None:

@@ -30,9 +30,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..device import describe_machine
 from ..errors import InputError
-from .checkpoint import load_training_state, resume_point
+from .checkpoint import load_training_state
 from .configs import PRESETS, PretrainConfig
 from ..resources import cache_root
 from .corpus import PackedCorpus, as_corpus, pack
@@ -41,7 +40,7 @@ from .events import Callback, StopFlag
 from .masking import IGNORE_INDEX, Masker, TokenTables
 from .run import Run
 from .schedule import WarmupLinear, fit_to_budget, make_scheduler
-from .spine import RunHold, Spine, open_for_resume, resume_config
+from .spine import Spine, resume_config, run_lifecycle
 
 logger = logging.getLogger(__name__)
 KIND = "pretrain"
@@ -308,86 +307,76 @@ def pretrain(corpus=None, *, config: PretrainConfig | str | dict | None = None, 
     which counts training time across sessions). `stop`: a StopFlag for a graceful stop from
     another thread. On extra processes of a multi-GPU launch the function returns None.
     """
-    run = open_for_resume(resume, KIND, root, restart)
-    with RunHold() as held:  # a resumed run is locked before anything is read or written
-        held.take(run)
-        return _pretrain(run, held, corpus, config, tokenizer, callbacks, stop, name=name,
-                         root=root, progress=progress, cache_dir=cache_dir, restart=restart)
+    loop = _PretrainLoop(corpus, config, tokenizer, cache_dir, progress)
+    return run_lifecycle(loop, resume=resume, restart=restart, name=name, root=root,
+                         callbacks=callbacks, stop=stop, progress=progress)
 
 
-def _pretrain(run, held: RunHold, corpus, config, tokenizer, callbacks, stop, *, name, root,
-              progress, cache_dir, restart=False):
-    resume = run is not None
-    config = _config(config, run)
-    if run is not None and corpus is None:
-        corpus = run.info.get("packed_corpus")
-        if not corpus or not Path(corpus).exists():
-            raise InputError(f"the packed corpus of run {run.id} is gone; pass its corpus again")
-    if corpus is None:
-        raise InputError("pass a corpus: texts, a file or folder, a DataFrame, a dataset or 'demo'")
-    engine = Engine(config.device, config.precision)
-    packed, tokenizer = _prepare_rank0_first(engine, corpus, config, tokenizer, cache_dir, progress)
-    if run is not None and not _same_corpus(packed, run):
+class _PretrainLoop:
+    """What pretraining gives the lifecycle template (`spine.run_lifecycle`, `spine.Loop`)."""
+
+    kind, adapt_threads, weights_dtype = KIND, False, None
+
+    def __init__(self, corpus, config, tokenizer, cache_dir, progress: bool):
+        self.corpus, self.requested, self.tokenizer = corpus, config, tokenizer
+        self.cache_dir, self.progress = cache_dir, progress
+
+    def configure(self, run: Run | None) -> PretrainConfig:
+        config = self.requested
+        if isinstance(config, str):
+            config = PretrainConfig.from_preset(config)
+        if run is not None:
+            config = resume_config(PretrainConfig, run, config)
+        elif isinstance(config, dict):
+            config = PretrainConfig.from_dict(config)
+        elif config is None:
+            config = PretrainConfig.from_preset("mini")
+        elif not isinstance(config, PretrainConfig):
+            raise InputError(f"config={config!r}; pass a PretrainConfig, a preset name or a dict")
+        self.config, self.base_model = config, f"scratch:{config.preset or 'custom'}"
+        return config
+
+    def load_data(self, run: Run | None, engine: Engine) -> None:
+        """Rank 0 trains the tokenizer and packs the corpus into the disk cache first; the other
+        processes then read that cache (all writing the same files at once could tear them)."""
+        corpus = self.corpus
+        if run is not None and corpus is None:
+            corpus = run.info.get("packed_corpus")
+            if not corpus or not Path(corpus).exists():
+                raise InputError(f"the packed corpus of run {run.id} is gone; pass its corpus again")
+        if corpus is None:
+            raise InputError("pass a corpus: texts, a file or folder, a DataFrame, a dataset or 'demo'")
+        if not engine.is_main:
+            engine.barrier()
+        self.packed, self.tokenizer = prepare_data(corpus, self.config, self.tokenizer,
+                                                   self.cache_dir,
+                                                   progress=self.progress and engine.is_main)
+        if engine.is_main:
+            engine.barrier()
+
+    def same_data(self, run: Run) -> None:
+        """The run's corpus: the same fingerprint, or (files touched or moved) the same token rows."""
+        meta, sha = self.packed.meta, self.packed.meta.get("tokens_sha256")
+        if meta.get("corpus_hash") == run.info.get("corpus_hash") or (
+                sha is not None and sha == run.info.get("tokens_sha256")):
+            return
         raise InputError(f"run {run.id} was trained on corpus {run.info.get('corpus_hash')}, "
-                         f"not {packed.meta.get('corpus_hash')}: pass the same corpus to resume")
-    trainer = _Pretrainer(config, packed, tokenizer, engine)  # may still refuse: no folder yet
-    checkpoint, fallback = resume_point(run, restart) if resume else (None, None)
-    if run is None and engine.is_main:
-        run = _create_run(held, config, packed, name, root)
-    with Spine(run if engine.is_main else None, engine, callbacks, total_steps=config.max_steps,
-               checkpoint_minutes=config.checkpoint_minutes,
-               progress="pretraining" if progress else None,
-               keep_checkpoints=config.keep_checkpoints,
-               keep_optimizer_state=config.keep_optimizer_state, fallback=fallback) as spine:
-        if checkpoint is not None:
-            trainer.restore(checkpoint)
-        status = trainer.fit(spine, stop, resumed=resume)
-        trainer.finish(spine, status)
-    return run if engine.is_main else None
+                         f"not {meta.get('corpus_hash')}: pass the same corpus to resume")
 
+    def build(self, engine: Engine, run: Run | None, checkpoint) -> "_Pretrainer":
+        return _Pretrainer(self.config, self.packed, self.tokenizer, engine)
 
-def _config(config, run: Run | None) -> PretrainConfig:
-    if isinstance(config, str):
-        config = PretrainConfig.from_preset(config)
-    if run is not None:
-        return resume_config(PretrainConfig, run, config)
-    if isinstance(config, dict):
-        return PretrainConfig.from_dict(config)
-    if config is None:
-        return PretrainConfig.from_preset("mini")
-    if not isinstance(config, PretrainConfig):
-        raise InputError(f"config={config!r}; pass a PretrainConfig, a preset name or a dict")
-    return config
+    def created(self, run: Run) -> dict:
+        meta = self.packed.meta
+        return {"corpus_hash": meta.get("corpus_hash"), "tokens_sha256": meta.get("tokens_sha256"),
+                "corpus_name": meta.get("corpus_name"),
+                "packed_corpus": str(_packed_folder(self.packed, run))}
 
+    def begin_info(self, trainer: "_Pretrainer", run: Run | None) -> dict:
+        return {"compiled": trainer.compiled}
 
-def _same_corpus(packed: PackedCorpus, run: Run) -> bool:
-    """The run's corpus: the same fingerprint, or (files touched or moved) the same token rows."""
-    if packed.meta.get("corpus_hash") == run.info.get("corpus_hash"):
-        return True
-    sha = packed.meta.get("tokens_sha256")
-    return sha is not None and sha == run.info.get("tokens_sha256")
-
-
-def _prepare_rank0_first(engine: Engine, corpus, config, tokenizer, cache_dir, progress=False):
-    """Rank 0 trains the tokenizer and packs the corpus into the disk cache first; the other
-    processes then read that cache (all writing the same files at once could tear them)."""
-    if not engine.is_main:
-        engine.barrier()
-    packed, tokenizer = prepare_data(corpus, config, tokenizer, cache_dir,
-                                     progress=progress and engine.is_main)
-    if engine.is_main:
-        engine.barrier()
-    return packed, tokenizer
-
-
-def _create_run(held: RunHold, config: PretrainConfig, packed: PackedCorpus, name, root) -> Run:
-    run = held.take(Run.create(KIND, config.to_dict(), name=name, root=root,
-                               base_model=f"scratch:{config.preset or 'custom'}"))
-    run.set_status("created", corpus_hash=packed.meta.get("corpus_hash"),
-                   tokens_sha256=packed.meta.get("tokens_sha256"),
-                   corpus_name=packed.meta.get("corpus_name"),
-                   packed_corpus=str(_packed_folder(packed, run)))
-    return run
+    def progress_label(self, run: Run) -> str:
+        return "pretraining"
 
 
 class _Pretrainer:
@@ -435,6 +424,13 @@ class _Pretrainer:
         if "train_time" in state:  # checkpoints written before the spine named it train_s
             state["train_s"] = state.pop("train_time")
         self.state.update(state)
+        if not self.cfg.time_budget_s:  # max_steps may have been raised on resume
+            self.schedule.total = self.cfg.max_steps
+
+    @property
+    def total_steps(self) -> int:
+        """Where the run ends now: max_steps, or what a time budget's schedule fits."""
+        return self.schedule.total
 
     # ---- one optimiser step ------------------------------------------------------------------
     def train_step(self):
@@ -500,13 +496,9 @@ class _Pretrainer:
                                  autocast=self.engine.autocast)
 
     # ---- the loop ----------------------------------------------------------------------------
-    def fit(self, spine: Spine, stop: StopFlag | None, resumed: bool) -> str:
+    def fit(self, spine: Spine, stop: StopFlag | None) -> str:
         """Train until max_steps, the time budget or a stop request; return the status."""
         cfg = self.cfg
-        if not cfg.time_budget_s:  # max_steps may have been raised on resume
-            self.schedule.total = cfg.max_steps
-        spine.total_steps = self.schedule.total
-        spine.begin(self.step, cfg, resumed, machine=describe_machine(), compiled=self.compiled)
         if self.step == 0:  # the untrained model's score: where every curve starts
             self._eval_event(spine)
         self.mlm.train()

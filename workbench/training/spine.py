@@ -1,11 +1,28 @@
-"""The run lifecycle that pretraining and fine-tuning share: one resume rule, one status machine.
+"""The run lifecycle that pretraining and fine-tuning share: one template, one resume rule, one
+status machine. Both `wb.pretrain` and `wb.finetune` are `run_lifecycle(loop, ...)`, where the
+loop (`Loop`) supplies only what differs: its config, its data and the check that a resumed run
+gets the same data, how to build its trainer (`Trainer`: restore, fit, finish). The steps, in
+this one order:
 
-    run = open_for_resume(resume, kind, root)   # or Run.create(...) for a new run
-    with RunHold() as hold: hold.take(run)      # run.lock() for the life of the process
-    spine = Spine(run, engine, callbacks, ...)  # TF32 scope, events, checkpoints
-    spine.begin(restored_step, **info)          # truncate metrics, status "running", "start" event
-    ... spine.emit("step", step, loss=...); spine.checkpoint_due(step, every) -> spine.save(...)
-    spine.finish(status, step, summary)         # summary with the shared keys, final status
+    run = open_for_resume(resume, kind, root)     # None for a new run; checked kind, not broken
+    with RunHold() as held: held.take(run)        # run.lock() for the life of the process
+    config = loop.configure(run)                  # a resumed run's own (`resume_config`)
+    engine = Engine(config.device, config.precision)
+    loop.load_data(run, engine); loop.same_data(run)    # a resumed run's data, checked
+    checkpoint, fallback = resume_point(run, restart)   # where to resume (nothing deleted yet)
+    trainer = loop.build(engine, run, checkpoint)       # may still refuse: nothing written yet
+    discard_checkpoints(run, fallback)            # restart=True only, now that nothing refuses
+    run = Run.create(...)                         # a new run, on rank 0, locked at once
+    with Spine(run, engine, callbacks, ...) as spine:   # TF32 scope; an exception -> status
+        trainer.restore(checkpoint)
+        spine.begin(trainer.step, config, resumed, **info)  # truncate metrics, "running", "start"
+        status = trainer.fit(spine, stop)         # spine.emit(...), spine.checkpoint_due/save;
+                                                  # CPU threads per `Loop.adapt_threads`
+        trainer.finish(spine, status)             # -> spine.finish(status, step, summary)
+
+Every refusal of the input (config, data, model, a resume point that cannot resume) comes before
+the run folder is made or changed; an exception inside the Spine block is the only one that
+changes a run's status (`Spine.__exit__`).
 
 Resume rule (both loops): a run resumes from its newest whole checkpoint that passes its hash
 check (`resume_point`: the newest two keep their optimizer state while the run is live, so a
@@ -14,8 +31,9 @@ was killed before its first one, from step 0 with the same id and config. A run 
 checkpoint is damaged (or weights only) starts over only when asked (`restart=True`). Either way
 the metric rows after the restored step are dropped first and rows already logged at that step
 are not written again, so no step appears twice; taking the run's lock removes a killed
-checkpoint's temporary folder. The lock is held for the whole life of the training process. Only the fields a
-task lists as free (budgets, intervals, the machine) may change on resume.
+checkpoint's temporary folder. The lock is held for the whole life of the training process. Only
+the fields a task lists as free (budgets, intervals, the machine) may change on resume, and the
+data must be the run's own.
 
 Statuses: created -> running -> completed | stopped | early_stopped | interrupted (Ctrl-C) |
 failed; an ended run's `error` in run.json says what happened (cleared when it runs again), and
@@ -30,12 +48,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Protocol
 
+from ..device import describe_machine
 from ..errors import InputError
-from .checkpoint import disk_mb, finalize, save_checkpoint
+from .checkpoint import discard_checkpoints, disk_mb, finalize, resume_point, save_checkpoint
 from .engine import Engine
-from .events import Callback, Event, MetricsLogger, ProgressBar, emit
+from .events import Callback, Event, MetricsLogger, ProgressBar, StopFlag, emit
 from .run import Run
 
 HEARTBEAT_S = 30.0  # run.json's "heartbeat" is rewritten at most this often while running
@@ -213,3 +233,105 @@ class Spine:
         path = save_checkpoint(self.run, step, self.engine.unwrap(model), tokenizer, optimizer,
                                scheduler, dict(state), keep_last=keep_last, keep_steps=keep_steps)
         self.emit("checkpoint", step, path=str(path))
+
+
+# ---- the template ------------------------------------------------------------------------------
+
+class Trainer(Protocol):
+    """One loop's model, optimizer, schedule and position in the data (built by `Loop.build`)."""
+
+    step: int         # optimiser steps done (the restored one after `restore`)
+    total_steps: int  # where the run ends (read again after `restore`: a schedule may set it)
+
+    def restore(self, checkpoint: Path) -> None:
+        """Weights, optimizer, schedule, RNG states and the position in the data."""
+
+    def fit(self, spine: Spine, stop: StopFlag | None) -> str:
+        """Train until the end, a stop request or an early stop; return the status."""
+
+    def finish(self, spine: Spine, status: str) -> None:
+        """Last evaluation and checkpoint as the loop needs; then `spine.finish(...)`."""
+
+
+class Loop(Protocol):
+    """What a training loop gives `run_lifecycle`; the steps and their order are the template's."""
+
+    kind: str                    # Run.kind and the CLI's command: "pretrain" or "finetune"
+    adapt_threads: bool          # CPU threads follow the free cores (`Engine.cpu_threads`)
+    base_model: str | None       # run.json's base_model of a new run (known after `build`)
+    weights_dtype: str | None    # what `Spine.finish` stores the weights in (None: as trained)
+
+    def configure(self, run: Run | None):
+        """The config: a resumed run's own with the free changes (`resume_config`), or the
+        caller's, checked."""
+
+    def load_data(self, run: Run | None, engine: Engine) -> None:
+        """Read and check the data (a resumed run's own when none is given)."""
+
+    def same_data(self, run: Run) -> None:
+        """Raise InputError when the data are not those the resumed `run` was trained on."""
+
+    def build(self, engine: Engine, run: Run | None, checkpoint: Path | None) -> Trainer:
+        """The trainer, its model and optimizer prepared by `engine`; may refuse the input."""
+
+    def created(self, run: Run) -> dict:
+        """Fields run.json records when a new run is created."""
+
+    def begin_info(self, trainer: Trainer, run: Run | None) -> dict:
+        """Fields run.json records at each start of the run (`Spine.begin`)."""
+
+    def progress_label(self, run: Run) -> str:
+        """The progress bar's label."""
+
+
+def run_lifecycle(loop: Loop, *, resume, restart: bool, name: str | None, root,
+                  callbacks: Iterable[Callback], stop: StopFlag | None,
+                  progress: bool) -> Run | None:
+    """Train `loop` as a new run or resume one, the steps in the module docstring's order; return
+    the run (None on the extra processes of a multi-process launch)."""
+    run = open_for_resume(resume, loop.kind, root, restart)
+    with RunHold() as held:  # a resumed run is locked before anything is read or written
+        held.take(run)
+        resumed = run is not None
+        config = loop.configure(run)
+        engine = Engine(config.device, config.precision)
+        loop.load_data(run, engine)
+        if resumed:
+            loop.same_data(run)
+        checkpoint, fallback = resume_point(run, restart) if resumed else (None, None)
+        trainer = loop.build(engine, run, checkpoint)  # may still refuse: nothing written yet
+        if fallback and fallback.get("restart"):
+            discard_checkpoints(run, fallback)
+        if run is None and engine.is_main:
+            run = held.take(Run.create(loop.kind, config.to_dict(), name=name, root=root,
+                                       base_model=loop.base_model))
+            info = loop.created(run)
+            if info:
+                run.set_status("created", **info)
+        main = run if engine.is_main else None
+        with Spine(main, engine, callbacks, total_steps=trainer.total_steps,
+                   checkpoint_minutes=config.checkpoint_minutes,
+                   progress=loop.progress_label(main) if progress and main is not None else None,
+                   keep_checkpoints=config.keep_checkpoints,
+                   keep_optimizer_state=config.keep_optimizer_state,
+                   weights_dtype=loop.weights_dtype, fallback=fallback) as spine:
+            if checkpoint is not None:
+                trainer.restore(checkpoint)
+            spine.total_steps = trainer.total_steps
+            with _threads(loop, engine, run if resumed else None) as threads:
+                spine.begin(trainer.step, config, resumed, machine=describe_machine(), **threads,
+                            **loop.begin_info(trainer, run))
+                status = trainer.fit(spine, stop)
+            trainer.finish(spine, status)
+        return main
+
+
+@contextlib.contextmanager
+def _threads(loop: Loop, engine: Engine, resumed: Run | None):
+    """The CPU thread count for `fit` (a resumed run keeps its first session's count: a resume
+    is bit-identical only with the same count); yields the run.json field that records it."""
+    if not loop.adapt_threads:
+        yield {}
+        return
+    with engine.cpu_threads(resumed.info.get("cpu_threads") if resumed else None) as n:
+        yield {"cpu_threads": n}
