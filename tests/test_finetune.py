@@ -326,7 +326,7 @@ def test_two_processes_match_one_with_gradient_accumulation(tiny_model_dir, tmp_
     cfg = FineTuneConfig(max_steps=6, eval_every=3, **{**FAST, "batch_size": 8})
     root = tmp_path / "runs2"
     run_two_processes(_DDP_CHILD, [tiny_model_dir, data_path, root, json.dumps(cfg.to_dict())],
-                      tmp_path, 29518)
+                      tmp_path)
     (folder,) = [p for p in root.iterdir() if p.is_dir()]  # rank 0 alone wrote a run
     two = wb.Run.open(folder)
     assert two.info["processes"] == 2 and two.status == "completed"

@@ -426,7 +426,7 @@ def test_two_processes_follow_one_process_with_twice_the_batch(small_corpus, tmp
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(list(small_corpus.texts())))
     cache, root = tmp_path / "cache", tmp_path / "runs2"  # a fresh cache: both ranks need it
-    run_two_processes(SCRIPT, [texts, root, cache, json.dumps(config.to_dict())], tmp_path, 29517)
+    run_two_processes(SCRIPT, [texts, root, cache, json.dumps(config.to_dict())], tmp_path)
 
     (folder,) = [p for p in root.iterdir() if p.is_dir()]  # rank 0 alone wrote a run
     two = Run.open(folder)

@@ -61,13 +61,20 @@ def make_tiny_model(folder: str | Path, *, vocab_size: int = 1000, hidden_size: 
     return folder
 
 
-def run_two_processes(script: str, args: list[str], folder: str | Path, port: int) -> None:
+def run_two_processes(script: str, args: list[str], folder: str | Path, port: int | None = None) -> None:
     """Run Python source `script` with `args` under `torch.distributed.run`: 2 CPU processes on
-    gloo, as a multi-GPU launch would run them (each sees WORLD_SIZE, RANK, LOCAL_RANK). Raises
+    gloo, as a multi-GPU launch would run them (each sees WORLD_SIZE, RANK, LOCAL_RANK). `port`
+    None takes a free one (two launches at once on one machine must not share it). Raises
     AssertionError with the end of stderr when the launch fails."""
     import os
+    import socket
     import subprocess
     import sys
+
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
 
     path = Path(folder) / "two_processes.py"
     path.write_text(script)
