@@ -100,16 +100,56 @@ def peak_rss_mb(corpus: Path, folder: Path) -> tuple[float, float, float]:
     return usage.ru_maxrss / 1024, tree_peak[0] / 2 ** 20, time.perf_counter() - start
 
 
-def memory_rows(sizes: list[float], tmp: Path) -> list[dict]:
+RANK_SCRIPT = """
+import os, resource, sys
+from workbench.cli import main
+code = main(sys.argv[2:])
+with open(sys.argv[1] % os.environ["RANK"], "w") as f:  # this rank's own peak, in KB
+    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+raise SystemExit(code)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def per_rank_peak_mb(corpus: Path, folder: Path, cache: Path) -> list[float]:
+    """Peak RSS (MB) of each rank of `workbench pretrain corpus` launched as 2 CPU processes on
+    gloo by torch.distributed.run (each rank's own getrusage), on the corpus already packed in
+    `cache` by the one-process run: what each rank holds to open and train on the shared files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), str(script), str(folder / "peak-%s.txt"), "pretrain", str(corpus), *TINY,
+           "--root", str(folder / "runs")]
+    done = subprocess.run(cmd, env=dict(_env(cache), OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"two-process pretrain failed:\n{done.stderr[-3000:]}")
+    return [int((folder / f"peak-{r}.txt").read_text()) / 1024 for r in range(2)]
+
+
+def memory_rows(sizes: list[float], tmp: Path, corpora: Path | None = None,
+                ranks: bool = False) -> list[dict]:
+    """Peak RSS at each corpus size (corpora generated in `tmp`, or kept in `corpora` and
+    reused); with `ranks`, also a two-process run on the largest size, measured per rank."""
     got = {}
     for mb in sizes:
-        corpus = tmp / f"corpus-{mb:g}MB.txt"
-        make_corpus(corpus, mb)
+        corpus = (corpora or tmp) / f"corpus-{mb:g}MB.txt"
+        if not corpus.exists():
+            make_corpus(corpus, mb)
         got[mb] = peak_rss_mb(corpus, tmp / f"mem-{mb:g}")
         print(f"[bench_corpus_memory] {mb:g} MB corpus: peak RSS {got[mb][0]:.0f} MB (largest "
               f"process), {got[mb][1]:.0f} MB (process tree, sampled), {got[mb][2]:.0f} s "
               f"({load_average()})", flush=True)
-        corpus.unlink()
+        if corpora is None:
+            corpus.unlink()
     small, big = sizes[0], sizes[-1]
     rows = []
     for i, what in ((0, "largest process"), (1, "process tree, sampled every 0.1 s")):
@@ -123,6 +163,23 @@ def memory_rows(sizes: list[float], tmp: Path) -> list[dict]:
                      f"wall {got[small][2]:.0f} s / {got[big][2]:.0f} s (tokenizer trained on <= 64 MB, "
                      f"tokenise, pack, 4 steps); {load_average()}",
             "samples": {f"{mb:g}MB": {"rss_mb": v[i], "wall_s": v[2]} for mb, v in got.items()}})
+    if ranks:
+        corpus = (corpora or tmp) / f"corpus-{big:g}MB.txt"
+        if not corpus.exists():
+            make_corpus(corpus, big)
+        start = time.perf_counter()
+        peaks = per_rank_peak_mb(corpus, tmp / "ranks", tmp / f"mem-{big:g}" / "cache")
+        print(f"[bench_corpus_memory] {big:g} MB corpus, 2 processes: peak RSS per rank "
+              f"{peaks[0]:.0f} / {peaks[1]:.0f} MB, {time.perf_counter() - start:.0f} s "
+              f"({load_average()})", flush=True)
+        rows.append({
+            "benchmark": "corpus_memory", "unit": "MB", "higher_is_better": False,
+            "measure": f"peak RSS per rank, 2 processes (torch.distributed.run, gloo), {big:g} MB corpus",
+            "ours": max(peaks), "peer": got[big][0],
+            "peer_name": "the same command as one process (largest process)",
+            "notes": f"ranks 0/1: {peaks[0]:.0f} / {peaks[1]:.0f} MB (each rank's getrusage; the "
+                     f"corpus packed by the one-process run, opened memory-mapped by both); "
+                     f"{load_average()}", "samples": {"ranks": peaks}})
     return rows
 
 
@@ -239,7 +296,8 @@ def _gather_costs(folder: Path, tmp: Path) -> tuple[float, float]:
     return statistics.median(times["npy"]), statistics.median(times["arrow"])
 
 
-def run(quick: bool = False, sizes: list[float] | None = None) -> list[dict]:
+def run(quick: bool = False, sizes: list[float] | None = None, parts: str = "memory,speed,steps",
+        corpora: Path | None = None) -> list[dict]:
     import datasets
 
     from workbench.testing import offline_text
@@ -247,18 +305,30 @@ def run(quick: bool = False, sizes: list[float] | None = None) -> list[dict]:
 
     sizes = sizes or ([0.1, 0.2] if quick else [60, 240])
     datasets.disable_progress_bars()
+    rows = []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         tokenizer = train_bpe_tokenizer(offline_text(), tmp / "tok", vocab_size=2000)
-        rows = memory_rows(sizes, tmp)
-        rows += throughput_rows(0.2 if quick else 60, tmp, tokenizer)
-        rows += step_rows(tmp, tokenizer, quick)
+        if "memory" in parts:
+            rows += memory_rows(sizes, tmp, corpora, ranks="ranks" in parts)
+        if "speed" in parts:
+            rows += throughput_rows(0.2 if quick else 60, tmp, tokenizer)
+        if "steps" in parts:
+            rows += step_rows(tmp, tokenizer, quick)
     return rows
 
 
+def _arg(name: str):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
 if __name__ == "__main__":
+    # --sizes 60,240,1024: corpus sizes in MB; --parts memory,ranks,speed,steps: what to run;
+    # --corpora DIR: keep the generated corpora there (reused by the next run)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
-    arg = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else None
-    for row in run(quick="--quick" in sys.argv, sizes=[float(x) for x in arg.split(",")] if arg else None):
+    sizes = [float(x) for x in _arg("--sizes").split(",")] if _arg("--sizes") else None
+    corpora = Path(_arg("--corpora")) if _arg("--corpora") else None
+    for row in run(quick="--quick" in sys.argv, sizes=sizes, corpora=corpora,
+                   parts=_arg("--parts") or "memory,speed,steps"):
         print(json.dumps(row))
