@@ -237,8 +237,9 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
 
 def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
     """tokens/s of one training run whose rows come from the memmap or from an in-memory int32
-    tensor (today's previous path), alternating every `block` steps on the same trainer, so
-    that the machine's load drifts over both sides alike; medians of the blocks."""
+    tensor (the previous path), alternating every step on the same trainer (A,B,A,B...), so
+    that the machine's load drifts over both sides alike: the median of the per-pair ratios
+    (each step against its neighbour). Plus what one gather costs against one step."""
     import torch
 
     from workbench.training.corpus import PackedCorpus, pack
@@ -248,37 +249,66 @@ def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
     corpus = tmp / "steps.txt"
     make_corpus(corpus, 0.3 if quick else 20, seed=2)
     folder = pack(corpus, tokenizer, seq_len=128, cache_dir=tmp / "steps-cache").folder
+    cold = _cold_gather_us(folder)  # before the trainer maps (and so pins) the file's pages
     cfg = PretrainConfig.from_preset("tiny", seq_len=128, batch_size=16, vocab_size=len(tokenizer),
                                      device="cpu", dropout=0.0, max_steps=10 ** 6)
     packed = PackedCorpus.load(folder)
     trainer = _Pretrainer(cfg, packed, tokenizer, Engine("cpu", "fp32"))
     sources = {"mmap": trainer.train,  # (N, T) memmap; below, the previous path's int32 tensor
                "memory": torch.from_numpy(np.asarray(packed.train).astype(np.int32))}
-    block, blocks = (2, 2) if quick else (5, 16)
+    pairs = 3 if quick else 40
     trainer.train_step()  # warm-up
     got = {"mmap": [], "memory": []}
-    for b in range(blocks):
-        side = "mmap" if b % 2 == 0 else "memory"
+    for i in range(2 * pairs):
+        side = "mmap" if i % 2 == 0 else "memory"
         trainer.train = sources[side]
         start = time.perf_counter()
-        for _ in range(block):
-            trainer.train_step()
-        got[side].append(block * cfg.tokens_per_step / (time.perf_counter() - start))
-    gather = _gather_costs(folder, tmp)
+        trainer.train_step()
+        got[side].append(time.perf_counter() - start)
     med = statistics.median
+    ratio = med([b / a for a, b in zip(got["mmap"], got["memory"])])  # tokens/s mmap / memory
+    step_us = med(got["mmap"]) * 1e6
+    gather = dict(_gather_costs(folder, tmp), cold=cold)
+    tps = {side: [cfg.tokens_per_step / t for t in v] for side, v in got.items()}
     return [{"benchmark": "corpus_memory", "measure": "training tokens/s, memory-mapped rows",
-             "unit": "tokens/s", "ours": med(got["mmap"]), "peer": med(got["memory"]),
+             "unit": "tokens/s", "ours": med(tps["mmap"]), "peer": med(tps["memory"]),
              "peer_name": "the whole train split in memory as an int32 tensor (the previous path)",
              "higher_is_better": True,
              "notes": f"tiny preset, batch 16x128, CPU fp32, one trainer, the source switched every "
-                      f"{block} steps ({blocks} blocks), medians; {load_average()}", "samples": got},
+                      f"step ({pairs} pairs); median per-pair ratio {ratio:.3f}; one gather from "
+                      f"the memmap {gather['npy']:.0f} us warm, {gather['cold']:.0f} us with the "
+                      f"file evicted from the page cache, against a {step_us / 1e3:.0f} ms step; "
+                      f"{load_average()}", "samples": tps},
             {"benchmark": "corpus_memory", "measure": "gather one micro-batch of 16 random rows",
-             "unit": "µs", "ours": gather[0], "peer": gather[1],
+             "unit": "µs", "ours": gather["npy"], "peer": gather["arrow"],
              "peer_name": "the same rows in a datasets Arrow table (with_format('numpy'))",
-             "higher_is_better": False, "notes": "median of 200 gathers each"}]
+             "higher_is_better": False, "notes": f"median of 200 gathers each; cold (the .npy "
+             f"evicted from the page cache before each gather): {gather['cold']:.0f} µs"}]
 
 
-def _gather_costs(folder: Path, tmp: Path) -> tuple[float, float]:
+def _cold_gather_us(folder: Path, n: int = 100) -> float:
+    """Median µs of gathering 16 random rows from the .npy memmap with the file evicted from the
+    page cache first (posix_fadvise DONTNEED on a file no process maps: the corpus larger than
+    memory, every row read from the disk)."""
+    rng, times = np.random.default_rng(1), []
+    fd = os.open(folder / "train.npy", os.O_RDONLY)
+    try:
+        for _ in range(n):
+            train = np.load(folder / "train.npy", mmap_mode="r")  # a fresh mapping, nothing mapped
+            rows = rng.integers(0, len(train), 16)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            start = time.perf_counter()
+            train[rows].astype(np.int64)
+            times.append((time.perf_counter() - start) * 1e6)
+            del train  # unmapped: the next eviction drops every page again
+    finally:
+        os.close(fd)
+    return statistics.median(times)
+
+
+def _gather_costs(folder: Path, tmp: Path) -> dict[str, float]:
+    """Median µs of gathering 16 random rows (as int64) from the .npy memmap with its pages
+    cached ('npy') and from a datasets Arrow table of the same rows ('arrow')."""
     import datasets
 
     train = np.load(folder / "train.npy", mmap_mode="r")
@@ -289,11 +319,12 @@ def _gather_costs(folder: Path, tmp: Path) -> tuple[float, float]:
     times = {"npy": [], "arrow": []}
     for _ in range(200):
         rows = rng.integers(0, len(train), 16)  # (16,) random rows, as a micro-batch
-        for name, fn in (("npy", lambda: train[rows]), ("arrow", lambda: ds[rows]["ids"])):
+        for name, fn in (("npy", lambda: train[rows].astype(np.int64)),
+                         ("arrow", lambda: ds[rows]["ids"])):
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1e6)
-    return statistics.median(times["npy"]), statistics.median(times["arrow"])
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def run(quick: bool = False, sizes: list[float] | None = None, parts: str = "memory,speed,steps",
