@@ -196,7 +196,7 @@ def _split_encode(backend):
     return fn
 
 
-def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
+def throughput_rows(mb: float, tmp: Path, tokenizer, repeats: int = 2) -> list[dict]:
     import datasets
 
     from workbench.training.corpus import _clean_backend, pack
@@ -210,12 +210,12 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
         for doc in source.texts():
             f.write(json.dumps({"text": doc}) + "\n")
     cores = os.cpu_count() or 1
-    ours, peer = [], []
-    for r in range(2):
+    ours, peer, cpu = [], [], {"ours": [], "peer": []}
+    for r in range(repeats):
         for side in (("ours", "peer") if r % 2 == 0 else ("peer", "ours")):
-            start = time.perf_counter()
+            start, used = time.perf_counter(), _cpu_seconds()
             if side == "ours":
-                pack(source, tokenizer, seq_len=128, cache_dir=tmp / f"pack-{r}")
+                pack(source, tokenizer, seq_len=128, cache_dir=tmp / f"pack-{r}", num_proc=cores)
                 ours.append(size / 2 ** 20 / (time.perf_counter() - start))
             else:
                 cache = tmp / f"hf-{r}"
@@ -223,6 +223,7 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
                 ds.map(_split_encode(_clean_backend(tokenizer)), batched=True, num_proc=cores,
                        remove_columns=["text"])
                 peer.append(size / 2 ** 20 / (time.perf_counter() - start))
+            cpu[side].append((_cpu_seconds() - used) / (size / 2 ** 20))
     med = statistics.median
     return [{"benchmark": "corpus_memory", "measure": f"tokenisation throughput ({mb:g} MB, {cores} cores)",
              "unit": "MB/s", "ours": med(ours), "peer": med(peer),
@@ -230,9 +231,19 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
                           f"num_proc={cores}), same split and tokenizer",
              "higher_is_better": True,
              "notes": f"ours: TextSource -> pack (token files, held-out split, packed .npy rows); "
-                      f"peer: Arrow conversion + map (token lists in Arrow, not packed); 2 repeats "
-                      f"alternated, medians; {load_average()}",
-             "samples": {"ours": ours, "peer": peer}}]
+                      f"peer: Arrow conversion + map (token lists in Arrow, not packed); {repeats} "
+                      f"repeats alternated, medians; CPU seconds per MB (this process and its "
+                      f"children, load-independent): ours {med(cpu['ours']):.2f}, peer "
+                      f"{med(cpu['peer']):.2f}; {load_average()}",
+             "samples": {"ours": ours, "peer": peer, "cpu_s_per_mb": cpu}}]
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its waited-for children."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
@@ -343,7 +354,8 @@ def run(quick: bool = False, sizes: list[float] | None = None, parts: str = "mem
         if "memory" in parts:
             rows += memory_rows(sizes, tmp, corpora, ranks="ranks" in parts)
         if "speed" in parts:
-            rows += throughput_rows(0.2 if quick else 60, tmp, tokenizer)
+            rows += throughput_rows(0.2 if quick else float(_arg("--speed-mb") or 60), tmp,
+                                    tokenizer, repeats=int(_arg("--repeats") or 2))
         if "steps" in parts:
             rows += step_rows(tmp, tokenizer, quick)
     return rows
