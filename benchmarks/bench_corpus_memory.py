@@ -100,16 +100,56 @@ def peak_rss_mb(corpus: Path, folder: Path) -> tuple[float, float, float]:
     return usage.ru_maxrss / 1024, tree_peak[0] / 2 ** 20, time.perf_counter() - start
 
 
-def memory_rows(sizes: list[float], tmp: Path) -> list[dict]:
+RANK_SCRIPT = """
+import os, resource, sys
+from workbench.cli import main
+code = main(sys.argv[2:])
+with open(sys.argv[1] % os.environ["RANK"], "w") as f:  # this rank's own peak, in KB
+    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+raise SystemExit(code)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def per_rank_peak_mb(corpus: Path, folder: Path, cache: Path) -> list[float]:
+    """Peak RSS (MB) of each rank of `workbench pretrain corpus` launched as 2 CPU processes on
+    gloo by torch.distributed.run (each rank's own getrusage), on the corpus already packed in
+    `cache` by the one-process run: what each rank holds to open and train on the shared files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), str(script), str(folder / "peak-%s.txt"), "pretrain", str(corpus), *TINY,
+           "--root", str(folder / "runs")]
+    done = subprocess.run(cmd, env=dict(_env(cache), OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"two-process pretrain failed:\n{done.stderr[-3000:]}")
+    return [int((folder / f"peak-{r}.txt").read_text()) / 1024 for r in range(2)]
+
+
+def memory_rows(sizes: list[float], tmp: Path, corpora: Path | None = None,
+                ranks: bool = False) -> list[dict]:
+    """Peak RSS at each corpus size (corpora generated in `tmp`, or kept in `corpora` and
+    reused); with `ranks`, also a two-process run on the largest size, measured per rank."""
     got = {}
     for mb in sizes:
-        corpus = tmp / f"corpus-{mb:g}MB.txt"
-        make_corpus(corpus, mb)
+        corpus = (corpora or tmp) / f"corpus-{mb:g}MB.txt"
+        if not corpus.exists():
+            make_corpus(corpus, mb)
         got[mb] = peak_rss_mb(corpus, tmp / f"mem-{mb:g}")
         print(f"[bench_corpus_memory] {mb:g} MB corpus: peak RSS {got[mb][0]:.0f} MB (largest "
               f"process), {got[mb][1]:.0f} MB (process tree, sampled), {got[mb][2]:.0f} s "
               f"({load_average()})", flush=True)
-        corpus.unlink()
+        if corpora is None:
+            corpus.unlink()
     small, big = sizes[0], sizes[-1]
     rows = []
     for i, what in ((0, "largest process"), (1, "process tree, sampled every 0.1 s")):
@@ -123,6 +163,23 @@ def memory_rows(sizes: list[float], tmp: Path) -> list[dict]:
                      f"wall {got[small][2]:.0f} s / {got[big][2]:.0f} s (tokenizer trained on <= 64 MB, "
                      f"tokenise, pack, 4 steps); {load_average()}",
             "samples": {f"{mb:g}MB": {"rss_mb": v[i], "wall_s": v[2]} for mb, v in got.items()}})
+    if ranks:
+        corpus = (corpora or tmp) / f"corpus-{big:g}MB.txt"
+        if not corpus.exists():
+            make_corpus(corpus, big)
+        start = time.perf_counter()
+        peaks = per_rank_peak_mb(corpus, tmp / "ranks", tmp / f"mem-{big:g}" / "cache")
+        print(f"[bench_corpus_memory] {big:g} MB corpus, 2 processes: peak RSS per rank "
+              f"{peaks[0]:.0f} / {peaks[1]:.0f} MB, {time.perf_counter() - start:.0f} s "
+              f"({load_average()})", flush=True)
+        rows.append({
+            "benchmark": "corpus_memory", "unit": "MB", "higher_is_better": False,
+            "measure": f"peak RSS per rank, 2 processes (torch.distributed.run, gloo), {big:g} MB corpus",
+            "ours": max(peaks), "peer": got[big][0],
+            "peer_name": "the same command as one process (largest process)",
+            "notes": f"ranks 0/1: {peaks[0]:.0f} / {peaks[1]:.0f} MB (each rank's getrusage; the "
+                     f"corpus packed by the one-process run, opened memory-mapped by both); "
+                     f"{load_average()}", "samples": {"ranks": peaks}})
     return rows
 
 
@@ -139,7 +196,7 @@ def _split_encode(backend):
     return fn
 
 
-def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
+def throughput_rows(mb: float, tmp: Path, tokenizer, repeats: int = 2) -> list[dict]:
     import datasets
 
     from workbench.training.corpus import _clean_backend, pack
@@ -153,12 +210,12 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
         for doc in source.texts():
             f.write(json.dumps({"text": doc}) + "\n")
     cores = os.cpu_count() or 1
-    ours, peer = [], []
-    for r in range(2):
+    ours, peer, cpu = [], [], {"ours": [], "peer": []}
+    for r in range(repeats):
         for side in (("ours", "peer") if r % 2 == 0 else ("peer", "ours")):
-            start = time.perf_counter()
+            start, used = time.perf_counter(), _cpu_seconds()
             if side == "ours":
-                pack(source, tokenizer, seq_len=128, cache_dir=tmp / f"pack-{r}")
+                pack(source, tokenizer, seq_len=128, cache_dir=tmp / f"pack-{r}", num_proc=cores)
                 ours.append(size / 2 ** 20 / (time.perf_counter() - start))
             else:
                 cache = tmp / f"hf-{r}"
@@ -166,6 +223,7 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
                 ds.map(_split_encode(_clean_backend(tokenizer)), batched=True, num_proc=cores,
                        remove_columns=["text"])
                 peer.append(size / 2 ** 20 / (time.perf_counter() - start))
+            cpu[side].append((_cpu_seconds() - used) / (size / 2 ** 20))
     med = statistics.median
     return [{"benchmark": "corpus_memory", "measure": f"tokenisation throughput ({mb:g} MB, {cores} cores)",
              "unit": "MB/s", "ours": med(ours), "peer": med(peer),
@@ -173,15 +231,26 @@ def throughput_rows(mb: float, tmp: Path, tokenizer) -> list[dict]:
                           f"num_proc={cores}), same split and tokenizer",
              "higher_is_better": True,
              "notes": f"ours: TextSource -> pack (token files, held-out split, packed .npy rows); "
-                      f"peer: Arrow conversion + map (token lists in Arrow, not packed); 2 repeats "
-                      f"alternated, medians; {load_average()}",
-             "samples": {"ours": ours, "peer": peer}}]
+                      f"peer: Arrow conversion + map (token lists in Arrow, not packed); {repeats} "
+                      f"repeats alternated, medians; CPU seconds per MB (this process and its "
+                      f"children, load-independent): ours {med(cpu['ours']):.2f}, peer "
+                      f"{med(cpu['peer']):.2f}; {load_average()}",
+             "samples": {"ours": ours, "peer": peer, "cpu_s_per_mb": cpu}}]
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its waited-for children."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
     """tokens/s of one training run whose rows come from the memmap or from an in-memory int32
-    tensor (today's previous path), alternating every `block` steps on the same trainer, so
-    that the machine's load drifts over both sides alike; medians of the blocks."""
+    tensor (the previous path), alternating every step on the same trainer (A,B,A,B...), so
+    that the machine's load drifts over both sides alike: the median of the per-pair ratios
+    (each step against its neighbour). Plus what one gather costs against one step."""
     import torch
 
     from workbench.training.corpus import PackedCorpus, pack
@@ -191,37 +260,66 @@ def step_rows(tmp: Path, tokenizer, quick: bool) -> list[dict]:
     corpus = tmp / "steps.txt"
     make_corpus(corpus, 0.3 if quick else 20, seed=2)
     folder = pack(corpus, tokenizer, seq_len=128, cache_dir=tmp / "steps-cache").folder
+    cold = _cold_gather_us(folder)  # before the trainer maps (and so pins) the file's pages
     cfg = PretrainConfig.from_preset("tiny", seq_len=128, batch_size=16, vocab_size=len(tokenizer),
                                      device="cpu", dropout=0.0, max_steps=10 ** 6)
     packed = PackedCorpus.load(folder)
     trainer = _Pretrainer(cfg, packed, tokenizer, Engine("cpu", "fp32"))
     sources = {"mmap": trainer.train,  # (N, T) memmap; below, the previous path's int32 tensor
                "memory": torch.from_numpy(np.asarray(packed.train).astype(np.int32))}
-    block, blocks = (2, 2) if quick else (5, 16)
+    pairs = 3 if quick else 40
     trainer.train_step()  # warm-up
     got = {"mmap": [], "memory": []}
-    for b in range(blocks):
-        side = "mmap" if b % 2 == 0 else "memory"
+    for i in range(2 * pairs):
+        side = "mmap" if i % 2 == 0 else "memory"
         trainer.train = sources[side]
         start = time.perf_counter()
-        for _ in range(block):
-            trainer.train_step()
-        got[side].append(block * cfg.tokens_per_step / (time.perf_counter() - start))
-    gather = _gather_costs(folder, tmp)
+        trainer.train_step()
+        got[side].append(time.perf_counter() - start)
     med = statistics.median
+    ratio = med([b / a for a, b in zip(got["mmap"], got["memory"])])  # tokens/s mmap / memory
+    step_us = med(got["mmap"]) * 1e6
+    gather = dict(_gather_costs(folder, tmp), cold=cold)
+    tps = {side: [cfg.tokens_per_step / t for t in v] for side, v in got.items()}
     return [{"benchmark": "corpus_memory", "measure": "training tokens/s, memory-mapped rows",
-             "unit": "tokens/s", "ours": med(got["mmap"]), "peer": med(got["memory"]),
+             "unit": "tokens/s", "ours": med(tps["mmap"]), "peer": med(tps["memory"]),
              "peer_name": "the whole train split in memory as an int32 tensor (the previous path)",
              "higher_is_better": True,
              "notes": f"tiny preset, batch 16x128, CPU fp32, one trainer, the source switched every "
-                      f"{block} steps ({blocks} blocks), medians; {load_average()}", "samples": got},
+                      f"step ({pairs} pairs); median per-pair ratio {ratio:.3f}; one gather from "
+                      f"the memmap {gather['npy']:.0f} us warm, {gather['cold']:.0f} us with the "
+                      f"file evicted from the page cache, against a {step_us / 1e3:.0f} ms step; "
+                      f"{load_average()}", "samples": tps},
             {"benchmark": "corpus_memory", "measure": "gather one micro-batch of 16 random rows",
-             "unit": "µs", "ours": gather[0], "peer": gather[1],
+             "unit": "µs", "ours": gather["npy"], "peer": gather["arrow"],
              "peer_name": "the same rows in a datasets Arrow table (with_format('numpy'))",
-             "higher_is_better": False, "notes": "median of 200 gathers each"}]
+             "higher_is_better": False, "notes": f"median of 200 gathers each; cold (the .npy "
+             f"evicted from the page cache before each gather): {gather['cold']:.0f} µs"}]
 
 
-def _gather_costs(folder: Path, tmp: Path) -> tuple[float, float]:
+def _cold_gather_us(folder: Path, n: int = 100) -> float:
+    """Median µs of gathering 16 random rows from the .npy memmap with the file evicted from the
+    page cache first (posix_fadvise DONTNEED on a file no process maps: the corpus larger than
+    memory, every row read from the disk)."""
+    rng, times = np.random.default_rng(1), []
+    fd = os.open(folder / "train.npy", os.O_RDONLY)
+    try:
+        for _ in range(n):
+            train = np.load(folder / "train.npy", mmap_mode="r")  # a fresh mapping, nothing mapped
+            rows = rng.integers(0, len(train), 16)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            start = time.perf_counter()
+            train[rows].astype(np.int64)
+            times.append((time.perf_counter() - start) * 1e6)
+            del train  # unmapped: the next eviction drops every page again
+    finally:
+        os.close(fd)
+    return statistics.median(times)
+
+
+def _gather_costs(folder: Path, tmp: Path) -> dict[str, float]:
+    """Median µs of gathering 16 random rows (as int64) from the .npy memmap with its pages
+    cached ('npy') and from a datasets Arrow table of the same rows ('arrow')."""
     import datasets
 
     train = np.load(folder / "train.npy", mmap_mode="r")
@@ -232,14 +330,16 @@ def _gather_costs(folder: Path, tmp: Path) -> tuple[float, float]:
     times = {"npy": [], "arrow": []}
     for _ in range(200):
         rows = rng.integers(0, len(train), 16)  # (16,) random rows, as a micro-batch
-        for name, fn in (("npy", lambda: train[rows]), ("arrow", lambda: ds[rows]["ids"])):
+        for name, fn in (("npy", lambda: train[rows].astype(np.int64)),
+                         ("arrow", lambda: ds[rows]["ids"])):
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1e6)
-    return statistics.median(times["npy"]), statistics.median(times["arrow"])
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
-def run(quick: bool = False, sizes: list[float] | None = None) -> list[dict]:
+def run(quick: bool = False, sizes: list[float] | None = None, parts: str = "memory,speed,steps",
+        corpora: Path | None = None) -> list[dict]:
     import datasets
 
     from workbench.testing import offline_text
@@ -247,18 +347,31 @@ def run(quick: bool = False, sizes: list[float] | None = None) -> list[dict]:
 
     sizes = sizes or ([0.1, 0.2] if quick else [60, 240])
     datasets.disable_progress_bars()
+    rows = []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         tokenizer = train_bpe_tokenizer(offline_text(), tmp / "tok", vocab_size=2000)
-        rows = memory_rows(sizes, tmp)
-        rows += throughput_rows(0.2 if quick else 60, tmp, tokenizer)
-        rows += step_rows(tmp, tokenizer, quick)
+        if "memory" in parts:
+            rows += memory_rows(sizes, tmp, corpora, ranks="ranks" in parts)
+        if "speed" in parts:
+            rows += throughput_rows(0.2 if quick else float(_arg("--speed-mb") or 60), tmp,
+                                    tokenizer, repeats=int(_arg("--repeats") or 2))
+        if "steps" in parts:
+            rows += step_rows(tmp, tokenizer, quick)
     return rows
 
 
+def _arg(name: str):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
 if __name__ == "__main__":
+    # --sizes 60,240,1024: corpus sizes in MB; --parts memory,ranks,speed,steps: what to run;
+    # --corpora DIR: keep the generated corpora there (reused by the next run)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
-    arg = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else None
-    for row in run(quick="--quick" in sys.argv, sizes=[float(x) for x in arg.split(",")] if arg else None):
+    sizes = [float(x) for x in _arg("--sizes").split(",")] if _arg("--sizes") else None
+    corpora = Path(_arg("--corpora")) if _arg("--corpora") else None
+    for row in run(quick="--quick" in sys.argv, sizes=sizes, corpora=corpora,
+                   parts=_arg("--parts") or "memory,speed,steps"):
         print(json.dumps(row))

@@ -245,3 +245,32 @@ def test_cli_corpus_flags_make_a_text_source(texts, tmp_path, monkeypatch):
     source = seen["corpus"]
     assert isinstance(source, TextSource) and source.encoding == "iso8859-1"
     assert list(source.texts()) == [t.strip() for t in texts[:4]]  # one document per line
+
+
+def test_chunk_arrays_equal_the_per_sentence_lists(texts, tokenizer):
+    """The worker's compact arrays (built without a Python loop over tokens) hold exactly the
+    per-document, per-sentence ids of `_tokenize_documents`, including a sentence-less gap."""
+    from workbench.training.corpus import _clean_backend, _encode_chunk, _tokenize_documents
+
+    docs = texts[:40] + ["Short.", "Two sentences. Here they are!\nA new paragraph? Yes."]
+    want = _tokenize_documents(docs, tokenizer)
+    for backend in (_clean_backend(tokenizer), None):  # the fast path and the slow tokenizer's
+        tokens, lengths, per_doc, text_bytes = _encode_chunk(docs, tokenizer, backend, np.uint16)
+        assert tokens.dtype == np.uint16 and lengths.dtype == per_doc.dtype == np.uint32
+        assert per_doc.tolist() == [len(d) for d in want]
+        assert lengths.tolist() == [len(s) for d in want for s in d]
+        assert tokens.tolist() == [t for d in want for s in d for t in s]
+        assert text_bytes == sum(len(d.encode("utf-8")) for d in docs)
+
+
+@pytest.mark.parametrize("mode", ["full", "doc"])
+def test_many_chunks_two_workers_pack_the_same_bytes(mode, texts, tokenizer, tmp_path, monkeypatch):
+    """Chunks far smaller than a document run (CHUNK_BYTES) across two tokenising processes
+    give the files of the in-memory definition, in both packing modes."""
+    monkeypatch.setattr("workbench.training.corpus.CHUNK_BYTES", 2000)
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(texts), encoding="utf-8")
+    got = pack(big, tokenizer, seq_len=40, mode=mode, heldout=0.1, seed=5,
+               cache_dir=tmp_path / "cache", num_proc=2)
+    train, held = _in_memory_pack(texts, tokenizer, 40, mode, 0.1, 5)
+    assert got.train.tobytes() == train.tobytes() and got.heldout.tobytes() == held.tobytes()

@@ -305,24 +305,39 @@ def _clean_backend(tokenizer):
     return clean
 
 
-def _tokenize_documents(documents: Sequence[str], tokenizer, backend=None) -> list[list[list[int]]]:
-    """Per document, the token ids of each sentence (a space before all but paragraph starts)."""
-    flat, owners = [], []
+def _sentences(documents: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(every sentence of `documents`, a space before all but paragraph starts; (S,) index of
+    the document each came from)."""
+    flat: list[str] = []
+    counts = np.zeros(len(documents), dtype=np.int64)  # sentences per document
     for d, doc in enumerate(documents):
+        before = len(flat)
         for para in split_sentences(doc):
-            for i, sent in enumerate(para):
-                flat.append(sent if i == 0 else " " + sent)
-                owners.append(d)
+            flat += [sent if i == 0 else " " + sent for i, sent in enumerate(para)]
+        counts[d] = len(flat) - before
+    return flat, np.repeat(np.arange(len(documents)), counts)
+
+
+def _encode_sentences(flat: list[str], tokenizer, backend=None) -> list[list[int]]:
+    """The ids of each sentence (no special tokens); the fast backend's batch encoding in
+    blocks of 20,000 sentences (without the max-length warning), else the slow tokenizer."""
     ids: list[list[int]] = []
-    backend = backend or _clean_backend(tokenizer)
     for start in range(0, len(flat), 20_000):
         chunk = flat[start:start + 20_000]
-        if backend is not None:  # the fast path, without the max-length warning
+        if backend is not None:
             ids += [e.ids for e in backend.encode_batch(chunk, add_special_tokens=False)]
         else:
             ids += tokenizer(chunk, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def _tokenize_documents(documents: Sequence[str], tokenizer, backend=None) -> list[list[list[int]]]:
+    """Per document, the token ids of each sentence (a space before all but paragraph starts;
+    sentences with no ids dropped)."""
+    flat, owners = _sentences(documents)
+    ids = _encode_sentences(flat, tokenizer, backend or _clean_backend(tokenizer))
     out: list[list[list[int]]] = [[] for _ in documents]
-    for d, sent_ids in zip(owners, ids):
+    for d, sent_ids in zip(owners.tolist(), ids):
         if sent_ids:
             out[d].append(sent_ids)
     return out
@@ -522,7 +537,10 @@ class PackedCorpus:
                 f"heldout={self.heldout.shape[0]} seqs)")
 
 
-CHUNK_BYTES = 8 * 2 ** 20  # text tokenised per batch (the tokenizer's batch encoding runs it in parallel)
+# text per chunk handed to a tokenising process: small enough that every core stays busy to the
+# end and the main process's reading overlaps the workers' encoding, large enough that the
+# per-chunk cost (sending the text, the tokenizer's batch set-up) is small (bench_corpus_memory)
+CHUNK_BYTES = 2 ** 20
 
 
 def pack(corpus, tokenizer, *, seq_len: int = 128, mode: str = "full", heldout: float = 0.02,
@@ -626,14 +644,19 @@ def _pack_into(folder: Path, corpus, tokenizer, *, seq_len: int, mode: str, held
 
 def _encode_chunk(documents: list[str], tokenizer, backend, dtype) -> tuple[np.ndarray, ...]:
     """(ids of every sentence concatenated, each sentence's length, each document's number of
-    sentences, bytes of text): `_tokenize_documents` of one chunk, as compact arrays for
-    `TokenFiles.append` (small to send back from a worker process)."""
-    docs = _tokenize_documents(documents, tokenizer, backend)
-    sents = [s for d in docs for s in d]
-    lengths = np.fromiter(map(len, sents), dtype=np.uint32, count=len(sents))
-    flat = np.fromiter((t for s in sents for t in s), dtype=dtype, count=int(lengths.sum()))
+    sentences, bytes of text): `_tokenize_documents` of one chunk as compact arrays for
+    `TokenFiles.append` (small to send back from a worker process), built without a Python
+    loop over tokens."""
+    import itertools
+
+    flat, owners = _sentences(documents)
+    ids = _encode_sentences(flat, tokenizer, backend)
+    lengths = np.fromiter(map(len, ids), dtype=np.uint32, count=len(ids))          # (S,)
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    kept = lengths > 0  # a sentence with no ids is dropped, as _tokenize_documents does
+    per_doc = np.bincount(owners[kept], minlength=len(documents)).astype(np.uint32)  # (D,)
     text_bytes = sum(len(d.encode("utf-8")) for d in documents)
-    return flat, lengths, np.fromiter(map(len, docs), dtype=np.uint32, count=len(docs)), text_bytes
+    return tokens, lengths[kept], per_doc, text_bytes
 
 
 _WORKER: dict = {}
@@ -670,15 +693,15 @@ def _tokenize_to_disk(corpus, tokenizer, store, progress: bool, workers: int | N
     if backend is None:
         workers = 1
     elif workers is None:
-        small = total is not None and total < 4 * CHUNK_BYTES or isinstance(corpus, Corpus) \
-            and sum(map(len, corpus.documents)) < 4 * CHUNK_BYTES
+        small = total is not None and total < 2 * CHUNK_BYTES or isinstance(corpus, Corpus) \
+            and sum(map(len, corpus.documents)) < 2 * CHUNK_BYTES
         workers = 1 if small else (os.cpu_count() or 1)
     bar = _progress(None, progress, total, "tokenising", "B")
     done = 0
     with contextlib.ExitStack() as stack:
         if workers > 1:
             pool = _pool(stack, workers, backend, store.dtype)
-            encoded = _bounded_map(pool, _worker_encode, _chunks(corpus.texts()), 2 * workers)
+            encoded = _bounded_map(pool, _worker_encode, _chunks(corpus.texts()), 3 * workers)
         else:
             encoded = (_encode_chunk(c, tokenizer, backend, store.dtype) for c in _chunks(corpus.texts()))
         for arrays in encoded:

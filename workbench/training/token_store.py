@@ -203,8 +203,12 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[str]:
         offset = 0
         try:
             for number, raw in enumerate(f, 1):
-                _check_utf8(path, raw, number, offset, where)
-                text = raw.decode("utf-8")
+                try:  # decoded once; a failure or a NUL byte is explained by _check_utf8
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = "\x00"
+                if "\x00" in text:
+                    _check_utf8(path, raw, number, offset, where)
                 offset += len(raw)
                 if "\r" in text:  # universal newlines, as open(..., newline=None) reads them
                     text = text.replace("\r\n", "\n").replace("\r", "\n")
