@@ -134,3 +134,109 @@ def test_out_is_refused_while_hooks_change_the_model(tiny_lm, tmp_path):
     with wb.ablate(tiny_lm, {(0, 0)}):
         with pytest.raises(InputError, match="hooks"):
             wb.features(tiny_lm, TEXTS[:4], out=tmp_path / "f", progress=False)
+
+
+# ----------------------------------------------------------------------------- streamed consumers
+def _on_disk(feats, path):
+    """The same Features with its array memory-mapped from an .npy file."""
+    from dataclasses import replace
+
+    np.save(path, np.asarray(feats.array))
+    return replace(feats, array=np.load(path, mmap_mode="r"))
+
+
+def _planted(n_texts: int, classes: int, seed: int = 0):
+    """(N, 2, 12) vectors whose labels are a noisy linear function of layer 1 (layer 0 is noise)."""
+    import pandas as pd
+    from workbench import schema as S
+    from workbench.analysis.features import Features
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_texts, 2, 12)).astype(np.float32)
+    x[:, 1, 3] *= 50.0                                     # a badly scaled column: the scaler matters
+    score = x[:, 1] @ rng.normal(size=(12, classes)) + rng.normal(scale=1.0, size=(n_texts, classes))
+    labels = score.argmax(1)
+    index = pd.DataFrame({S.TEXT_ID: np.arange(n_texts)})
+    texts = [f"t{i}" for i in range(n_texts)]
+    return Features(array=x, index=index, layers=[0, 1], pool="cls", model="planted",
+                    texts=texts), labels
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_streamed_probe_is_sklearns_probe_at_its_optimum(tmp_path, classes):
+    """Oracle: sklearn's StandardScaler + LogisticRegression fitted to tol=1e-10 predicts every
+    test row as the streamed L-BFGS does, on the planted labels and on control labels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupShuffleSplit
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from workbench.analysis.linear_probe import control_labels
+    from workbench.analysis.streaming import fit_score_streamed
+
+    feats, labels = _planted(400, classes)
+    disk = _on_disk(feats, tmp_path / "x.npy").array
+    groups = np.arange(len(labels))
+    tr, te = next(GroupShuffleSplit(1, test_size=0.25, random_state=0).split(labels, labels, groups))
+    for y in (labels, control_labels(groups, labels, 0)):
+        for j in (0, 1):
+            hits, converged = fit_score_streamed(disk, j, tr, te, y, 1.0, 1000)
+            sk = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, tol=1e-10, max_iter=10**4))
+            sk.fit(feats.array[tr, j], y[tr])
+            assert converged and np.array_equal(hits, sk.predict(feats.array[te, j]) == y[te])
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_streamed_probe_frame_matches_the_in_memory_frame(tmp_path, classes):
+    """The in-memory path stops at sklearn's tol=1e-4: a row near a boundary may flip, no more."""
+    from workbench.analysis.linear_probe import probe_features
+
+    feats, labels = _planted(400, classes)
+    mem = probe_features(feats, labels, control=True)
+    disk = probe_features(_on_disk(feats, tmp_path / "x.npy"), labels, control=True)
+    assert mem[["layer", "metric"]].equals(disk[["layer", "metric"]])
+    np.testing.assert_allclose(disk["value"], mem["value"], atol=1 / 100 + 1e-9)  # 100 test rows
+    acc = mem.set_index(["layer", "metric"])["value"]
+    assert acc[(1, "accuracy")] > acc[(1, "majority")] + 0.2      # the planted layer is read
+    assert disk.set_index(["layer", "metric"])["value"][(1, "accuracy")] == acc[(1, "accuracy")]
+
+
+def test_streamed_cka_equals_in_memory_cka(tiny_lm, tmp_path):
+    from workbench.analysis.similarity import linear_cka
+    from workbench.analysis.streaming import cka_matrix_streamed
+
+    disk = wb.features(tiny_lm, TEXTS, layers="all", pool="tokens", out=tmp_path / "f",
+                       shard_texts=9, progress=False)
+    mem = wb.similarity(tiny_lm, TEXTS, max_rows=None, progress=False, cache=False)
+    streamed = wb.similarity(disk, max_rows=None)
+    np.testing.assert_allclose(streamed["value"], mem["value"], atol=1e-6)
+    # two different arrays, against linear_cka pair by pair (float64 rounding only)
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(5000, 2, 6))
+    b = np.concatenate([a @ rng.normal(size=(6, 9)), rng.normal(size=(5000, 2, 9))], axis=1)
+    np.save(tmp_path / "a.npy", a), np.save(tmp_path / "b.npy", b)
+    got = cka_matrix_streamed(np.load(tmp_path / "a.npy", mmap_mode="r"),
+                              np.load(tmp_path / "b.npy", mmap_mode="r"))
+    want = [[linear_cka(a[:, j], b[:, k]) for k in range(4)] for j in range(2)]
+    np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_minibatch_cka_is_close_to_full_cka_but_another_estimator():
+    from workbench.analysis.similarity import linear_cka
+    from workbench.analysis.streaming import minibatch_cka
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(600, 20))
+    y = np.tanh(x @ rng.normal(size=(20, 15))) + 0.5 * rng.normal(size=(600, 15))
+    full = linear_cka(x, y)
+    mb = minibatch_cka(x, y, batch_size=200)
+    assert abs(mb - full) < 0.03 and mb != pytest.approx(full, abs=1e-6)
+    assert minibatch_cka(x, x, batch_size=200) == pytest.approx(1.0)
+
+
+def test_streamed_pca_map_equals_sklearn_pca(tmp_path):
+    feats, labels = _planted(300, 2)
+    mem = wb.embedding_map(feats, labels=labels)
+    disk = wb.embedding_map(_on_disk(feats, tmp_path / "x.npy"), labels=labels)
+    np.testing.assert_allclose(disk[["x", "y"]].to_numpy(), mem[["x", "y"]].to_numpy(), atol=1e-4)
+    assert disk.drop(columns=["x", "y"]).equals(mem.drop(columns=["x", "y"]))

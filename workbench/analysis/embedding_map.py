@@ -18,6 +18,7 @@ from .. import schema as S
 from ..errors import InputError, MissingDependencyError
 from .features import Features, features
 from ..config import check_positive_int
+from .streaming import is_streamed, pca2_streamed
 
 METHODS = ("pca", "umap")
 
@@ -61,7 +62,8 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
     """Per-layer 2-D map of vectors: an `LM` with `texts`, or ready `Features`.
 
     `labels`: one per row, one per text, or the name of an index column (e.g. "token") to colour
-    by. Rows beyond `max_points` are subsampled (seeded) before projecting. `.attrs` holds each
+    by. Rows beyond `max_points` are subsampled (seeded) before projecting; features on disk
+    (`features(..., out=...)`) get their PCA axes from every row, in blocks (`streaming`). `.attrs` holds each
     layer's PCA explained variance ratio.
     """
     check_positive_int("max_points", max_points, allow_none=True)
@@ -82,8 +84,13 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
         keep = np.sort(np.random.default_rng(seed).choice(len(feats), size=max_points, replace=False))
     index = feats.index.iloc[keep].reset_index(drop=True)
     parts, fits = [], {}
-    for layer in feats.layers:
-        xy, fits[layer] = _project(feats.layer(layer)[keep], method, seed)
+    for j, layer in enumerate(feats.layers):
+        if method == "pca" and is_streamed(feats.array):   # fitted on every row, in blocks
+            mean, comps, ratio = pca2_streamed(feats.array, j)
+            xy, fits[layer] = (np.asarray(feats.array[keep, j], np.float64) - mean) @ comps.T, {
+                "explained_variance_ratio": ratio}
+        else:
+            xy, fits[layer] = _project(feats.layer(layer)[keep], method, seed)
         part = index.copy()
         part.insert(0, S.Y, xy[:, 1])
         part.insert(0, S.X, xy[:, 0])
