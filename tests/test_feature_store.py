@@ -240,3 +240,39 @@ def test_streamed_pca_map_equals_sklearn_pca(tmp_path):
     disk = wb.embedding_map(_on_disk(feats, tmp_path / "x.npy"), labels=labels)
     np.testing.assert_allclose(disk[["x", "y"]].to_numpy(), mem[["x", "y"]].to_numpy(), atol=1e-4)
     assert disk.drop(columns=["x", "y"]).equals(mem.drop(columns=["x", "y"]))
+
+
+# ----------------------------------------------------------------------------- several processes
+# torchrun with 2 CPU processes on gloo, as a multi-GPU launch runs them. Oracle: one process's
+# features of the same texts; each rank must have computed only its own shards (k % 2 == rank).
+_TWO = """
+import json, sys, torch
+torch.set_num_threads(1)
+import workbench as wb
+from workbench.analysis import features as feat_mod
+model, out, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+seen, real = [], feat_mod.compute_rows
+def counting(*a, first_id=0, **kw):
+    seen.append(first_id)
+    return real(*a, first_id=first_id, **kw)
+feat_mod.compute_rows = counting
+feats = wb.features(wb.load(model, device="cpu"), texts, layers=[0, 2], pool="words", out=out,
+                    shard_texts=5, progress=False)
+rank = torch.distributed.get_rank()
+json.dump({"shards": seen, "rows": len(feats)}, open(f"{out}.rank{rank}.json", "w"))
+"""
+
+
+def test_two_processes_split_the_shards_and_match_one(tiny_lm, tiny_model_dir, tmp_path):
+    from workbench.testing import run_two_processes
+
+    out = tmp_path / "f"
+    run_two_processes(_TWO, [tiny_model_dir, out, json.dumps(TEXTS)], tmp_path, 29531)
+    ranks = [json.loads((tmp_path / f"f.rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["shards"] == [0, 10, 20, 30] and ranks[1]["shards"] == [5, 15, 25, 35]
+    assert ranks[0]["rows"] == ranks[1]["rows"]                   # both opened the merged map
+    mem = wb.features(tiny_lm, TEXTS, layers=[0, 2], pool="words", cache=False, progress=False)
+    disk = wb.features(tiny_lm, TEXTS, layers=[0, 2], pool="words", out=out, shard_texts=5,
+                       progress=False)
+    assert disk.cached and disk.index.equals(mem.index)
+    np.testing.assert_allclose(disk.array, mem.array, atol=1e-5)
