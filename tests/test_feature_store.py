@@ -276,3 +276,32 @@ def test_two_processes_split_the_shards_and_match_one(tiny_lm, tiny_model_dir, t
                        progress=False)
     assert disk.cached and disk.index.equals(mem.index)
     np.testing.assert_allclose(disk.array, mem.array, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- head stats to parquet
+def test_head_stats_by_text_streams_to_parquet_equal_to_the_frame(tiny_lm, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from workbench.analysis import heads
+
+    monkeypatch.setattr(heads, "PARQUET_TEXTS", 7)          # several blocks of texts
+    mem = wb.head_stats(tiny_lm, TEXTS, by_text=True, progress=False)
+    path = wb.head_stats(tiny_lm, TEXTS, by_text=True, out=tmp_path / "h.parquet", progress=False)
+    disk = pd.read_parquet(path)
+    assert list(disk.columns) == list(mem.columns) and len(disk) == len(mem)
+    pd.testing.assert_frame_equal(disk, mem.reset_index(drop=True), check_exact=False, atol=1e-9)
+    assert [p.name for p in tmp_path.iterdir()] == ["h.parquet"]   # no temporary file left
+    with pytest.raises(InputError, match="by_text=True"):
+        wb.head_stats(tiny_lm, TEXTS, out=tmp_path / "x.parquet", progress=False)
+
+
+def test_head_stats_parquet_on_a_full_disk_leaves_no_file(tiny_lm, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    def full(self, table, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    with pytest.raises(InputError, match=r"cannot write head stats in .*No space left"):
+        wb.head_stats(tiny_lm, TEXTS[:5], by_text=True, out=tmp_path / "h.parquet", progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -41,9 +41,13 @@ FORMAT = 1
 SHARD_BYTES = 32 << 20     # default shard: about this many bytes of float32 vectors in memory
 
 
+RESUMES = "Finished shards are kept and a rerun resumes from them"
+
+
 @contextlib.contextmanager
-def _disk(folder: Path):
-    """A full disk or an unwritable folder -> InputError naming `folder` (finished shards stay)."""
+def disk_errors(folder: Path, what: str = "features", kept: str = RESUMES):
+    """A full disk or an unwritable folder -> InputError naming `folder`, what was written, and
+    what `kept` of the work."""
     try:
         yield
     except (OSError, InputError) as err:
@@ -52,9 +56,8 @@ def _disk(folder: Path):
         if not isinstance(cause, OSError):
             raise
         reason = os.strerror(cause.errno) if cause.errno else str(cause)
-        raise InputError(f"cannot write features in {folder}: {reason}. Finished shards are kept "
-                         "and a rerun resumes from them: free space (or pass another out= "
-                         "folder), then run again") from None
+        raise InputError(f"cannot write {what} in {folder}: {reason}. {kept}: free space (or "
+                         "pass another out=), then run again") from None
 
 
 def default_shard_texts(pool: str, n_layers: int, dim: int, mean_tokens: float) -> int:
@@ -119,7 +122,7 @@ def _finished(shards: Path, k: int) -> bool:
 def _write_shard(shards: Path, k: int, array: np.ndarray, index: pd.DataFrame) -> None:
     """Array, then index, then the marker, each renamed into place when complete."""
     base = shards / f"{k:05d}"
-    with _disk(shards):
+    with disk_errors(shards):
         writer = NpyWriter(Path(f"{base}.npy.tmp"), array.shape[1:], np.float32)
         writer.write(array)
         writer.close()
@@ -136,7 +139,7 @@ def _merge(folder: Path, n_shards: int, tail: tuple[int, ...]) -> None:
     import pyarrow.parquet as pq
 
     shards = folder / "shards"
-    with _disk(folder):
+    with disk_errors(folder):
         writer, index_writer = NpyWriter(folder / "features.npy.tmp", tail, np.float32), None
         for k in range(n_shards):
             for block in chunked_rows(np.load(shards / f"{k:05d}.npy", mmap_mode="r")):
