@@ -177,16 +177,17 @@ def open_rows(folder: Path) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def sharded_rows(folder, manifest: dict, n_items: int, shard_size: int, compute: Callable,
-                 tail: tuple[int, ...], *, progress: bool = True, desc: str = "features -> disk"
-                 ) -> tuple[np.ndarray, pd.DataFrame, bool]:
+                 tail: tuple[int, ...], *, progress: bool = True, desc: str = "features -> disk",
+                 device: str = "cpu") -> tuple[np.ndarray, pd.DataFrame, bool]:
     """Rows of items [0, n_items) computed `shard_size` items at a time by `compute(lo, hi, bar)`
     -> (array (R, *tail), index frame), stored in `folder` (see the module docstring).
 
-    Returns (memory-mapped array, index, whether everything was already on disk)."""
+    Returns (memory-mapped array, index, whether everything was already on disk). `device` (the
+    model's) picks the launch's backend: gloo on CPU, nccl on GPUs."""
     from ..training.engine import Engine
 
     folder = Path(folder)
-    engine = Engine("cpu", "fp32")   # rank and world of a torchrun launch (the device is unused)
+    engine = Engine(device, "fp32")   # rank and world of a torchrun launch
     if engine.is_main:
         _check_manifest(folder, manifest)
     engine.barrier()

@@ -55,7 +55,7 @@ class Features:
     `texts` are the inputs as encoded; `cached` says whether this came from the disk cache.
     """
 
-    array: np.ndarray          # (N, L', D) float32
+    array: np.ndarray          # (N, L', D) float32; a read-only np.memmap from features(out=)
     index: pd.DataFrame        # N rows
     layers: list[int]
     pool: str
@@ -347,7 +347,8 @@ def _features_to_folder(lm: LM, strings, words, layer_ids, pool, out, shard_text
                             max_length=max_length, bar=bar, first_id=lo)
 
     array, index, done = fs.sharded_rows(out, manifest, len(strings), int(shard_texts), shard,
-                                         (len(layer_ids), dim), progress=progress)
+                                         (len(layer_ids), dim), progress=progress,
+                                         device=str(lm.device))
     return Features(array=array, index=index, layers=layer_ids, pool=pool, model=lm.name,
                     texts=strings, cached=done)
 

@@ -128,6 +128,7 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
 
     `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
     column, else the text) define the control task. Returns the same frame as `linear_probe`.
+    Features on disk (`out=`) are probed in row blocks, same model (`streaming.fit_score_streamed`).
     """
     check_labels(labels)
     n_boot, level = check_boot(n_boot, level)
