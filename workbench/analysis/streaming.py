@@ -11,10 +11,11 @@ host memory holds one block and a few (D, D) float64 matrices, whatever the numb
   other estimator, Nguyen, Raghu & Kornblith 2021 (unbiased HSIC averaged over minibatches), for
   comparison: it is not the same number.
 - `fit_score_streamed`: the in-memory probe's model (StandardScaler + L2 logistic regression,
-  sklearn's objective: binary logistic for 2 classes, multinomial above) fitted by L-BFGS whose
-  every loss/gradient evaluation is one pass over the training rows. Exact rather than SGD
-  (`SGDClassifier.partial_fit`): the same convex objective gives the same probe, so accuracies
-  equal the in-memory path's; the price is one pass per iteration.
+  sklearn's objective: binary logistic for 2 classes, multinomial above) fitted by L-BFGS with
+  sklearn's settings, whose every loss/gradient evaluation is one pass over the training rows.
+  Rather than SGD (`SGDClassifier.partial_fit`, a different probe that depends on its learning
+  rate and epochs): the same objective and stopping rule give the in-memory probe's predictions
+  (tested), so its accuracies; the price is one pass per iteration.
 - `pca2_streamed`: the two leading principal axes from the accumulated (D, D) covariance (exact,
   one pass), instead of IncrementalPCA, whose truncation to 2 components at each batch makes it an
   approximation.
@@ -55,11 +56,19 @@ def _moments(array: np.ndarray, j: int, mask: np.ndarray | None = None):
     return n, s, g
 
 
+def _centred_norm(gram: np.ndarray, sums: np.ndarray, n: int) -> float:
+    """|Xc^T Xc|_F from x^T x and the column sums; 0 for a constant layer (every row the same,
+    e.g. the `<s>` embedding of the cls pool), whose centred Gram is only rounding error: CKA
+    is then NaN (undefined), not a ratio of rounding errors."""
+    norm = np.linalg.norm(gram - np.outer(sums, sums) / n)
+    return 0.0 if norm <= 1e-9 * np.linalg.norm(gram) else float(norm)
+
+
 def cka_matrix_streamed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(L_a, L_b) linear CKA between the layer slots of two (N, L, D) arrays of the same rows."""
     n = len(a)
     self_b = [_moments(b, k) for k in range(b.shape[1])]
-    norm_b = [np.linalg.norm(g - np.outer(s, s) / n) for _, s, g in self_b]
+    norm_b = [_centred_norm(g, s, n) for _, s, g in self_b]
     out = np.full((a.shape[1], b.shape[1]), np.nan)
     for j in range(a.shape[1]):
         cross = np.zeros((b.shape[1], a.shape[2], b.shape[2]))   # (L_b, D_a, D_b)
@@ -69,7 +78,7 @@ def cka_matrix_streamed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             sa, ga = sa + x.sum(0), ga + x.T @ x
             for k in range(b.shape[1]):
                 cross[k] += x.T @ xb[:, k].astype(np.float64)
-        norm_a = np.linalg.norm(ga - np.outer(sa, sa) / n)
+        norm_a = _centred_norm(ga, sa, n)
         for k, (_, sb, _) in enumerate(self_b):
             num = np.linalg.norm(cross[k] - np.outer(sa, sb) / n) ** 2
             den = norm_a * norm_b[k]
@@ -151,8 +160,10 @@ def fit_score_streamed(array: np.ndarray, j: int, tr: np.ndarray, te: np.ndarray
         grad = np.concatenate([(gw / n + w / (C * n)).ravel(), gb / n])
         return value, grad
 
+    # sklearn's own L-BFGS settings (tol=1e-4), so both stop at the same point, not just near
     fit = minimize(objective, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "gtol": 1e-8, "ftol": 1e-12})
+                   options={"maxiter": max_iter, "maxls": 50, "gtol": 1e-4,
+                            "ftol": 64 * np.finfo(float).eps})
     w, b = fit.x[:d * k].reshape(d, k), fit.x[d * k:]
     test = np.zeros(len(array), bool)
     test[te] = True
