@@ -309,3 +309,14 @@ def test_head_stats_parquet_on_a_full_disk_leaves_no_file(tiny_lm, tmp_path, mon
     with pytest.raises(InputError, match=r"cannot write head stats in .*No space left"):
         wb.head_stats(tiny_lm, TEXTS[:5], by_text=True, out=tmp_path / "h.parquet", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_shard_settings_and_an_empty_shard_are_named(tiny_lm, tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="shard_texts"):
+        wb.features(tiny_lm, TEXTS[:4], out=tmp_path / "a", shard_texts=0, progress=False)
+    empty = lambda *a, **k: (np.zeros((0, 1, 32), np.float32), None)  # noqa: E731
+    monkeypatch.setattr(feat_mod, "compute_rows", empty)
+    with pytest.raises(InputError, match=r"items 0\.\.3 gave no rows"):
+        wb.features(tiny_lm, TEXTS[:8], layers=[1], out=tmp_path / "b", shard_texts=4,
+                    progress=False)
+    assert not list((tmp_path / "b" / "shards").iterdir())          # nothing looks finished
