@@ -172,10 +172,13 @@ def batches(lengths: Sequence[int], batch_size: int, sort: bool = True) -> Itera
 def token_lengths(lm: LM, texts: Sequence[str], pairs: Sequence[str] | None = None,
                   max_length: int | None = None) -> list[int]:
     """Tokens (with specials) of each text, refusing one above `max_length` (`refuse_overflow`)."""
-    texts = list(texts)
-    ids = tokenize(lm.tokenizer, texts, list(pairs) if pairs is not None else None,
-                   truncation=False, verbose=False)["input_ids"]
-    lengths = [len(x) for x in ids]
+    texts, pairs = list(texts), list(pairs) if pairs is not None else None
+    lengths = []
+    for lo in range(0, len(texts), 8192):   # a block's ids at a time, not a whole corpus's
+        ids = tokenize(lm.tokenizer, texts[lo:lo + 8192],
+                       pairs[lo:lo + 8192] if pairs is not None else None,
+                       truncation=False, verbose=False)["input_ids"]
+        lengths += [len(x) for x in ids]
     refuse_overflow(lengths, check_max_length(lm, max_length), max_length, texts)
     return lengths
 

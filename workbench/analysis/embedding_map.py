@@ -18,6 +18,7 @@ from .. import schema as S
 from ..errors import InputError, MissingDependencyError
 from .features import Features, features
 from ..config import check_positive_int
+from .streaming import is_streamed, pca2_streamed
 
 METHODS = ("pca", "umap")
 
@@ -61,10 +62,11 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
     """Per-layer 2-D map of vectors: an `LM` with `texts`, or ready `Features`.
 
     `labels`: one per row, one per text, or the name of an index column (e.g. "token") to colour
-    by. Rows beyond `max_points` are subsampled (seeded) before projecting. Columns: model,
-    layer, method, x, y, variance_x, variance_y (the share of the layer's variance along each
-    axis: PCA's explained variance ratio; NaN for UMAP), the features' index columns, label (when
-    given) and text.
+    by. Rows beyond `max_points` are subsampled (seeded) before projecting; features on disk
+    (`features(..., out=...)`) get their PCA axes from every row, in blocks (`streaming`).
+    Columns: model, layer, method, x, y, variance_x, variance_y (the share of the layer's variance
+    along each axis: PCA's explained variance ratio; NaN for UMAP), the features' index columns,
+    label (when given) and text.
     """
     check_positive_int("max_points", max_points, allow_none=True)
     if method not in METHODS:
@@ -84,8 +86,12 @@ def embedding_map(source, texts=None, *, layers="all", pool: str = "tokens", met
         keep = np.sort(np.random.default_rng(seed).choice(len(feats), size=max_points, replace=False))
     index = feats.index.iloc[keep].reset_index(drop=True)
     parts = []
-    for layer in feats.layers:
-        xy, ratio = _project(feats.layer(layer)[keep], method, seed)
+    for j, layer in enumerate(feats.layers):
+        if method == "pca" and is_streamed(feats.array):   # fitted on every row, in blocks
+            mean, comps, ratio = pca2_streamed(feats.array, j)
+            xy = (np.asarray(feats.array[keep, j], np.float64) - mean) @ comps.T
+        else:
+            xy, ratio = _project(feats.layer(layer)[keep], method, seed)
         part = index.copy()
         part.insert(0, S.VARIANCE_Y, ratio[1])
         part.insert(0, S.VARIANCE_X, ratio[0])

@@ -55,7 +55,7 @@ class Features:
     `texts` are the inputs as encoded; `cached` says whether this came from the disk cache.
     """
 
-    array: np.ndarray          # (N, L', D) float32
+    array: np.ndarray          # (N, L', D) float32; a read-only np.memmap from features(out=)
     index: pd.DataFrame        # N rows
     layers: list[int]
     pool: str
@@ -277,13 +277,17 @@ def _save_cached(path: Path, feats: Features) -> None:
 
 
 def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int = 32,
-             max_length: int | None = None, progress: bool = True, cache: bool = True) -> Features:
+             max_length: int | None = None, progress: bool = True, cache: bool = True,
+             out: str | os.PathLike | None = None, shard_texts: int | None = None) -> Features:
     """Hidden states of `texts` at `layers`, pooled per text, token or word (see module docstring).
 
     `texts`: a string, a list of strings, or a list of pre-split word lists (CoNLL style).
     Returns `Features` (`.array` (N, L', D), `.index`, `.to_frame()`); with `cache=True` a repeated
     call with the same model, texts and settings reads the result from disk instead of running,
     except while hooks are on the model (inside `wb.ablate`, say): then it always runs, uncached.
+    `out=FOLDER` (corpus scale): vectors are written to FOLDER in shards of `shard_texts` texts as
+    they are computed, a rerun after a kill resumes, and `.array` is a read-only memory map
+    (`analysis.feature_store`; launched by torchrun, each process takes every world-th shard).
 
     >>> f = features(lm, ["The cat sat.", "A dog barked."], layers=[0, -1])   # doctest: +SKIP
     >>> f.array.shape                                                        # doctest: +SKIP
@@ -294,6 +298,9 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
     check_lm(lm), check_text_container(texts), check_positive_int("batch_size", batch_size)
     strings, words = _normalise_texts(texts)
     layer_ids = resolve_layers(lm, layers)
+    if out is not None:
+        return _features_to_folder(lm, strings, words, layer_ids, pool, out, shard_texts,
+                                   batch_size=batch_size, max_length=max_length, progress=progress)
     path = None
     if cache and not hooked(lm):
         key = _cache_key(lm, strings, words, layer_ids, pool, max_length)
@@ -305,8 +312,53 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
     from tqdm.auto import tqdm
 
     lengths = capture.token_lengths(lm, strings, max_length=max_length)
-    chunks: dict[int, tuple[np.ndarray, list[dict]]] = {}
     bar = tqdm(total=len(strings), desc="features", unit="text", disable=not progress, leave=False)
+    array, index = compute_rows(lm, strings, words, lengths, layer_ids, pool, batch_size=batch_size,
+                                max_length=max_length, bar=bar)
+    bar.close()
+    feats = Features(array=array, index=index, layers=layer_ids, pool=pool, model=lm.name,
+                     texts=strings)
+    if path is not None:
+        _save_cached(path, feats)
+    return feats
+
+
+def _features_to_folder(lm: LM, strings, words, layer_ids, pool, out, shard_texts, *,
+                        batch_size, max_length, progress) -> Features:
+    """`features(..., out=out)`: shards of texts written by `feature_store.sharded_rows`."""
+    from . import feature_store as fs
+
+    if hooked(lm):
+        raise InputError("out= files features under the model's identity, but hooks (wb.ablate, "
+                         "or your own) change its outputs now: compute them without out=")
+    check_positive_int("shard_texts", shard_texts, allow_none=True)
+    lengths = capture.token_lengths(lm, strings, max_length=max_length)  # refuses long texts now
+    dim = lm.config.hidden_size
+    if shard_texts is None:
+        shard_texts = fs.default_shard_texts(pool, len(layer_ids), dim, float(np.mean(lengths)))
+    manifest = {"format": fs.FORMAT, "model": model_fingerprint(lm),
+                "texts": fs.texts_digest(strings, words), "n_texts": len(strings),
+                "layers": layer_ids, "pool": pool, "max_length": max_length,
+                "shard_texts": int(shard_texts), "dim": dim}
+
+    def shard(lo: int, hi: int, bar):
+        return compute_rows(lm, strings[lo:hi], None if words is None else words[lo:hi],
+                            lengths[lo:hi], layer_ids, pool, batch_size=batch_size,
+                            max_length=max_length, bar=bar, first_id=lo)
+
+    array, index, done = fs.sharded_rows(out, manifest, len(strings), int(shard_texts), shard,
+                                         (len(layer_ids), dim), progress=progress,
+                                         device=str(lm.device))
+    return Features(array=array, index=index, layers=layer_ids, pool=pool, model=lm.name,
+                    texts=strings, cached=done)
+
+
+def compute_rows(lm: LM, strings: list[str], words, lengths: list[int], layer_ids: list[int],
+                 pool: str, *, batch_size: int, max_length: int | None, bar=None,
+                 first_id: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """The pooled vectors (R, L', D) float32 and index of `strings` (numbered from `first_id`),
+    batched by length; `words` are their pre-split words or None. The work of `features`."""
+    chunks: dict[int, tuple[np.ndarray, list[dict]]] = {}
     for idx in capture.batches(lengths, batch_size):
         batch = capture.encode(lm, [strings[i] for i in idx], max_length=max_length)
         out = capture.forward(lm, batch, hidden_states=True)
@@ -320,21 +372,17 @@ def features(lm: LM, texts, *, layers="all", pool: str = "mean", batch_size: int
                 weights[r, pos] = 1.0 / len(pos)
             vecs = (weights @ hs[b, :, :n]).transpose(0, 1)  # (R, L', D); einsum was 4x slower
             for rec in recs:
-                rec[S.TEXT_ID] = i
+                rec[S.TEXT_ID] = first_id + i
                 if pool in ("cls", "mean"):
                     rec[S.TEXT] = strings[i]
             chunks[i] = (vecs.cpu().numpy(), recs)
-        bar.update(len(idx))
-    bar.close()
+        if bar is not None:
+            bar.update(len(idx))
 
     arrays = [chunks[i][0] for i in range(len(strings))]
     records = [rec for i in range(len(strings)) for rec in chunks[i][1]]
     first = [S.TEXT_ID] + ([S.TEXT] if pool in ("cls", "mean") else [])
     index = pd.DataFrame.from_records(records)
     index = index[first + [c for c in index.columns if c not in first]]
-    feats = Features(array=np.concatenate(arrays, axis=0).astype(np.float32, copy=False),
-                     index=index, layers=layer_ids, pool=pool, model=lm.name, texts=strings)
-    if path is not None:
-        _save_cached(path, feats)
-    return feats
+    return np.concatenate(arrays, axis=0).astype(np.float32, copy=False), index
 

@@ -24,8 +24,10 @@ checked on synthetic maps (see tests/test_heads.py).
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -288,7 +290,7 @@ def accumulate(lm: LM, texts: Sequence[str], *, per_text: bool = False, batch_si
 
 def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None,
                by_text: bool = False, average: str = "text", punctuation: str = "clark",
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, out: str | os.PathLike | None = None):
     """Attention statistics of every head of `lm` (or a dict {name: LM}) over a corpus.
 
     Returns one row per (model, layer, head) with the columns of `STATS` (see the module
@@ -304,10 +306,22 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
     `n_queries` and uniform references (their mean over texts is the pooled "text" reference) and
     `punctuation`. Padding never counts: a text alone or in a padded batch gives the same numbers.
 
+    `by_text=True, out="stats.parquet"` (corpus scale): the per-text rows are streamed to that
+    parquet file, texts in order, 4096 texts at a time, instead of held, and the path is returned;
+    read parts back with `pd.read_parquet(path, filters=[("layer", "==", 3)])`. The file appears
+    only when complete.
+
     >>> wb.head_stats(lm, sentences).sort_values("attn_prev").tail(3)   # doctest: +SKIP
     """
     _check_definition(average, punctuation)
     texts = as_text_list(texts)
+    if out is not None:
+        if not by_text:
+            raise InputError("out= streams the per-text rows: pass by_text=True (the pooled "
+                             "table has one row per head and needs no file)")
+        return _per_text_to_parquet(lm, texts, Path(out), batch_size=batch_size,
+                                    max_length=max_length, average=average,
+                                    punctuation=punctuation, progress=progress)
     frames = []
     for name, one in as_lm_dict(lm).items():
         acc = accumulate(one, texts, per_text=by_text, batch_size=batch_size,
@@ -316,6 +330,47 @@ def head_stats(lm, texts, *, batch_size: int = 32, max_length: int | None = None
         frames.append(acc.frame(name, average))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return df.assign(**{S.PUNCTUATION: punctuation})
+
+
+PARQUET_TEXTS = 4096   # texts per block of rows written by head_stats(by_text=True, out=...)
+
+
+def _per_text_to_parquet(lm, texts: list[str], path: Path, *, batch_size: int, max_length,
+                         average: str, punctuation: str, progress: bool) -> Path:
+    """`head_stats(by_text=True, out=path)`: blocks of texts accumulated and appended in order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from .feature_store import disk_errors
+
+    models = as_lm_dict(lm)
+    for one in models.values():        # refuse a long text before writing anything
+        token_lengths(one, texts, max_length=max_length)
+    tmp, writer = path.with_name(path.name + f".tmp{os.getpid()}"), None
+    bar = tqdm(total=len(texts) * len(models), desc="head stats -> parquet", unit="text",
+               disable=not progress, leave=False)
+    try:
+        with disk_errors(path.parent, "head stats", "Nothing was kept"):
+            for name, one in models.items():
+                for lo in range(0, len(texts), PARQUET_TEXTS):
+                    block = texts[lo:lo + PARQUET_TEXTS]
+                    df = accumulate(one, block, per_text=True, batch_size=batch_size,
+                                    max_length=max_length, punctuation=punctuation,
+                                    progress=False).frame(name, average)
+                    df[S.TEXT_ID] += lo
+                    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata()
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    bar.update(len(block))
+            writer.close()
+            os.replace(tmp, path)
+    finally:
+        bar.close()
+        if writer is not None and writer.is_open:      # an error midway: close, then drop it
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def head_stat_intervals(lm: LM, texts, *, stats: Sequence[str] = STATS, n_boot: int = N_BOOT,

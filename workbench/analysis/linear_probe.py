@@ -30,6 +30,7 @@ from .bootstrap import (LEVEL, add_interval, check_boot, percentile_interval, re
                         row_weights)
 from .features import Features, features
 from .pos_data import sentences
+from .streaming import fit_score_streamed, is_streamed
 
 TASKS = ("sentence", "token")
 
@@ -102,6 +103,14 @@ def _fit_score(x_tr, y_tr, x_te, y_te, C: float, max_iter: int) -> tuple[np.ndar
     return probe.predict(x_te) == y_te, converged
 
 
+def _fit_layer(array: np.ndarray, j: int, tr, te, y, C: float, max_iter: int):
+    """`_fit_score` on layer slot j; over a memory map, the same probe fitted in row blocks."""
+    if is_streamed(array):
+        return fit_score_streamed(array, j, tr, te, y, C, max_iter)
+    x = array[:, j]
+    return _fit_score(x[tr], y[tr], x[te], y[te], C, max_iter)
+
+
 def _accuracy(weights: np.ndarray, hits: np.ndarray) -> np.ndarray:
     """Accuracy under each row of `weights` (K, n_test): (K,)."""
     return resample_ratio(weights, hits.astype(float))
@@ -119,6 +128,7 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
 
     `groups` (default the `text_id` column) decide the split; `types` (default the `word`/`token`
     column, else the text) define the control task. Returns the same frame as `linear_probe`.
+    Features on disk (`out=`) are probed in row blocks, same model (`streaming.fit_score_streamed`).
     """
     check_labels(labels)
     n_boot, level = check_boot(n_boot, level)
@@ -158,15 +168,18 @@ def probe_features(feats: Features, labels: Sequence, *, types: Sequence | None 
         [np.ones(len(te)), row_weights(groups[te], n_boot)])          # (1 + n_boot, n_test)
 
     rows, unconverged, coded = [], [], []
+    if mdl and is_streamed(feats.array):
+        raise InputError("mdl=True needs features in memory: probe a subset without out=, or "
+                         "pass mdl=False for features on disk")
     for j, layer in enumerate(feats.layers):
         x = feats.array[:, j]                                            # (N, D)
-        hits, ok = _fit_score(x[tr], y[tr], x[te], y[te], C, max_iter)
+        hits, ok = _fit_layer(feats.array, j, tr, te, y, C, max_iter)
         acc = _accuracy(weights, hits)
         rows += [(layer, "accuracy", acc), (layer, "majority", _accuracy(weights, majority))]
         if not ok:
             unconverged.append(layer)
         if yc is not None:
-            chits, _ = _fit_score(x[tr], yc[tr], x[te], yc[te], C, max_iter)
+            chits, _ = _fit_layer(feats.array, j, tr, te, yc, C, max_iter)
             cacc = _accuracy(weights, chits)
             rows += [(layer, "control_accuracy", cacc), (layer, "selectivity", acc - cacc)]
         if mdl:  # online code over all rows (Voita & Titov 2020), see analysis.mdl

@@ -19,6 +19,7 @@ from .. import schema as S
 from ..errors import InputError
 from .bootstrap import LEVEL, add_interval, check_boot, percentile_interval, row_weights
 from .features import Features, features
+from .streaming import cka_matrix_streamed, is_streamed
 from ..config import check_finite_array, check_positive_int
 
 
@@ -87,7 +88,13 @@ def cka_matrix(a: Features, b: Features) -> pd.DataFrame:
         if col in a.index and col in b.index and not np.array_equal(a.index[col], b.index[col]):
             raise InputError(f"rows of the two feature sets differ in {col!r}: use pool='mean' or "
                              "pool='words' to compare models with different tokenizers")
-    rows = [(la, lb, linear_cka(a.layer(la), b.layer(lb))) for la in a.layers for lb in b.layers]
+    if is_streamed(a.array) or is_streamed(b.array):     # on disk: exact, in row blocks
+        values = cka_matrix_streamed(a.array, b.array)
+        rows = [(la, lb, values[j, k]) for j, la in enumerate(a.layers)
+                for k, lb in enumerate(b.layers)]
+    else:
+        rows = [(la, lb, linear_cka(a.layer(la), b.layer(lb))) for la in a.layers
+                for lb in b.layers]
     out = pd.DataFrame(rows, columns=[S.LAYER_A, S.LAYER_B, S.VALUE])
     out.insert(0, S.MODEL_B, b.model)
     out.insert(0, S.MODEL_A, a.model)
@@ -103,7 +110,9 @@ def similarity(lm_a, lm_b=None, texts=None, *, pool: str = "tokens", layers="all
 
     `pool`: "tokens" (one row per token: needs the same tokenizer), "words" or "mean"/"cls" (one
     row per text). Rows beyond `max_rows` are subsampled (seeded) to bound the cost.
-    `similarity(lm, texts)` is short for `similarity(lm, None, texts)`.
+    `similarity(lm, texts)` is short for `similarity(lm, None, texts)`. `lm_a` (and `lm_b`) may
+    be ready `Features`; on disk (`features(..., out=...)`) with `max_rows=None`, CKA over every
+    row is computed exactly in row blocks (`streaming.cka_matrix_streamed`).
 
     Returns a tidy frame: model_a, model_b, layer_a, layer_b, value (CKA), metric. `n_boot`
     (e.g. 200; default None) adds percentile bootstrap intervals over texts (a text's rows are
@@ -111,13 +120,20 @@ def similarity(lm_a, lm_b=None, texts=None, *, pool: str = "tokens", layers="all
     """
     check_positive_int("max_rows", max_rows, allow_none=True)
     n_boot, level = check_boot(n_boot, level)
-    if texts is None and lm_b is not None and not hasattr(lm_b, "model"):
-        lm_b, texts = None, lm_b
-    if texts is None:
-        raise InputError("similarity needs texts: similarity(lm_a, lm_b, texts) or similarity(lm, texts)")
-    opts = dict(layers=layers, pool=pool, batch_size=batch_size, progress=progress, cache=cache)
-    fa = features(lm_a, texts, **opts)
-    fb = fa if lm_b is None else features(lm_b, texts, **opts)
+    if isinstance(lm_a, Features):        # ready features (e.g. from features(..., out=...))
+        fa = lm_a
+        fb = fa if lm_b is None else lm_b
+        if not isinstance(fb, Features):
+            raise InputError("similarity(features_a, features_b): pass Features for both or neither")
+    else:
+        if texts is None and lm_b is not None and not hasattr(lm_b, "model"):
+            lm_b, texts = None, lm_b
+        if texts is None:
+            raise InputError("similarity needs texts: similarity(lm_a, lm_b, texts) or "
+                             "similarity(lm, texts)")
+        opts = dict(layers=layers, pool=pool, batch_size=batch_size, progress=progress, cache=cache)
+        fa = features(lm_a, texts, **opts)
+        fb = fa if lm_b is None else features(lm_b, texts, **opts)
     if max_rows is not None and len(fa) > max_rows and len(fa) == len(fb):
         keep = np.sort(np.random.default_rng(seed).choice(len(fa), size=max_rows, replace=False))
         fa = Features(fa.array[keep], fa.index.iloc[keep].reset_index(drop=True), fa.layers,
