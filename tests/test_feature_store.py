@@ -243,7 +243,9 @@ def test_streamed_pca_map_equals_sklearn_pca(tmp_path):
     mem = wb.embedding_map(feats, labels=labels)
     disk = wb.embedding_map(_on_disk(feats, tmp_path / "x.npy"), labels=labels)
     np.testing.assert_allclose(disk[["x", "y"]].to_numpy(), mem[["x", "y"]].to_numpy(), atol=1e-4)
-    assert disk.drop(columns=["x", "y"]).equals(mem.drop(columns=["x", "y"]))
+    ratios = ["variance_x", "variance_y"]  # the explained variance ratio, from the (D, D) covariance
+    np.testing.assert_allclose(disk[ratios].to_numpy(), mem[ratios].to_numpy(), rtol=1e-6)
+    assert disk.drop(columns=["x", "y", *ratios]).equals(mem.drop(columns=["x", "y", *ratios]))
 
 
 # ----------------------------------------------------------------------------- several processes

@@ -358,7 +358,7 @@ def _per_text_to_parquet(lm, texts: list[str], path: Path, *, batch_size: int, m
                     df = accumulate(one, block, per_text=True, batch_size=batch_size,
                                     max_length=max_length, punctuation=punctuation,
                                     progress=False).frame(name, average)
-                    df[S.TEXT_ID] += lo
+                    df = df.assign(**{S.TEXT_ID: df[S.TEXT_ID] + lo, S.PUNCTUATION: punctuation})
                     table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata()
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)
