@@ -48,8 +48,7 @@ def test_value_zeroing_equals_loop_of_full_forwards(lm):
             hs = _hidden_states(lm, TEXT, [(part.value, zero, "forward")])
             loop[:, j] = 1 - F.cosine_similarity(hs[layer + 1], clean[layer + 1], dim=-1)
         with torch.inference_mode():
-            batched = cm._zeroing_distances(cm.encoder_layers(lm)[layer], part.value,
-                                            traces[layer])
+            batched = cm._zeroing_distances(lm, layer, traces[layer])
         torch.testing.assert_close(batched, loop.clamp_min(0), atol=1e-5, rtol=0)
         assert loop.abs().max() > 1e-3          # zeroing a value does change the outputs
 
