@@ -147,7 +147,8 @@ def _zeroing_distances(lm: LM, layer: int, trace: LayerTrace) -> torch.Tensor:
     dist = torch.empty(t, t, device=trace.inputs.device)
     for start in range(0, t, n_max):
         js = slice(start, min(t, start + n_max))
-        delta = torch.einsum("hij,jho->jio", trace.attn[:, :, js], f[js])  # (n, T, D)
+        # delta[j, i] = sum_h A[h, i, j] f_h(x_j): one bmm (n, T, H) @ (n, H, D)
+        delta = torch.bmm(trace.attn[:, :, js].permute(2, 1, 0), f[js])     # (n, T, D)
         pre1 = trace.pre_ln1[None] - delta
         a = mod.attention.output.LayerNorm(pre1.to(dt))                    # attention block out
         y = mod.output(mod.intermediate(a), a).float()                     # (n, T, D) layer out
