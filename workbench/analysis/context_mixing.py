@@ -236,6 +236,22 @@ def mixing_matrices(lm: LM, text: str, method: str = "value_zeroing",
     return view, torch.stack(mats).cpu()
 
 
+def mixing_capture(lm: LM, text: str, method: str, *, text_id: int = 0,
+                   max_length: int | None = None) -> AttentionCapture:
+    """One text's mixing matrices as an `AttentionCapture` with one "head" per layer:
+    weights (L, 1, T, T), so `transform`/`to_frame` (mode="weights") and every attention view
+    draw them (`context_mixing`, `AttentionExplorer`'s mixing modes)."""
+    view, mats = mixing_matrices(lm, text, method, max_length)          # (L, T, T)
+    return AttentionCapture(view=view, weights=mats[:, None], model=lm.name, text_id=text_id)
+
+
+def mixing_rollout(cap: AttentionCapture) -> AttentionCapture:
+    """The rollout C_{L-1} ... C_0 of a `mixing_capture` across all layers, as a capture of one
+    layer (1, 1, T, T); no identity is added (the residual is inside each matrix), as the papers."""
+    mats = attention_rollout(cap.weights, residual=0.0)[-1:, None]      # (1, 1, T, T)
+    return AttentionCapture(view=cap.view, weights=mats, model=cap.model, text_id=cap.text_id)
+
+
 def check_method(method: str) -> str:
     if method not in METHODS:
         raise InputError(f"method={method!r}; use one of {sorted(METHODS)}")
@@ -265,10 +281,9 @@ def context_mixing(lm: LM, texts, *, method: str = "value_zeroing",
         raise InputError(f"layers={layers!r}; pass None, layer numbers, or 'all' for the rollout")
     frames = []
     for text_id, text in enumerate(texts):
-        view, mats = mixing_matrices(lm, text, method, max_length)       # (L, T, T)
+        cap = mixing_capture(lm, text, method, text_id=text_id, max_length=max_length)
         if rollout:
-            mats = attention_rollout(mats[:, None], residual=0.0)[-1:]   # (1, T, T)
-        cap = AttentionCapture(view=view, weights=mats[:, None], model=lm.name, text_id=text_id)
+            cap = mixing_rollout(cap)
         df = cap.to_frame(layers=None if rollout else layers, drop_special=drop_special,
                           merge_subwords=merge_subwords, select=select)
         df[S.HEAD] = ALL
