@@ -100,6 +100,8 @@ def test_equals_a_plain_loop_of_single_runs(lm):
         lm.model(**ids)
     for h in hooks:
         h.remove()
+    # the mask's position too: the last layer computes only that row (patching._AtOne)
+    assert pos == 9
     df = wb.patch(lm, CLEAN, CORRUPT, candidates=CANDS, sites=ALL_SITES, positions=[0, 2, 9],
                   batch_size=16)
     for row in df.itertuples():

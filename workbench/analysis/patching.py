@@ -108,8 +108,9 @@ def _record(lm: LM, keys: set[tuple[str, int]], store: dict, row: int = 0):
 
 
 @contextlib.contextmanager
-def _patching(lm: LM, rows: Sequence[Site | None], clean: dict):
-    """Inside the block, batch row r carries site rows[r] patched with the clean activation."""
+def _patching(lm: LM, rows: Sequence[Site | None], clean: dict, read_at: int | None = None):
+    """Inside the block, batch row r carries site rows[r] patched with the clean activation.
+    `read_at`: the one position the last layer computes (`_AtOne`), if it computes only one."""
     groups: dict[tuple[str, int], list[tuple[int, Site]]] = {}
     for r, site in enumerate(rows):
         if site is not None:
@@ -118,8 +119,12 @@ def _patching(lm: LM, rows: Sequence[Site | None], clean: dict):
 
     def patched(key, x):
         x = x.clone()
-        src = clean[key].to(x.dtype)                                 # (T, D)
+        src = clean[key].to(x.dtype)                                 # (T, D), or (1, D) in _AtOne
         for r, site in groups[key]:
+            if x.shape[1] == 1 and site.kind != "head" and site.position >= 0:
+                if site.position == read_at:                         # _AtOne: the one row
+                    x[r, 0] = src[0]
+                continue                                             # a row no one reads
             if site.kind == "head":
                 sl = slice(site.head * d, (site.head + 1) * d)
                 x[r, :, sl] = src[:, sl]
@@ -165,6 +170,57 @@ def _start_at(lm: LM, start: int, hidden: torch.Tensor | None):
     try:
         with hooks([(lm.encoder.embeddings, feed, "forward")]):
             yield
+    finally:
+        enc.layer = full
+
+
+class _AtOne(torch.nn.Module):
+    """A stock BERT/RoBERTa layer computed for one position `pos` only: keys and values of every
+    position, then the query, attention output (LN1) and FFN (LN2) of `pos` alone; the output's
+    other rows are zero. Used as the last layer when the metric reads only `pos` (the mask):
+    L - 1 of every L positions of the last layer would be computed and thrown away. It keeps the
+    layer's submodules, so the site hooks fire on them, with (B, 1, D) tensors."""
+
+    def __init__(self, layer: torch.nn.Module, pos: int):
+        super().__init__()
+        self.attention, self.intermediate, self.output = (layer.attention, layer.intermediate,
+                                                          layer.output)
+        self.pos = pos
+
+    def forward(self, hidden, attention_mask=None, *args, **kwargs):
+        sa, (b, t, _) = self.attention.self, hidden.shape
+        split = (b, -1, sa.num_attention_heads, sa.attention_head_size)
+        k = sa.key(hidden).view(*split).transpose(1, 2)                      # (B, H, T, d)
+        v = sa.value(hidden).view(*split).transpose(1, 2)
+        x = hidden[:, self.pos:self.pos + 1]                                 # (B, 1, D)
+        q = sa.query(x).view(*split).transpose(1, 2)                         # (B, H, 1, d)
+        scores = (q @ k.transpose(2, 3)) * sa.scaling                        # (B, H, 1, T)
+        if attention_mask is not None:                                       # 4-D, or none
+            m = attention_mask[..., self.pos:self.pos + 1, :] if attention_mask.shape[-2] > 1 \
+                else attention_mask
+            scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool \
+                else scores + m
+        ctx = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, 1, -1)   # (B, 1, D)
+        a = self.attention.output(ctx, x)                                    # LN1
+        y = self.output(self.intermediate(a), a)                             # (B, 1, D) LN2
+        out = hidden.new_zeros(b, t, y.shape[-1])
+        out[:, self.pos] = y[:, 0]
+        return out
+
+
+@contextlib.contextmanager
+def _last_layer_at(lm: LM, pos: int | None):
+    """Inside the block the encoder's last layer is `_AtOne(pos)` (always restored); nothing
+    changes if `pos` is None or the model's attention is not plain absolute-position attention."""
+    enc = lm.encoder.encoder
+    if pos is None or getattr(lm.config, "position_embedding_type", "absolute") != "absolute" \
+            or getattr(lm.config, "is_decoder", False):
+        yield
+        return
+    full = enc.layer
+    enc.layer = torch.nn.ModuleList(list(full)[:-1] + [_AtOne(full[-1], pos)])
+    try:
+        yield
     finally:
         enc.layer = full
 
@@ -326,7 +382,7 @@ def patch(lm: LM, clean: str, corrupted: str | None = None, *, metric="logprob_d
     todo = _sites(lm, sites, layers, positions, n)
 
     values, clean_value, corrupt_value = _run_sites(lm, run, todo, a, b, batch_size,
-                                                    (noisy, noise_scale, seed))
+                                                    (noisy, noise_scale, seed), mask_pos)
     ids_a, ids_b = a.inputs["input_ids"][0].tolist(), b.inputs["input_ids"][0].tolist()
     changed = set(noisy or []) | {p for p in range(n) if ids_a[p] != ids_b[p]}
     spans = ["corrupted" if p in changed else "mask" if p == mask_pos else "other"
@@ -335,7 +391,8 @@ def patch(lm: LM, clean: str, corrupted: str | None = None, *, metric="logprob_d
                   described)
 
 
-def _run_sites(lm: LM, run: Callable, todo: list[Site], a, b, batch_size: int, noise):
+def _run_sites(lm: LM, run: Callable, todo: list[Site], a, b, batch_size: int, noise,
+               read_at: int | None = None):
     """(values per site, clean value, corrupted value); every forward has W = max(batch_size, 2)
     rows, sites sorted by layer.
 
@@ -343,7 +400,8 @@ def _run_sites(lm: LM, run: Callable, todo: list[Site], a, b, batch_size: int, n
     sites, patched from row 0's activation of the same pass; it records row 0's activations at
     every later site and row 1's layer outputs. Each later pass starts at the first layer its
     sites need (`_first_layer`), fed the recorded corrupted input of that layer, so no pass
-    recomputes a layer whose output it already has, and runs the metric.
+    recomputes a layer whose output it already has, and runs the metric. `read_at`: the one
+    position the metric reads (the mask), so the last layer computes that position only.
     """
     width = max(batch_size, 2)
     order = sorted(range(len(todo)), key=lambda i: _first_layer([todo[i]]))   # stable
@@ -357,10 +415,10 @@ def _run_sites(lm: LM, run: Callable, todo: list[Site], a, b, batch_size: int, n
     inputs = {k: (ids if k == "input_ids" else torch.cat([v, b.inputs[k].expand(width - 1, -1)]))
               for k, v in a.inputs.items()}
     noisy, scale, seed = noise
-    with torch.inference_mode():
+    with torch.inference_mode(), _last_layer_at(lm, read_at):
         # row 0's hook records before the patching hook of the same module reads it
         with _record(lm, {(todo[i].kind, todo[i].layer) for i in order}, clean, row=0), \
-                _record(lm, resid_keys, corrupt, row=1), _patching(lm, first_rows, clean), \
+                _record(lm, resid_keys, corrupt, row=1), _patching(lm, first_rows, clean, read_at), \
                 _noise(lm, noisy, scale, seed, first_row=1):
             out = run(inputs).double().cpu().numpy()
         clean_value, corrupt_value = float(out[0]), float(out[1])
@@ -371,7 +429,7 @@ def _run_sites(lm: LM, run: Callable, todo: list[Site], a, b, batch_size: int, n
             rows = [todo[i] for i in idx] + [None] * (width - len(idx))
             start = _first_layer(rows)
             hidden = _fed_input(lm, start, rows, clean, corrupt, width)
-            with _patching(lm, rows, clean), _start_at(lm, start, hidden), \
+            with _patching(lm, rows, clean, read_at), _start_at(lm, start, hidden), \
                     _noise(lm, noisy, scale, seed):
                 values[idx] = run(rep)[:len(idx)].double().cpu().numpy()
     return values, clean_value, corrupt_value
