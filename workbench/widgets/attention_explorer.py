@@ -113,8 +113,7 @@ class AttentionExplorer(widgets.VBox):
         self.lm = lm
         self.captures: list[AttentionCapture] = []
         self.forward_count = 0          # model runs so far (option changes must not add any)
-        self._qk: dict[int, dict] = {}
-        self._mixing: dict[tuple[int, str], tuple[AttentionCapture, AttentionCapture]] = {}
+        self._qk, self._mixing = {}, {}  # per text: q/k vectors; per (text, method): mixing
         self.figure: go.Figure | None = None
         if isinstance(texts, (str, tuple)):
             texts = [texts]
