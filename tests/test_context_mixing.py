@@ -48,8 +48,7 @@ def test_value_zeroing_equals_loop_of_full_forwards(lm):
             hs = _hidden_states(lm, TEXT, [(part.value, zero, "forward")])
             loop[:, j] = 1 - F.cosine_similarity(hs[layer + 1], clean[layer + 1], dim=-1)
         with torch.inference_mode():
-            batched = cm._zeroing_distances(cm.encoder_layers(lm)[layer], part.value,
-                                            traces[layer])
+            batched = cm._zeroing_distances(lm, layer, traces[layer])
         torch.testing.assert_close(batched, loop.clamp_min(0), atol=1e-5, rtol=0)
         assert loop.abs().max() > 1e-3          # zeroing a value does change the outputs
 
@@ -188,3 +187,46 @@ def test_agreement_with_attributions(tmp_path, tiny_model_dir):
         assert r.ci_low <= r.score + 1e-12 and r.score <= r.ci_high + 1e-12
     with pytest.raises(MissingHeadError, match="classifier"):
         wb.mixing_agreement(wb.load(tiny_model_dir, device="cpu"), texts)
+
+
+def test_attention_explorer_flips_through_every_mode(lm):
+    """Click through the attention modes and the mixing methods in one AttentionExplorer: each
+    mixing mode draws `wb.context_mixing`'s numbers (per layer, and layer "all" = the rollout),
+    runs the model once per text and method, and the views draw from it."""
+    from workbench.analysis.attention_modes import MODES
+    from workbench.analysis.attention import ALL
+
+    w = wb.widgets.AttentionExplorer(lm, [TEXT, ("A man eats.", "He is hungry.")])
+    runs = w.forward_count
+    t = len(lm.tokens(TEXT))
+    seen = {}
+    for mode in [*MODES, *cm.METHODS, "weights", *cm.METHODS]:
+        w.mode.value = mode
+        assert w.last_error is None, (mode, w.last_error)
+        z = np.asarray(w.figure.data[0].z, dtype=float)
+        assert z.shape == (t, t) and np.isfinite(z).all()
+        seen.setdefault(mode, z)
+        np.testing.assert_array_equal(z, seen[mode])           # a revisit redraws the same
+    assert w.forward_count == runs + len(cm.METHODS)           # computed once, then cached
+    for method in cm.METHODS:
+        w.mode.value = method
+        for layer in (1, ALL):
+            w.layer.value = layer
+            ref = wb.context_mixing(lm, TEXT, method=method,
+                                    layers="all" if layer == ALL else [layer])
+            ref = ref.pivot(index="query", columns="key", values="weight").to_numpy()
+            np.testing.assert_allclose(np.asarray(w.figure.data[0].z, dtype=float), ref,
+                                       atol=1e-6)
+            got = w.frame()
+            assert set(got["layer"]) == {layer} and set(got["head"]) == {ALL}
+            np.testing.assert_allclose(got.pivot(index="query", columns="key",
+                                                 values="weight").to_numpy(), ref, atol=1e-6)
+        w.layer.value = 0
+        for view in ("head", "model"):
+            w.view.value = view
+            assert w.last_error is None and w.canvas.payload, (method, view)
+        w.view.value = "heatmap"
+    assert not np.allclose(seen["alti"], seen["weights"])
+    assert w.forward_count == runs + len(cm.METHODS)
+    w.text_pick.value = 1                                      # a pair: a clear refusal
+    assert isinstance(w.last_error, InputError) and "sentence pair" in str(w.last_error)

@@ -100,6 +100,8 @@ def test_equals_a_plain_loop_of_single_runs(lm):
         lm.model(**ids)
     for h in hooks:
         h.remove()
+    # the mask's position too: the last layer computes only that row (patching._AtOne)
+    assert pos == 9
     df = wb.patch(lm, CLEAN, CORRUPT, candidates=CANDS, sites=ALL_SITES, positions=[0, 2, 9],
                   batch_size=16)
     for row in df.itertuples():
@@ -112,6 +114,8 @@ def test_noise_corruption_and_classifier_metric(lm, tmp_path):
     b = wb.patch(lm, CLEAN, noise=[1, 2], candidates=CANDS, layers=[0], seed=3)
     pd.testing.assert_frame_equal(a, b)                      # a fixed seed: the same noise
     assert a["corrupted"].iloc[0] != a["clean"].iloc[0]
+    paired = wb.patch(lm, CLEAN, CORRUPT, candidates=CANDS, layers=[0], positions=[1])
+    assert a["clean"].iloc[0] == pytest.approx(paired["clean"].iloc[0], abs=1e-6)  # row 0 clean
     clf = wb.load(make_tiny_model(tmp_path / "clf", head="classifier"), device="cpu")
     df = wb.patch(clf, "The man is here.", "The men is here.", metric="prob", target=1, sites="head")
     with torch.no_grad():

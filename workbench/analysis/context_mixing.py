@@ -9,8 +9,9 @@ published answers, each a (T, T) matrix per layer whose rows are non-negative an
   the value bias) is set to zero in every head of layer l; queries and keys are untouched; the
   layer is re-run on its real input and C[i, j] = cosine distance between token i's new layer
   output and its original one. Rows are divided by their sum, as in the paper's code. All T
-  zeroings of a layer run as one batched re-run of that layer only (`_zeroing_distances`), not
-  T full forward passes.
+  zeroings of a layer come from that layer's one traced pass, not T full forward passes nor T
+  layer re-runs: the softmax weights do not change, so zeroing value j is a rank-1 update of the
+  heads' output per head, and only LN1 and the FFN run again, batched (`_zeroing_distances`).
 - `alti` (Ferrando, Gállego & Costa-jussà 2022, "Measuring the Mixing of Contextual Information
   in the Transformer", EMNLP; code: mt-upc/transformer-contributions). The attention block's
   output y_i = LN1(sum_h sum_j A^h_ij f_h(x_j) + b_O + x_i), with f_h(x_j) = (x_j W_V^h + b_V^h)
@@ -129,28 +130,40 @@ def rerun_layer(layer: torch.nn.Module, inputs: torch.Tensor, kwargs: dict) -> t
     return (out[0] if isinstance(out, tuple) else out).float()
 
 
-def _zeroing_distances(layer, value: torch.nn.Module, trace: LayerTrace) -> torch.Tensor:
+def _zeroing_distances(lm: LM, layer: int, trace: LayerTrace) -> torch.Tensor:
     """(T, T) cosine distance [i, j] of token i's layer output with token j's values zeroed.
 
-    Row r of each chunk re-runs the layer with key j = start + r zeroed: inputs (n, T, D), the
-    value projection's output multiplied by a (n, T, 1) mask that is 0 at (r, j).
+    Queries and keys are untouched, so the softmax weights A (H, T, T) are the traced ones and
+    zeroing value row j changes head h's context of query i by -A[h, i, j] v_h(x_j): after the
+    output projection, LN1's input for zeroing j is pre_ln1 - sum_h A[h, :, j] f_h(x_j), a rank-1
+    update per head of one matmul (f_h as in ALTI, `_value_terms`). Only LN1 and the FFN then run,
+    batched over chunks of zeroed tokens j: rows (n, T, D). No Q/K/softmax/value re-run.
     """
+    mod = encoder_layers(lm)[layer]
     t, d = trace.inputs.shape
-    n_max = max(1, _CHUNK_BYTES // (4 * t * (6 * d + 2 * trace.attn.shape[0] * t)))
+    f = _value_terms(lm, trace, layer)                                     # (T, H, D)
+    dt = next(mod.parameters()).dtype
+    n_max = max(1, _CHUNK_BYTES // (4 * t * 8 * d))                         # (n, T, 4D) FFN rows
     dist = torch.empty(t, t, device=trace.inputs.device)
     for start in range(0, t, n_max):
-        js = torch.arange(start, min(t, start + n_max), device=trace.inputs.device)
-        mask = torch.ones(len(js), t, 1, device=trace.inputs.device)
-        mask[torch.arange(len(js)), js] = 0.0
-
-        def zero(module, args, out, mask=mask):
-            return out * mask.to(out.dtype)
-
-        with hooks([(value, zero, "forward")]):
-            y = rerun_layer(layer, trace.inputs[None].expand(len(js), t, d), trace.kwargs)
+        js = slice(start, min(t, start + n_max))
+        # delta[j, i] = sum_h A[h, i, j] f_h(x_j): one bmm (n, T, H) @ (n, H, D)
+        delta = torch.bmm(trace.attn[:, :, js].permute(2, 1, 0), f[js])     # (n, T, D)
+        pre1 = trace.pre_ln1[None] - delta
+        a = mod.attention.output.LayerNorm(pre1.to(dt))                    # attention block out
+        y = mod.output(mod.intermediate(a), a).float()                     # (n, T, D) layer out
         cos = F.cosine_similarity(y, trace.output[None].expand_as(y), dim=-1)   # (n, T): [j, i]
         dist[:, js] = (1.0 - cos).T
     return dist.clamp_min(0.0)
+
+
+def _value_terms(lm: LM, trace: LayerTrace, layer: int) -> torch.Tensor:
+    """(T, H, D) f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h: token j's value through head h's slice of
+    the output projection (no output bias), from the traced value rows."""
+    parts = attention_modules(lm)[layer]
+    h, hd = parts.num_heads, parts.head_dim
+    w_o = parts.output.weight.float().view(-1, h, hd)                        # (D, H, d)
+    return torch.einsum("jhe,ohe->jho", trace.values.view(-1, h, hd), w_o)
 
 
 @torch.inference_mode()
@@ -166,11 +179,9 @@ def mixing_vectors(lm: LM, trace: LayerTrace, layer: int, through: str = "attent
     `rows` picks query positions (default all). See the module docstring for the definitions.
     """
     parts, mod = attention_modules(lm)[layer], encoder_layers(lm)[layer]
-    h, hd = parts.num_heads, parts.head_dim
     rows = list(range(trace.inputs.shape[0])) if rows is None else list(rows)
     rows_t = torch.tensor(rows, device=trace.inputs.device)
-    w_o = parts.output.weight.float().view(-1, h, hd)                        # (D, H, d)
-    f = torch.einsum("jhe,ohe->jho", trace.values.view(-1, h, hd), w_o)      # (T, H, D) f_h(x_j)
+    f = _value_terms(lm, trace, layer)                                       # (T, H, D) f_h(x_j)
     u = torch.einsum("hij,jho->ijo", trace.attn[:, rows_t], f)               # (Q, T, D)
     u[torch.arange(len(rows)), rows_t] += trace.inputs[rows_t]              # residual, j = i
     ln1 = mod.attention.output.LayerNorm
@@ -214,16 +225,31 @@ def mixing_matrices(lm: LM, text: str, method: str = "value_zeroing",
     """One text's context-mixing matrices: (TokenView, tensor (L, T, T) on the CPU, rows sum 1)."""
     check_method(method)
     view, traces = trace_layers(lm, text, max_length)
-    layers, parts = encoder_layers(lm), attention_modules(lm)
     mats = []
     with torch.inference_mode(), lm.eager_attention():
         for i, tr in enumerate(traces):
             if method == "value_zeroing":
-                raw = _zeroing_distances(layers[i], parts[i].value, tr)
+                raw = _zeroing_distances(lm, i, tr)
             else:
                 raw = _decomposition_scores(lm, tr, i, method)
             mats.append(raw / raw.sum(-1, keepdim=True).clamp_min(1e-30))
     return view, torch.stack(mats).cpu()
+
+
+def mixing_capture(lm: LM, text: str, method: str, *, text_id: int = 0,
+                   max_length: int | None = None) -> AttentionCapture:
+    """One text's mixing matrices as an `AttentionCapture` with one "head" per layer:
+    weights (L, 1, T, T), so `transform`/`to_frame` (mode="weights") and every attention view
+    draw them (`context_mixing`, `AttentionExplorer`'s mixing modes)."""
+    view, mats = mixing_matrices(lm, text, method, max_length)          # (L, T, T)
+    return AttentionCapture(view=view, weights=mats[:, None], model=lm.name, text_id=text_id)
+
+
+def mixing_rollout(cap: AttentionCapture) -> AttentionCapture:
+    """The rollout C_{L-1} ... C_0 of a `mixing_capture` across all layers, as a capture of one
+    layer (1, 1, T, T); no identity is added (the residual is inside each matrix), as the papers."""
+    mats = attention_rollout(cap.weights, residual=0.0)[-1:, None]      # (1, 1, T, T)
+    return AttentionCapture(view=cap.view, weights=mats, model=cap.model, text_id=cap.text_id)
 
 
 def check_method(method: str) -> str:
@@ -255,10 +281,9 @@ def context_mixing(lm: LM, texts, *, method: str = "value_zeroing",
         raise InputError(f"layers={layers!r}; pass None, layer numbers, or 'all' for the rollout")
     frames = []
     for text_id, text in enumerate(texts):
-        view, mats = mixing_matrices(lm, text, method, max_length)       # (L, T, T)
+        cap = mixing_capture(lm, text, method, text_id=text_id, max_length=max_length)
         if rollout:
-            mats = attention_rollout(mats[:, None], residual=0.0)[-1:]   # (1, T, T)
-        cap = AttentionCapture(view=view, weights=mats[:, None], model=lm.name, text_id=text_id)
+            cap = mixing_rollout(cap)
         df = cap.to_frame(layers=None if rollout else layers, drop_special=drop_special,
                           merge_subwords=merge_subwords, select=select)
         df[S.HEAD] = ALL

@@ -25,11 +25,15 @@ text's one `<mask>`, each candidate one token), "logit" / "prob" / "logprob" of 
 (a classifier), or a callable taking the model's output logits ((B, T, V) or (B, C); the last
 hidden states (B, T, D) for an encoder without a head) and returning one number per row (B,).
 
-Every corrupted run goes in batches of `batch_size` rows, one site per row, sites sorted by layer;
-every forward pass, the clean and corrupted baselines included, has exactly `batch_size` rows
-(short batches are filled with unpatched rows), so a row's numbers do not depend on where its
-site falls. A batch whose sites start at layer l runs layers l.. only, from the corrupted run's
-recorded input of layer l (`_start_at`): the skipped layers would recompute it bit for bit.
+Every forward pass has W = max(batch_size, 2) rows, one site per row (short passes are filled
+with unpatched rows), so a row's numbers do not depend on where its site falls. The first pass
+carries the clean text (row 0), the corrupted one (row 1) and the first W - 2 sites, patched
+from row 0 within the same pass; it records what the later passes need. Later passes take the
+remaining sites in layer order and start at the first layer their sites need: a residual site
+at layer l needs layers l + 1.. only, fed the recorded corrupted output of layer l with the clean
+row put in (`_start_at`), so a 12-layer residual grid costs about L^2 / 2 layer-steps per
+position instead of the L^2 of one forward per site; the skipped layers would recompute the fed
+values bit for bit.
 """
 
 from __future__ import annotations
@@ -86,13 +90,13 @@ def _replace(x, new):
 
 
 @contextlib.contextmanager
-def _record(lm: LM, keys: set[tuple[str, int]], store: dict):
-    """Store row 0 of each (kind, layer) activation of the next forward: (T, D)."""
+def _record(lm: LM, keys: set[tuple[str, int]], store: dict, row: int = 0):
+    """Store row `row` of each (kind, layer) activation of the next forward: (T, D)."""
     def make(key):
         def fwd(module, args, out):
-            store[key] = _first(out)[0].detach().clone()
+            store[key] = _first(out)[row].detach().clone()
         def pre(module, args):
-            store[key] = args[0][0].detach().clone()
+            store[key] = args[0][row].detach().clone()
         return fwd, pre
     pairs = []
     for key in keys:
@@ -104,8 +108,9 @@ def _record(lm: LM, keys: set[tuple[str, int]], store: dict):
 
 
 @contextlib.contextmanager
-def _patching(lm: LM, rows: Sequence[Site | None], clean: dict):
-    """Inside the block, batch row r carries site rows[r] patched with the clean activation."""
+def _patching(lm: LM, rows: Sequence[Site | None], clean: dict, read_at: int | None = None):
+    """Inside the block, batch row r carries site rows[r] patched with the clean activation.
+    `read_at`: the one position the last layer computes (`_AtOne`), if it computes only one."""
     groups: dict[tuple[str, int], list[tuple[int, Site]]] = {}
     for r, site in enumerate(rows):
         if site is not None:
@@ -114,8 +119,12 @@ def _patching(lm: LM, rows: Sequence[Site | None], clean: dict):
 
     def patched(key, x):
         x = x.clone()
-        src = clean[key].to(x.dtype)                                 # (T, D)
+        src = clean[key].to(x.dtype)                                 # (T, D), or (1, D) in _AtOne
         for r, site in groups[key]:
+            if x.shape[1] == 1 and site.kind != "head" and site.position >= 0:
+                if site.position == read_at:                         # _AtOne: the one row
+                    x[r, 0] = src[0]
+                continue                                             # a row no one reads
             if site.kind == "head":
                 sl = slice(site.head * d, (site.head + 1) * d)
                 x[r, :, sl] = src[:, sl]
@@ -139,26 +148,14 @@ def _patching(lm: LM, rows: Sequence[Site | None], clean: dict):
 
 
 @contextlib.contextmanager
-def _layer_inputs(lm: LM, store: list):
-    """Store row 0 of every layer's input hidden states of the next forward: L x (T, D)."""
-    store[:] = [None] * lm.num_layers
-
-    def make(i):
-        def pre(module, args):
-            store[i] = args[0][0].detach().clone()
-        return pre
-    with hooks((layer, make(i), "pre") for i, layer in enumerate(encoder_layers(lm))):
-        yield store
-
-
-@contextlib.contextmanager
 def _start_at(lm: LM, start: int, hidden: torch.Tensor | None):
-    """Inside the block a forward runs layers `start`.. only, fed `hidden` (T, D), the input of
-    layer `start` recorded on the same (corrupted) input, in place of the embeddings' output.
+    """Inside the block a forward runs layers `start`.. only (none if start = L), fed `hidden`
+    (B, T, D) in place of the embeddings' output: the corrupted input of layer `start` recorded
+    in the first pass, with the residual patches of layer start - 1 already put in.
 
-    The layers before `start` would compute exactly `hidden` again (same input, same batch
-    shape), so skipping them changes no bit; the encoder's own forward, masks and task head run
-    as usual (the layer list is swapped for its tail and always restored).
+    For the unpatched rows the layers before `start` would compute exactly `hidden` again (same
+    input, same batch shape), so skipping them changes no bit; the encoder's own forward, masks
+    and task head run as usual (the layer list is swapped for its tail and always restored).
     """
     if start == 0:
         yield
@@ -167,7 +164,7 @@ def _start_at(lm: LM, start: int, hidden: torch.Tensor | None):
     full = enc.layer
 
     def feed(module, args, out):
-        return hidden[None].to(out.dtype).expand_as(out).clone()
+        return hidden.to(out.dtype)
 
     enc.layer = torch.nn.ModuleList(list(full)[start:])
     try:
@@ -177,9 +174,60 @@ def _start_at(lm: LM, start: int, hidden: torch.Tensor | None):
         enc.layer = full
 
 
+class _AtOne(torch.nn.Module):
+    """A stock BERT/RoBERTa layer computed for one position `pos` only: keys and values of every
+    position, then the query, attention output (LN1) and FFN (LN2) of `pos` alone; the output's
+    other rows are zero. Used as the last layer when the metric reads only `pos` (the mask):
+    L - 1 of every L positions of the last layer would be computed and thrown away. It keeps the
+    layer's submodules, so the site hooks fire on them, with (B, 1, D) tensors."""
+
+    def __init__(self, layer: torch.nn.Module, pos: int):
+        super().__init__()
+        self.attention, self.intermediate, self.output = (layer.attention, layer.intermediate,
+                                                          layer.output)
+        self.pos = pos
+
+    def forward(self, hidden, attention_mask=None, *args, **kwargs):
+        sa, (b, t, _) = self.attention.self, hidden.shape
+        split = (b, -1, sa.num_attention_heads, sa.attention_head_size)
+        k = sa.key(hidden).view(*split).transpose(1, 2)                      # (B, H, T, d)
+        v = sa.value(hidden).view(*split).transpose(1, 2)
+        x = hidden[:, self.pos:self.pos + 1]                                 # (B, 1, D)
+        q = sa.query(x).view(*split).transpose(1, 2)                         # (B, H, 1, d)
+        scores = (q @ k.transpose(2, 3)) * sa.scaling                        # (B, H, 1, T)
+        if attention_mask is not None:                                       # 4-D, or none
+            m = attention_mask[..., self.pos:self.pos + 1, :] if attention_mask.shape[-2] > 1 \
+                else attention_mask
+            scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool \
+                else scores + m
+        ctx = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, 1, -1)   # (B, 1, D)
+        a = self.attention.output(ctx, x)                                    # LN1
+        y = self.output(self.intermediate(a), a)                             # (B, 1, D) LN2
+        out = hidden.new_zeros(b, t, y.shape[-1])
+        out[:, self.pos] = y[:, 0]
+        return out
+
+
 @contextlib.contextmanager
-def _noise(lm: LM, positions: list[int] | None, scale: float, seed: int):
-    """Add fixed Gaussian noise to the word embeddings at `positions` of every row."""
+def _last_layer_at(lm: LM, pos: int | None):
+    """Inside the block the encoder's last layer is `_AtOne(pos)` (always restored); nothing
+    changes if `pos` is None or the model's attention is not plain absolute-position attention."""
+    enc = lm.encoder.encoder
+    if pos is None or getattr(lm.config, "position_embedding_type", "absolute") != "absolute" \
+            or getattr(lm.config, "is_decoder", False):
+        yield
+        return
+    full = enc.layer
+    enc.layer = torch.nn.ModuleList(list(full)[:-1] + [_AtOne(full[-1], pos)])
+    try:
+        yield
+    finally:
+        enc.layer = full
+
+
+@contextlib.contextmanager
+def _noise(lm: LM, positions: list[int] | None, scale: float, seed: int, first_row: int = 0):
+    """Add fixed Gaussian noise to the word embeddings at `positions` of rows `first_row`.."""
     if not positions:
         yield
         return
@@ -190,7 +238,7 @@ def _noise(lm: LM, positions: list[int] | None, scale: float, seed: int):
 
     def hook(module, args, out):
         out = out.clone()
-        out[:, positions] += eps.to(out.device, out.dtype)
+        out[first_row:, positions] += eps.to(out.device, out.dtype)
         return out
 
     with hooks([(emb, hook, "forward")]):
@@ -333,31 +381,81 @@ def patch(lm: LM, clean: str, corrupted: str | None = None, *, metric="logprob_d
             raise InputError(f"noise={noise!r}: pass token positions inside 0..{n - 1} to corrupt")
     todo = _sites(lm, sites, layers, positions, n)
 
-    def rep(batch):
-        return {k: v.expand(batch_size, *v.shape[1:]) for k, v in batch.inputs.items()}
-
-    store: dict = {}
-    inputs_b: list = []
-    order = sorted(range(len(todo)), key=lambda i: todo[i].layer)   # chunks start late
-    values = np.empty(len(todo))
-    with torch.inference_mode():
-        with _record(lm, {(s.kind, s.layer) for s in todo}, store):
-            clean_value = float(run(rep(a))[0])
-        with _noise(lm, noisy, noise_scale, seed):
-            with _layer_inputs(lm, inputs_b):
-                corrupt_value = float(run(rep(b))[0])
-            for at in range(0, len(order), batch_size):
-                idx = order[at:at + batch_size]
-                rows = [todo[i] for i in idx] + [None] * (batch_size - len(idx))
-                first = todo[idx[0]].layer                           # every later layer re-runs
-                with _patching(lm, rows, store), _start_at(lm, first, inputs_b[first]):
-                    values[idx] = run(rep(b))[:len(idx)].double().cpu().numpy()
+    values, clean_value, corrupt_value = _run_sites(lm, run, todo, a, b, batch_size,
+                                                    (noisy, noise_scale, seed), mask_pos)
     ids_a, ids_b = a.inputs["input_ids"][0].tolist(), b.inputs["input_ids"][0].tolist()
     changed = set(noisy or []) | {p for p in range(n) if ids_a[p] != ids_b[p]}
     spans = ["corrupted" if p in changed else "mask" if p == mask_pos else "other"
              for p in range(n)]
     return _frame(lm, todo, values, clean_value, corrupt_value, a.views[0].display, spans,
                   described)
+
+
+def _run_sites(lm: LM, run: Callable, todo: list[Site], a, b, batch_size: int, noise,
+               read_at: int | None = None):
+    """(values per site, clean value, corrupted value); every forward has W = max(batch_size, 2)
+    rows, sites sorted by layer.
+
+    The first pass holds the clean text (row 0), the corrupted one (row 1) and the first W - 2
+    sites, patched from row 0's activation of the same pass; it records row 0's activations at
+    every later site and row 1's layer outputs. Each later pass starts at the first layer its
+    sites need (`_first_layer`), fed the recorded corrupted input of that layer, so no pass
+    recomputes a layer whose output it already has, and runs the metric. `read_at`: the one
+    position the metric reads (the mask), so the last layer computes that position only.
+    """
+    width = max(batch_size, 2)
+    order = sorted(range(len(todo)), key=lambda i: _first_layer([todo[i]]))   # stable
+    head, later = order[:width - 2], order[width - 2:]
+    values = np.empty(len(todo))
+    clean: dict = {}
+    corrupt: dict = {}
+    resid_keys = {("resid", layer) for layer in range(lm.num_layers)}
+    first_rows = [None, None] + [todo[i] for i in head] + [None] * (width - 2 - len(head))
+    ids = torch.cat([a.inputs["input_ids"], b.inputs["input_ids"].expand(width - 1, -1)])
+    inputs = {k: (ids if k == "input_ids" else torch.cat([v, b.inputs[k].expand(width - 1, -1)]))
+              for k, v in a.inputs.items()}
+    noisy, scale, seed = noise
+    with torch.inference_mode(), _last_layer_at(lm, read_at):
+        # row 0's hook records before the patching hook of the same module reads it
+        with _record(lm, {(todo[i].kind, todo[i].layer) for i in order}, clean, row=0), \
+                _record(lm, resid_keys, corrupt, row=1), _patching(lm, first_rows, clean, read_at), \
+                _noise(lm, noisy, scale, seed, first_row=1):
+            out = run(inputs).double().cpu().numpy()
+        clean_value, corrupt_value = float(out[0]), float(out[1])
+        values[head] = out[2:2 + len(head)]
+        rep = {k: v.expand(width, *v.shape[1:]) for k, v in b.inputs.items()}
+        for at in range(0, len(later), width):
+            idx = later[at:at + width]
+            rows = [todo[i] for i in idx] + [None] * (width - len(idx))
+            start = _first_layer(rows)
+            hidden = _fed_input(lm, start, rows, clean, corrupt, width)
+            with _patching(lm, rows, clean, read_at), _start_at(lm, start, hidden), \
+                    _noise(lm, noisy, scale, seed):
+                values[idx] = run(rep)[:len(idx)].double().cpu().numpy()
+    return values, clean_value, corrupt_value
+
+
+def _first_layer(rows: Sequence[Site | None]) -> int:
+    """The first layer a pass must run: a residual site at layer l needs layers l + 1.. only
+    (its patched output is fed in); any other site at layer l needs layer l."""
+    return min(s.layer + (s.kind == "resid") for s in rows if s is not None)
+
+
+def _fed_input(lm: LM, start: int, rows: Sequence[Site | None], clean: dict, corrupt: dict,
+               width: int) -> torch.Tensor | None:
+    """(W, T, D) input of layer `start`: the corrupted output of layer start - 1 (recorded), with
+    the clean output put in at the positions of the residual sites of that layer."""
+    if start == 0:
+        return None
+    key = ("resid", start - 1)
+    hidden = corrupt[key][None].repeat(width, 1, 1)
+    for r, site in enumerate(rows):
+        if site is not None and (site.kind, site.layer) == key:
+            if site.position < 0:
+                hidden[r] = clean[key]
+            else:
+                hidden[r, site.position] = clean[key][site.position]
+    return hidden
 
 
 def _frame(lm, todo, values, clean_value, corrupt_value, tokens, spans,

@@ -5,7 +5,10 @@ at construction): each text's forward pass is cached as an `AttentionCapture` (w
 value norms norm-based attention needs; q/k vectors on first use of the query/key view), and every
 option change re-transforms the cache. Views: a plotly heatmap (`plots.attention`), or our offline
 head / model / query-key views drawn by `views/static/attention.js` inside an anywidget; for the
-head view only the current layer's data is sent. `CaptureCache` keeps each text's pass for the
+head view only the current layer's data is sent. Modes: the attention modes (`attention_modes.
+MODES`) and the context-mixing methods (`context_mixing.METHODS`: value zeroing, ALTI, GlobEnc),
+each computed on demand the first time a text is shown in that mode and cached (one traced pass
+per text and method); a mixing mode has one "head" per layer, and layer "all" is their rollout. `CaptureCache` keeps each text's pass for the
 widgets that open these views on texts they already ran (HeadExplorer, QKAtlas): `show(texts,
 captures)` then swaps the texts in without running the model.
 """
@@ -22,8 +25,10 @@ import plotly.graph_objects as go
 import traitlets
 
 from .. import figures
+from .. import schema as S
 from ..analysis.attention import ALL, AttentionCapture, attention_qk, capture_attention
 from ..analysis.attention_modes import FLOW_MAX_TOKENS, MODES
+from ..analysis.context_mixing import METHODS, mixing_capture, mixing_rollout
 from ..errors import InputError
 from ..models import LM, as_lm_dict
 from ..plots.attention import attention_heatmap
@@ -35,6 +40,7 @@ VIEWS = [("heatmap", "heatmap"), ("head view", "head"), ("model view", "model"),
          ("query/key", "qk")]
 EXPORTS = ("png", "svg", "pdf", "html", "csv", "parquet")
 PAIR_SEP = "||"  # a line "A || B" is a sentence pair
+ALL_MODES = {**MODES, **METHODS}  # attention modes, then the context-mixing methods
 
 
 class AttentionCanvas(anywidget.AnyWidget):
@@ -100,14 +106,14 @@ class AttentionExplorer(widgets.VBox):
                       ["texts", "view", "mode", "layer", "head", "captures"])
         as_lm_dict(lm)  # InputError naming `lm` for anything but a loaded model
         check_choice("view", view, [v for _, v in VIEWS], "AttentionExplorer")
-        check_choice("mode", mode, list(MODES), "AttentionExplorer")
+        check_choice("mode", mode, list(ALL_MODES), "AttentionExplorer")
         if texts is not None and not isinstance(texts, (str, tuple, list)):
             raise InputError(f"AttentionExplorer(texts={texts!r}): pass a text, a list of texts "
                              "or (a, b) pairs")
         self.lm = lm
         self.captures: list[AttentionCapture] = []
         self.forward_count = 0          # model runs so far (option changes must not add any)
-        self._qk: dict[int, dict] = {}
+        self._qk, self._mixing = {}, {}  # per text: q/k vectors; per (text, method): mixing
         self.figure: go.Figure | None = None
         if isinstance(texts, (str, tuple)):
             texts = [texts]
@@ -125,7 +131,7 @@ class AttentionExplorer(widgets.VBox):
         self.layer = widgets.Dropdown(options=layer_opts, value=layer, description="layer")
         self.head = widgets.Dropdown(options=head_opts, value=head, description="head")
         self.view = widgets.ToggleButtons(options=VIEWS, value=view, description="view")
-        self.mode = widgets.Dropdown(options=[(k, k) for k in MODES], value=mode,
+        self.mode = widgets.Dropdown(options=[(k, k) for k in ALL_MODES], value=mode,
                                      description="mode")
         self.drop_special = widgets.Checkbox(value=False, description="drop specials + renormalise")
         self.merge = widgets.Checkbox(value=False, description="merge subwords into words")
@@ -207,7 +213,7 @@ class AttentionExplorer(widgets.VBox):
 
     def _install(self, items) -> None:
         """New texts' captures are in `self.captures`: reset the text picker and the selection."""
-        self._qk = {}
+        self._qk, self._mixing = {}, {}
         labels = [(f"{i}: {(t if isinstance(t, str) else ' / '.join(t))[:40]}", i)
                   for i, t in enumerate(items)]
         self.selected = []
@@ -218,6 +224,30 @@ class AttentionExplorer(widgets.VBox):
     @property
     def capture(self) -> AttentionCapture:
         return self.captures[self.text_pick.value or 0]
+
+    @property
+    def mixing(self) -> bool:
+        """Whether the mode is a context-mixing method (drawn from `shown`, not `capture`)."""
+        return self.mode.value in METHODS
+
+    @property
+    def shown(self) -> AttentionCapture:
+        """What the views draw: the text's attention capture, or in a mixing mode its mixing
+        matrices (computed on first use per text and method; the rollout when layer is "all")."""
+        if not self.mixing:
+            return self.capture
+        cap, method = self.capture, self.mode.value
+        if (cap.text_id, method) not in self._mixing:
+            item = _parse(self.text.value)[cap.text_id]
+            if not isinstance(item, str):
+                raise InputError(f"mode {method!r} takes single texts, not a sentence pair: "
+                                 "pick another text or an attention mode")
+            with busy(self.status, f"computing {method} for this text"):
+                per_layer = mixing_capture(self.lm, item, method, text_id=cap.text_id)
+            self.forward_count += 1  # one traced pass per text and method, then cached
+            self._mixing[(cap.text_id, method)] = (per_layer, mixing_rollout(per_layer))
+        per_layer, rollout = self._mixing[(cap.text_id, method)]
+        return rollout if self.layer.value == ALL else per_layer
 
     # -- options -> numbers ----------------------------------------------------------------
     def options(self, *, for_frame: bool = True) -> dict:
@@ -233,13 +263,22 @@ class AttentionExplorer(widgets.VBox):
             select = self.selected
             if self.aggregate_selection.value:
                 agg.append("queries")
+        if self.mixing:  # one "head" per layer; layer "all" is the rollout capture's one layer
+            return dict(mode="weights", layers=None if layer == ALL else [layer], heads=None,
+                        drop_special=self.drop_special.value, merge_subwords=self.merge.value,
+                        select=select, aggregate=[a for a in agg if a == "queries"] or None)
         return dict(mode=self.mode.value, layers=None if layer == ALL else [layer],
                     heads=None if head == ALL else [head], drop_special=self.drop_special.value,
                     merge_subwords=self.merge.value, select=select, aggregate=agg or None)
 
     def frame(self):
         """The tidy DataFrame behind the current heatmap (same columns as `wb.attention`)."""
-        return self.capture.to_frame(**self.options())
+        df = self.shown.to_frame(**self.options())
+        if self.mixing:  # as `wb.context_mixing`: head -1, and layer -1 for the rollout
+            df[S.HEAD] = ALL
+            if self.layer.value == ALL:
+                df[S.LAYER] = ALL
+        return df
 
     # -- refresh -----------------------------------------------------------------------------
     @in_widget()
@@ -257,7 +296,7 @@ class AttentionExplorer(widgets.VBox):
             return html.escape(f"{n} tokens; query/key view: the raw query and key vectors of one "
                                "head (mode, drop specials and merge subwords do not apply); "
                                f"model runs: {self.forward_count}")
-        return html.escape(f"{n} tokens; mode {self.mode.value}: {MODES[self.mode.value]}{note}; "
+        return html.escape(f"{n} tokens; mode {self.mode.value}: {ALL_MODES[self.mode.value]}{note}; "
                            f"model runs: {self.forward_count}")
 
     def _refresh_figure(self) -> None:
@@ -273,16 +312,16 @@ class AttentionExplorer(widgets.VBox):
             return
         cap = self.capture
         layer, head = self.layer.value, self.head.value
-        common = dict(mode=self.mode.value, drop_special=self.drop_special.value,
-                      merge_subwords=self.merge.value)
+        common = dict(mode="weights" if self.mixing else self.mode.value,
+                      drop_special=self.drop_special.value, merge_subwords=self.merge.value)
         if kind == "head":
-            x, u = cap.transform(layers=None if layer == ALL else [layer],
-                                 aggregate="layers" if layer == ALL else None, **common)
+            x, u = self.shown.transform(layers=None if layer == ALL else [layer],
+                                        aggregate="layers" if layer == ALL else None, **common)
             payload = head_payload(x.numpy(), u.labels, segments=u.segments, layer=u.layers[0],
                                    layers=u.layers, heads=None if head == ALL or u.heads == [ALL]
-                                   else [u.heads.index(head)])
+                                   or self.mixing else [u.heads.index(head)])
         elif kind == "model":
-            x, u = cap.transform(**common)
+            x, u = self.shown.transform(**common)
             payload = model_payload(x.numpy(), u.labels)
         else:
             if cap.text_id not in self._qk:
