@@ -280,6 +280,7 @@ def _step(output, step: tuple) -> None:
         raise AssertionError(f"unknown step {step!r}")
 
 
+@pytest.mark.slow  # ~50 s: .ci/run runs it after the default suite (10-minute budget)
 def test_widgets_render_and_react_in_jupyterlab(lab, tiny_model_dir):
     from playwright.sync_api import sync_playwright
 
@@ -592,6 +593,7 @@ def _check_ticks(page, output, n_labels: int) -> None:
     assert all(len(t["text"]) <= 12 for t in ticks), [t["text"] for t in ticks if len(t["text"]) > 12]
 
 
+@pytest.mark.slow  # ~55 s: .ci/run runs it after the default suite (10-minute budget)
 def test_wrong_on_screen_cases_are_right_in_jupyterlab(lab, tiny_model_dir, tiny_lm):
     """Issue 17 items 1-5, each driven in the real page: the current run's points only, charts
     cleared on an input error, the clicked token selected, the clicked head shown, heatmap
