@@ -6,11 +6,13 @@ count). After the kills and resumes, the run must be "completed" with final weig
 to the uninterrupted run's, the same train-loss rows, no (kind, step) row twice and no temporary
 file or folder left. Kill points: before the first checkpoint (the run restarts from step 0 with
 the same id), while a checkpoint's temporary folder exists (watched for at millisecond intervals)
-and at random times. The default suite runs a fast subset; `-m slow` runs 24 kills.
+and at random times within a launch's training. The default suite runs a fast subset; `-m slow`
+runs 32 kill points (at least 10 per loop must land).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,12 +86,14 @@ class Harness:
     def kill_when(self, proc: subprocess.Popen, point: str, delay: float) -> bool:
         """SIGKILL `proc` at `point`; False if it ended first."""
         deadline = time.monotonic() + 120
-        start = time.monotonic()
+        launched, trained = time.time(), None
         while proc.poll() is None and time.monotonic() < deadline:
             rid = self.run_id()
             run = self.root / rid if rid else None
-            if point == "time" and time.monotonic() - start >= delay:
-                break
+            if point == "training" and run is not None:
+                trained = trained or _first_row_since(run / "metrics.jsonl", launched)
+                if trained is not None and time.time() - trained >= delay:
+                    break
             if point == "before-checkpoint" and run is not None and (run / "metrics.jsonl").exists() \
                     and not (run / "checkpoints").exists():
                 break
@@ -103,6 +107,13 @@ class Harness:
         proc.wait()
         self.kills.append(point)
         return True
+
+    def resumed_step(self) -> int:
+        """The step the next launch resumes from: the newest checkpoint's, 0 before the first."""
+        rid = self.run_id()
+        folder = self.root / rid / "checkpoints" if rid else None
+        steps = [int(p.name.split("-")[1]) for p in folder.glob("step-*")] if folder and folder.is_dir() else []
+        return max(steps, default=0)
 
     def finish(self) -> wb.Run:
         """Resume the run to its end, unless a launch meant to be killed completed it already (a
@@ -136,11 +147,37 @@ def assert_same_run(resumed: wb.Run, reference: wb.Run, steps: int) -> None:
     assert not [n for n in leftovers if "tmp" in n or n.startswith(".old")], leftovers
 
 
-def kill_and_resume(tmp_path: Path, args: list[str], points: list[tuple[str, float]]) -> Harness:
+def _first_row_since(metrics: Path, since: float) -> float | None:
+    """Wall time of the newest step row if this launch (started at `since`) wrote it, else None."""
+    try:
+        last = json.loads(metrics.read_text().splitlines()[-1])
+    except (OSError, IndexError, ValueError):  # no file yet, empty, or a line being written
+        return None
+    return last["time"] if last.get("kind") == "step" and last["time"] >= since else None
+
+
+def kill_and_resume(tmp_path: Path, args: list[str], points: list[tuple[str, float]],
+                    timing: tuple[float, int] | None = None) -> Harness:
+    """Launch and kill at each point in turn. A "training" point's value is a fraction of the
+    training time this launch has left, counted from its first step row; `timing` = (training
+    s, steps) of the uninterrupted run. (A delay counted from the launch would outlive a resumed
+    launch with few steps left, or fall in a start-up that varies more than training lasts.)"""
     harness = Harness(tmp_path / "killed", args)
-    for point, delay in points:
+    for point, value in points:
+        delay = value
+        if point == "training" and timing is not None:
+            training, steps = timing
+            delay = value * training * (steps - harness.resumed_step()) / steps
         harness.kill_when(harness.launch(), point, delay)
     return harness
+
+
+def timed_reference(tmp_path: Path, args: list[str]) -> tuple[wb.Run, tuple[float, int]]:
+    """The uninterrupted run and its (training s, steps): from its first step row (the rows carry
+    wall-clock times) to its last."""
+    reference = uninterrupted(tmp_path, args)
+    rows = reference.metrics("step")
+    return reference, (float(rows["time"].iloc[-1] - rows["time"].iloc[0]), int(rows["step"].iloc[-1]))
 
 
 @pytest.mark.parametrize("kind, point", [("pretrain", "checkpoint-write"),
@@ -161,16 +198,14 @@ def test_a_kill_resumes_exactly_from_the_cli(kind, point, inputs, tiny_model_dir
 def test_twelve_random_kills_per_loop_resume_exactly(kind, inputs, tiny_model_dir, tmp_path):
     steps = 48
     args = commands(kind, inputs, tiny_model_dir, steps)
-    start = time.monotonic()
-    reference = uninterrupted(tmp_path, args)
-    # random kill times scaled to this machine: within the time a whole launch takes (start-up
-    # included), so a kill lands before the launch ends on a fast machine as on a loaded one
-    whole = time.monotonic() - start
+    reference, timing = timed_reference(tmp_path, args)
+    # random kill times within each launch's training, scaled to this machine and to the steps
+    # that launch has left, so they land on a fast machine as on a loaded one
     rng = np.random.default_rng(1 if kind == "pretrain" else 2)
     points = [("before-checkpoint", 0), ("checkpoint-write", 0)]
     points += [("checkpoint-write", 0) if rng.random() < 0.3
-               else ("time", float(rng.uniform(0.3, 0.9) * whole)) for _ in range(14)]
-    harness = kill_and_resume(tmp_path, args, points)
+               else ("training", float(rng.uniform(0.1, 0.9))) for _ in range(14)]
+    harness = kill_and_resume(tmp_path, args, points, timing)
     assert harness.kills[:2] == ["before-checkpoint", "checkpoint-write"]
     assert len(harness.kills) >= 10, harness.kills  # some launches may finish before their kill
     assert_same_run(harness.finish(), reference, steps)
