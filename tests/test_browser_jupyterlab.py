@@ -153,6 +153,16 @@ def _notebook(names: list[str], model_dir) -> dict:
     return nb
 
 
+def _stop_lab(proc, log) -> None:
+    """Stop a JupyterLab server a test started (terminate, kill after 15 s) and close its log."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
 def _wait_for_lab(url: str, token: str, proc, log: Path) -> None:
     """Until the JupyterLab server at `url` answers; fail with its log's end if it never does."""
     deadline = time.time() + 90
@@ -197,12 +207,7 @@ def lab(tmp_path_factory):
         _wait_for_lab(url, token, proc, root / "lab.log")
         yield url, token, root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop_lab(proc, log)
 
 
 def test_labextensions_are_installed():
@@ -736,12 +741,7 @@ def test_run_all_and_save_in_jupyterlab_leaves_the_tree_clean(tmp_path, tiny_mod
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop_lab(proc, log)
     assert not problems, "\n".join(problems)
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
                             cwd=clone, capture_output=True, text=True, check=True).stdout
