@@ -274,3 +274,90 @@ def test_many_chunks_two_workers_pack_the_same_bytes(mode, texts, tokenizer, tmp
                cache_dir=tmp_path / "cache", num_proc=2)
     train, held = _in_memory_pack(texts, tokenizer, 40, mode, 0.1, 5)
     assert got.train.tobytes() == train.tobytes() and got.heldout.tobytes() == held.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["full", "doc"])
+@pytest.mark.parametrize("block", [1, 37, 500])
+def test_packing_in_small_blocks_carries_the_open_row(mode, block, texts, tokenizer, tmp_path,
+                                                      monkeypatch):
+    """The token files read back in blocks of a few documents (`block` tokens, 3 documents per
+    read: rows left open at a block's end, documents longer than a block, a sentence longer
+    than a row) pack the same bytes as the in-memory definition."""
+    import functools
+
+    from workbench.training.token_store import TokenFiles
+
+    monkeypatch.setattr(TokenFiles, "blocks", functools.partialmethod(
+        TokenFiles.blocks, tokens_per_block=block, documents_per_read=3))
+    docs = texts[:60] + ["Short.", "x " * 90 + "end."]  # the last: one 91-token sentence
+    packed = pack(docs, tokenizer, seq_len=24, mode=mode, heldout=0.2, seed=7,
+                  cache_dir=tmp_path / "cache")
+    train, held = _in_memory_pack(docs, tokenizer, 24, mode, 0.2, 7)
+    assert packed.train.tobytes() == train.tobytes() and packed.heldout.tobytes() == held.tobytes()
+    assert packed.row_tokens().tolist() == (train != tokenizer.pad_token_id).sum(1).tolist()
+
+
+def _trained_backends():
+    """Small tokenizers of the families in use, trained offline: WordPiece (BERT), Unigram with
+    Metaspace (each prepend scheme; sentencepiece models), byte-level BPE with a prefix space,
+    BPE after a prepend normaliser (Llama-style)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    from workbench.testing import offline_text
+
+    texts = offline_text(20_000)
+    made = {}
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[UNK]"]))
+    made["wordpiece"] = wordpiece
+    for scheme in ("always", "first", "never"):
+        unigram = Tokenizer(models.Unigram())
+        unigram.normalizer = normalizers.NFKC()
+        unigram.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme=scheme)
+        unigram.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=600, unk_token="<unk>",
+                                                                   special_tokens=["<unk>", "<mask>"]))
+        made[f"metaspace-{scheme}"] = unigram
+    byte_level = Tokenizer(models.BPE())
+    byte_level.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    byte_level.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<mask>"]))
+    made["byte-level-prefix"] = byte_level
+    prepend = Tokenizer(models.BPE())
+    prepend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    prepend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<mask>"]))
+    made["prepend-normaliser"] = prepend
+    return made
+
+
+def test_grouped_encoding_gives_each_sentence_its_own_ids(texts, tokenizer):
+    """Sentences encoded as the words of pre-tokenized inputs (`_encode_grouped`) get exactly
+    the ids of encoding each alone, for every tokenizer family, odd text included; a backend
+    whose grouped ids differ falls back to sentence-by-sentence encoding."""
+    from workbench.training.corpus import _clean_backend, _encode_chunk, _encode_grouped, _sentences
+
+    docs = texts[:80] + ["A <mask> here. 'Tis (so). Ünïcödé 日本語 test!\n\t tab. 123 456.",
+                         "<s>Odd</s> too. \u200b Zero width. ..."]
+    flat, _ = _sentences(docs)
+    backends = {"tiny roberta": _clean_backend(tokenizer), **_trained_backends()}
+    for name, backend in backends.items():
+        alone = [e.ids for e in backend.encode_batch(flat, add_special_tokens=False)]
+        tokens, lengths = _encode_grouped(flat, backend, np.uint32)
+        assert lengths.tolist() == [len(ids) for ids in alone], name
+        assert tokens.tolist() == [t for ids in alone for t in ids], name
+
+    class Shifted:  # a backend whose pre-tokenized encoding differs from encoding alone
+        def __init__(self, inner):
+            self.inner = inner
+
+        def encode_batch(self, inputs, is_pretokenized=False, add_special_tokens=True):
+            if is_pretokenized:  # each group's sentences joined: ids no longer per sentence
+                inputs = [[" ".join(group)] for group in inputs]
+            return self.inner.encode_batch(inputs, is_pretokenized=is_pretokenized,
+                                           add_special_tokens=add_special_tokens)
+
+    shifted = Shifted(_clean_backend(tokenizer))
+    assert _encode_grouped(flat, shifted, np.uint32) is None
+    tokens, lengths, _, _ = _encode_chunk(docs, tokenizer, shifted, np.uint32)
+    want = [e.ids for e in _clean_backend(tokenizer).encode_batch(flat, add_special_tokens=False)]
+    assert tokens.tolist() == [t for ids in want for t in ids]

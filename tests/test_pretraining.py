@@ -11,7 +11,8 @@ import torch
 
 import workbench as wb
 from workbench.testing import run_two_processes
-from workbench.training.corpus import Corpus, pack, pack_sequences
+from workbench.training.corpus import Corpus, pack
+from workbench.training.packing import pack_sequences
 from workbench.training.events import Event, StopFlag
 from workbench.training.masking import IGNORE_INDEX, Masker, TokenTables, word_start_positions
 from workbench.training.pretrain import PretrainConfig, pretrain

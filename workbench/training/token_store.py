@@ -280,7 +280,7 @@ def token_dtype(vocab_size: int) -> np.dtype:
 class TokenFiles:
     """The token stream of a corpus: `tokens.bin` (every sentence's ids, concatenated),
     `sentences.bin` (uint32 length of each sentence) and `documents.bin` (uint32 sentences per
-    document). Written by `append`, read back document by document by `documents`."""
+    document). Written by `append`, read back in blocks of whole documents by `blocks`."""
 
     NAMES = ("tokens.bin", "sentences.bin", "documents.bin")
 
@@ -299,18 +299,31 @@ class TokenFiles:
                     np.asarray(arr, dtype=dtype).tofile(f)
         self.n_documents += len(document_sentences)
 
-    def documents(self) -> Iterator[list[list[int]]]:
-        """Each document's sentences (lists of ids), read sequentially in blocks."""
+    def blocks(self, tokens_per_block: int = 1 << 22,
+               documents_per_read: int = 1 << 16) -> Iterator[tuple[np.ndarray, ...]]:
+        """(tokens (N,), sentence lengths (S,) uint32, sentences per document (D,) uint32) of
+        consecutive whole documents, about `tokens_per_block` tokens at a time (a larger
+        document alone), read sequentially: memory stays bounded by the block, not the corpus."""
         tokens = _BlockReader(self.folder / "tokens.bin", self.dtype)
         lengths = _BlockReader(self.folder / "sentences.bin", np.uint32)
-        for n_sents in _BlockReader(self.folder / "documents.bin", np.uint32).iter_values():
-            lens = lengths.take(int(n_sents)).tolist()
-            flat = tokens.take(sum(lens)).tolist()
-            out, start = [], 0
-            for n in lens:
-                out.append(flat[start:start + n])
-                start += n
-            yield out
+        documents = _BlockReader(self.folder / "documents.bin", np.uint32)
+        while True:
+            per_doc = documents.take_upto(documents_per_read)                      # (D,)
+            if not len(per_doc):
+                return
+            sent_lengths = lengths.take(int(per_doc.sum(dtype=np.int64)))          # (S,)
+            sent_end = np.concatenate([[0], np.cumsum(sent_lengths, dtype=np.int64)])
+            doc_sent_end = np.concatenate([[0], np.cumsum(per_doc, dtype=np.int64)])
+            doc_token_end = sent_end[doc_sent_end]                                 # (D + 1,)
+            first = 0
+            while first < len(per_doc):  # whole documents up to the token budget, at least one
+                last = int(np.searchsorted(doc_token_end, doc_token_end[first] + tokens_per_block,
+                                           side="right")) - 1
+                last = min(max(last, first + 1), len(per_doc))
+                s0, s1 = doc_sent_end[first], doc_sent_end[last]
+                yield (tokens.take(int(doc_token_end[last] - doc_token_end[first])),
+                       sent_lengths[s0:s1], per_doc[first:last])
+                first = last
 
     def remove(self) -> None:
         for name in self.NAMES:
@@ -339,14 +352,12 @@ class _BlockReader:
         self.pos += n
         return out
 
-    def iter_values(self) -> Iterator:
-        while True:
-            self._fill(1)
-            if self.pos >= len(self.buf):
-                return
-            chunk = self.buf[self.pos:]
-            self.pos = len(self.buf)
-            yield from chunk
+    def take_upto(self, n: int) -> np.ndarray:
+        """The next `n` values, fewer at the end of the file."""
+        self._fill(n)
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
 
 
 class NpyWriter:
