@@ -13,7 +13,12 @@ On the demo model (`wb.load("demo")`, 6 layers x 384) and GLUE SST-2 training se
    table, goal <= 1e-4) and the SST-2 probe's test accuracy per layer (goal: equal).
 
     python benchmarks/bench_features_scale.py [--sizes 2000,8000] [--subset 2000] [--pool tokens]
-                                              [--memory-size 8000]
+                                              [--memory-size 8000] [--data sentences-100k]
+
+`--data sentences-100k` runs on 100,000+ English sentences from the offline data: every SST-2
+sentence (train, dev, test; labelled first, so the agreement subset is SST-2's), then UD
+English-EWT and BLiMP's acceptable sentences (label -1); `--data FILE.tsv` any TSV with a
+`sentence` column (and `label` for the probe).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper b
 from fresh_process import load_average  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SST2 = Path("/work/shared/data/sst2/train.tsv")
+SHARED = Path("/work/shared/data")
+SST2 = SHARED / "sst2/train.tsv"
 
 CHILD = """
 import json, sys, time, torch
@@ -107,6 +113,31 @@ def agreement(n: int, folder: Path, data_path: Path = SST2, model: str = "demo")
                         "probe_memory": t3 - t2, "probe_streamed": t4 - t3}}
 
 
+def sentences_100k(path: Path) -> Path:
+    """Write the `--data sentences-100k` TSV (module docstring) to `path`; return it."""
+    import gzip
+
+    import pandas as pd
+
+    from eval_blimp import read_blimp
+
+    parts = [pd.read_csv(SHARED / "sst2/train.tsv", sep="\t")[["sentence", "label"]]]
+    for split in ("dev", "test"):
+        frame = pd.read_csv(SHARED / f"sst2/{split}.tsv", sep="\t")
+        frame["label"] = frame["label"] if "label" in frame else -1
+        parts.append(frame[["sentence", "label"]])
+    more = []
+    for split in ("train", "dev", "test"):
+        with gzip.open(SHARED / f"ud_ewt/en_ewt-ud-{split}.conllu.gz", "rt", encoding="utf-8") as f:
+            more += [line[len("# text = "):].strip() for line in f if line.startswith("# text = ")]
+    more += read_blimp(SHARED / "blimp/BLiMP.zip")["sentence_good"].tolist()
+    parts.append(pd.DataFrame({"sentence": more, "label": -1}))
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame[frame["sentence"].astype(str).str.strip() != ""]
+    frame.to_csv(path, sep="\t", index=False)
+    return path
+
+
 def _quick_data(folder: Path) -> tuple[Path, str]:
     """Quick mode: the tiny test model and 60 generated labelled sentences (no shared data)."""
     import pandas as pd
@@ -148,8 +179,8 @@ def rows_of(result: dict) -> list[dict]:
 
 
 def measure(folder: Path, sizes, subset: int, pool: str, memory_size: int | None,
-            quick: bool = False) -> dict:
-    data, model = _quick_data(folder) if quick else (SST2, "demo")
+            quick: bool = False, data: Path = SST2) -> dict:
+    data, model = _quick_data(folder) if quick else (data, "demo")
     result = {"load_before": load_average()}
     result["runs"] = [fresh("out", n, pool, folder, data, model) for n in sizes]
     result["runs"].append(fresh("memory", memory_size or sizes[-1], pool, folder, data, model))
@@ -172,11 +203,14 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=2000)
     ap.add_argument("--pool", default="tokens")
     ap.add_argument("--memory-size", type=int, default=None, help="the in-memory peer's n")
+    ap.add_argument("--data", default=str(SST2), help="a TSV, or sentences-100k")
     ap.add_argument("--log", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        data = sentences_100k(Path(tmp) / "sentences-100k.tsv") if args.data == "sentences-100k" \
+            else Path(args.data)
         result = measure(Path(tmp), [int(s) for s in args.sizes.split(",")], args.subset,
-                         args.pool, args.memory_size)
+                         args.pool, args.memory_size, data=data)
     for r in result["runs"]:
         print(json.dumps(r), flush=True)
     print(json.dumps(result["agreement"]), flush=True)
