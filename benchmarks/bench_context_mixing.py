@@ -66,26 +66,16 @@ def _hidden(lm, ids, pairs=()):
 def value_zeroing_rows(lm, n_tokens: int, repeats: int, full_loop: bool = True) -> list[dict]:
     from workbench.analysis import context_mixing as cm
     from workbench.capture import attention_modules, encoder_layers, hooks
+    from workbench.testing import value_zeroing_by_full_forwards
 
     text = _text(lm, n_tokens)
-    ids = lm.tokenizer(text, return_tensors="pt")
     parts, layers = attention_modules(lm), encoder_layers(lm)
 
     def ours():
         return cm.mixing_matrices(lm, text, "value_zeroing")[1]          # (L, T, T)
 
     def full():
-        clean = _hidden(lm, ids)
-        out = torch.empty(lm.num_layers, n_tokens, n_tokens)
-        for layer, part in enumerate(parts):
-            for j in range(n_tokens):
-                def zero(module, args, o, j=j):
-                    o = o.clone()
-                    o[:, j] = 0.0
-                    return o
-                hs = _hidden(lm, ids, [(part.value, zero, "forward")])
-                out[layer, :, j] = 1 - F.cosine_similarity(hs[layer + 1][0], clean[layer + 1][0], -1)
-        out = out.clamp_min(0)
+        out = value_zeroing_by_full_forwards(lm, text)                   # (L, T, T)
         return out / out.sum(-1, keepdim=True)
 
     def paper_loop():

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import workbench as wb
 from workbench.analysis import context_mixing as cm
-from workbench.capture import attention_modules, encode, hooks
+from workbench.capture import encode, hooks
 from workbench.errors import InputError
+from workbench.testing import value_zeroing_by_full_forwards
 
 TEXT = "The keys to the old cabinet are on the table."
 
@@ -35,22 +35,13 @@ def _hidden_states(lm, text, hook_pairs=()):
 
 
 def test_value_zeroing_equals_loop_of_full_forwards(lm):
-    clean = _hidden_states(lm, TEXT)
-    view, traces = cm.trace_layers(lm, TEXT)
-    t = len(view)
-    for layer, part in enumerate(attention_modules(lm)):
-        loop = torch.empty(t, t)
-        for j in range(t):
-            def zero(module, args, out, j=j):
-                out = out.clone()
-                out[:, j] = 0.0
-                return out
-            hs = _hidden_states(lm, TEXT, [(part.value, zero, "forward")])
-            loop[:, j] = 1 - F.cosine_similarity(hs[layer + 1], clean[layer + 1], dim=-1)
+    loop = value_zeroing_by_full_forwards(lm, TEXT)               # (L, T, T)
+    _, traces = cm.trace_layers(lm, TEXT)
+    for layer in range(lm.num_layers):
         with torch.inference_mode():
             batched = cm._zeroing_distances(lm, layer, traces[layer])
-        torch.testing.assert_close(batched, loop.clamp_min(0), atol=1e-5, rtol=0)
-        assert loop.abs().max() > 1e-3          # zeroing a value does change the outputs
+        torch.testing.assert_close(batched, loop[layer], atol=1e-5, rtol=0)
+        assert loop[layer].max() > 1e-3          # zeroing a value does change the outputs
 
 
 @pytest.mark.parametrize("through", ["attention", "layer"])

@@ -361,3 +361,14 @@ def test_grouped_encoding_gives_each_sentence_its_own_ids(texts, tokenizer):
     tokens, lengths, _, _ = _encode_chunk(docs, tokenizer, shifted, np.uint32)
     want = [e.ids for e in _clean_backend(tokenizer).encode_batch(flat, add_special_tokens=False)]
     assert tokens.tolist() == [t for ids in want for t in ids]
+
+
+def test_unknown_pack_mode_is_refused_before_reading(tokenizer, tmp_path):
+    class Unread(TextSource):
+        def texts(self):
+            raise AssertionError("the corpus was read before the mode was checked")
+
+    with pytest.raises(InputError, match="mode='sentences'.*full"):
+        pack(Unread(files=[tmp_path / "never.txt"]), tokenizer, mode="sentences",
+             cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

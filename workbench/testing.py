@@ -102,6 +102,37 @@ def chain_logprob_by_loop(lm, text: str, positions: list[int]) -> float:
     return total
 
 
+def value_zeroing_by_full_forwards(lm, text: str):
+    """Oracle for value zeroing (Mohebbi et al. 2023): (L, T, T) distances, one full forward
+    pass of the stock model per (layer, zeroed token j) with a hook zeroing j's value vectors in
+    that layer; entry [l, i, j] = 1 - cosine(token i's layer-l output, the clean one), clamped
+    at 0 (not row-normalised)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .capture import attention_modules, encode, hooks
+
+    inputs = encode(lm, [text]).inputs
+
+    def hidden(pairs=()):  # each layer's output for the one text: L + 1 of (T, D)
+        with torch.no_grad(), hooks(pairs):
+            out = lm.encoder(**inputs, output_hidden_states=True, return_dict=True)
+        return [h[0].float() for h in out.hidden_states]
+
+    clean = hidden()
+    n_tokens = clean[0].shape[0]
+    out = torch.empty(lm.num_layers, n_tokens, n_tokens)
+    for layer, part in enumerate(attention_modules(lm)):
+        for j in range(n_tokens):
+            def zero(module, args, values, j=j):
+                values = values.clone()
+                values[:, j] = 0.0
+                return values
+            zeroed = hidden([(part.value, zero, "forward")])
+            out[layer, :, j] = 1 - F.cosine_similarity(zeroed[layer + 1], clean[layer + 1], dim=-1)
+    return out.clamp_min(0)
+
+
 def browser_for_tests():
     """(playwright's sync_playwright, browser path) for the browser tests, or a pytest skip.
 

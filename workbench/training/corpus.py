@@ -486,6 +486,8 @@ def pack(corpus, tokenizer, *, seq_len: int = 128, mode: str = "full", heldout: 
     sizes, modification times; `TextSource.fingerprint`), the tokenizer's hash and the settings;
     it is written under a temporary name and renamed when complete. `use_cache=False` packs in a
     temporary folder and returns the arrays in memory."""
+    if mode not in PACK_MODES:  # before any text is read or file written
+        raise InputError(f"mode={mode!r}: use one of {PACK_MODES}")
     corpus = as_corpus(corpus)
     if not 0 <= heldout < 0.5:
         raise InputError(f"heldout={heldout}: use a fraction of documents in [0, 0.5)")
