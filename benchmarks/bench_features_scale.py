@@ -17,7 +17,8 @@ On the demo model (`wb.load("demo")`, 6 layers x 384) and GLUE SST-2 training se
 
 `--data sentences-100k` runs on 100,000+ English sentences from the offline data: every SST-2
 sentence (train, dev, test; labelled first, so the agreement subset is SST-2's), then UD
-English-EWT and BLiMP's acceptable sentences (label -1); `--data FILE.tsv` any TSV with a
+English-EWT and BLiMP's acceptable sentences (label -1), less those over the demo model's 256
+tokens (a few URLs in EWT); `--data FILE.tsv` any TSV with a
 `sentence` column (and `label` for the probe).
 """
 
@@ -134,7 +135,12 @@ def sentences_100k(path: Path) -> Path:
     parts.append(pd.DataFrame({"sentence": more, "label": -1}))
     frame = pd.concat(parts, ignore_index=True)
     frame = frame[frame["sentence"].astype(str).str.strip() != ""]
-    frame.to_csv(path, sep="\t", index=False)
+    from workbench.resources import demo_model_dir  # analyses refuse, never cut, a longer text
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(demo_model_dir())
+    fits = [len(ids) <= 256 for ids in tok(frame["sentence"].astype(str).tolist())["input_ids"]]
+    frame[fits].to_csv(path, sep="\t", index=False)
     return path
 
 

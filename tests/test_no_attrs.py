@@ -2,7 +2,7 @@
 
 pandas calls `attrs` experimental and drops it on concat, groupby, merge and many filters, so a
 frame's metadata lives in documented columns (workbench/schema.py) or a small typed result. This
-walks the package and the guided notebooks for any `.attrs` read or write; the frames' columns are
+walks the package, the guided notebooks and the benchmark scripts for any `.attrs` read or write; the frames' columns are
 checked where they are computed (tests/test_heads.py, test_representations_attribution.py ...),
 and test_no_hidden_state.py checks that no public analysis returns a frame with `attrs`.
 """
@@ -21,8 +21,9 @@ def _attrs_uses(path: Path, root: Path = ROOT) -> list[str]:
             if isinstance(node, ast.Attribute) and node.attr == "attrs"]
 
 
-def test_no_dataframe_attrs_in_the_package_or_the_notebooks():
-    files = sorted((ROOT / "workbench").rglob("*.py")) + sorted((ROOT / "notebooks").glob("*.py"))
+def test_no_dataframe_attrs_in_the_package_notebooks_or_benchmarks():
+    files = sorted((ROOT / "workbench").rglob("*.py")) + sorted((ROOT / "notebooks").glob("*.py")) \
+        + sorted((ROOT / "benchmarks").rglob("*.py"))
     assert len(files) > 50                                  # the walk found the sources
     found = [use for path in files for use in _attrs_uses(path)]
     assert found == [], f"`.attrs` used at {found}: return documented columns instead"

@@ -49,6 +49,8 @@ def test_eval_blimp_matches_compare_pairs_and_minicons(tiny_lm, blimp_zip):
     assert table.loc["overall", "n"] == 5
     assert (table["agree"] == 1.0).all()
     assert table["minicons"].to_numpy() == pytest.approx(table["ours"].to_numpy())
+    assert (table["model"] == tiny_lm.name).all() and (table["seconds_ours"] > 0).all()
+    assert table["seconds_minicons"].nunique() == 1 and table["seconds_minicons"].iloc[0] > 0
     short = ev.read_blimp(blimp_zip, max_per_paradigm=1, paradigms=["plural_b"])
     assert list(short.sentence_good) == ["Two cats sat."]
     with pytest.raises(ValueError, match="unknown paradigm"):
