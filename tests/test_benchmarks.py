@@ -1,4 +1,7 @@
-"""Every benchmark runs in quick mode and returns well-formed rows (no timing is asserted)."""
+"""Every benchmark runs in quick mode and returns well-formed rows (no timing is asserted).
+
+The quick modes that start fresh processes or train (15-30 s each, about 100 s together) are
+marked slow to keep the default run under 10 minutes; CI (`.ci/run`) runs them after it."""
 
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 FILES = sorted(BENCH.glob("bench_*.py"))
+SLOW = {"bench_corpus_memory", "bench_features_scale", "bench_finetune", "bench_pretrain", "bench_pll"}
 KEYS = {"measure", "unit", "ours", "peer", "peer_name", "higher_is_better"}
 
 
-@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+@pytest.mark.parametrize("path", [pytest.param(f, marks=[pytest.mark.slow] if f.stem in SLOW else [])
+                                  for f in FILES], ids=[f.stem for f in FILES])
 def test_benchmark_quick_mode_returns_rows(path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
