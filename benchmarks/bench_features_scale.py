@@ -18,7 +18,8 @@ On the demo model (`wb.load("demo")`, 6 layers x 384) and GLUE SST-2 training se
 `--data sentences-100k` runs on 100,000+ English sentences from the offline data: every SST-2
 sentence (train, dev, test; labelled first, so the agreement subset is SST-2's), then UD
 English-EWT and BLiMP's acceptable sentences (label -1), less those over the demo model's 256
-tokens (a few URLs in EWT); `--data FILE.tsv` any TSV with a
+tokens (a few URLs in EWT), all but the first 2,000 shuffled (seed 0: every prefix has the same
+mix of lengths); `--data FILE.tsv` any TSV with a
 `sentence` column (and `label` for the probe).
 """
 
@@ -140,7 +141,12 @@ def sentences_100k(path: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(demo_model_dir())
     fits = [len(ids) <= 256 for ids in tok(frame["sentence"].astype(str).tolist())["input_ids"]]
-    frame[fits].to_csv(path, sep="\t", index=False)
+    frame = frame[fits]
+    # the first 2,000 (SST-2, labelled: the agreement subset) stay first; the rest is shuffled so
+    # that any first n texts have the same length mix: a batch's activations grow with its
+    # longest text, and EWT's and BLiMP's (up to 223 tokens) would otherwise all come late
+    rest = frame.iloc[2000:].sample(frac=1.0, random_state=0)
+    pd.concat([frame.iloc[:2000], rest]).to_csv(path, sep="\t", index=False)
     return path
 
 
