@@ -38,8 +38,9 @@ def texts():
     return docs + [" ".join(paras[:6])]
 
 
-def _in_memory_pack(documents, tokenizer, seq_len, mode, heldout, seed):
-    """(train, heldout) as the in-memory path defined them (see the module docstring)."""
+def _per_sentence_ids(documents, tokenizer):
+    """Per document, each sentence's ids as the in-memory path defined them: sentences of each
+    paragraph (a space before all but the first), tokenised one by one, empty ones dropped."""
     flat, owners = [], []
     for d, doc in enumerate(documents):
         for para in split_sentences(doc):
@@ -51,6 +52,12 @@ def _in_memory_pack(documents, tokenizer, seq_len, mode, heldout, seed):
     for d, sent in zip(owners, ids):
         if sent:
             docs[d].append(sent)
+    return docs
+
+
+def _in_memory_pack(documents, tokenizer, seq_len, mode, heldout, seed):
+    """(train, heldout) as the in-memory path defined them (see the module docstring)."""
+    docs = _per_sentence_ids(documents, tokenizer)
     n = len(documents)
     n_held = max(1, round(n * heldout)) if heldout > 0 and n > 1 else 0
     held = set(np.random.default_rng(seed).permutation(n)[:n_held].tolist())
@@ -249,11 +256,11 @@ def test_cli_corpus_flags_make_a_text_source(texts, tmp_path, monkeypatch):
 
 def test_chunk_arrays_equal_the_per_sentence_lists(texts, tokenizer):
     """The worker's compact arrays (built without a Python loop over tokens) hold exactly the
-    per-document, per-sentence ids of `_tokenize_documents`, including a sentence-less gap."""
-    from workbench.training.corpus import _clean_backend, _encode_chunk, _tokenize_documents
+    per-document, per-sentence ids of the in-memory definition, including a sentence-less gap."""
+    from workbench.training.corpus import _clean_backend, _encode_chunk
 
     docs = texts[:40] + ["Short.", "Two sentences. Here they are!\nA new paragraph? Yes."]
-    want = _tokenize_documents(docs, tokenizer)
+    want = _per_sentence_ids(docs, tokenizer)
     for backend in (_clean_backend(tokenizer), None):  # the fast path and the slow tokenizer's
         tokens, lengths, per_doc, text_bytes = _encode_chunk(docs, tokenizer, backend, np.uint16)
         assert tokens.dtype == np.uint16 and lengths.dtype == per_doc.dtype == np.uint32

@@ -6,7 +6,6 @@ empty run store proving that a bad input stopped everything before a run was cre
 from __future__ import annotations
 
 import bz2
-import io
 import json
 import zipfile
 

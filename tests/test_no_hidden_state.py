@@ -217,17 +217,22 @@ def test_the_public_analyses_are_all_in_the_table():
     assert functions - not_analyses - covered == set()
 
 
-def test_corpus_packing_after_an_analysis_has_no_pad_ids(tiny_lm):
+def test_corpus_packing_after_an_analysis_has_no_pad_ids(tiny_lm, tmp_path):
     """The issue's repro: after wb.attention on texts of two lengths, packing gets no <pad>."""
-    from workbench.training.corpus import _tokenize_documents
+    from workbench.training.corpus import pack
 
     docs = ["Hi. This is a longer sentence than the first one."]
-    clean = _tokenize_documents(docs, tiny_lm.tokenizer)
+    tok = tiny_lm.tokenizer
+
+    def packed():
+        return pack(docs, tok, seq_len=40, heldout=0, use_cache=False, cache_dir=tmp_path).train
+
+    clean = packed()
     wb.attention(tiny_lm, ["Hi.", "A longer text."])
-    after = _tokenize_documents(docs, tiny_lm.tokenizer)
-    pad = tiny_lm.tokenizer.pad_token_id
-    assert after == clean
-    assert all(pad not in sent for doc in after for sent in doc)
+    after = packed()
+    assert after.tobytes() == clean.tobytes()
+    n = int((after[0] != tok.pad_token_id).sum())        # <s> ids </s>, then only <pad>
+    assert after[0, n - 1] == tok.eos_token_id and (after[0, n:] == tok.pad_token_id).all()
 
 
 def test_a_tokenizer_set_up_by_the_user_is_restored_too(tiny_lm):

@@ -25,7 +25,7 @@ import pandas as pd
 from .. import schema as S
 from ..config import check_finite, check_int
 from ..errors import InputError
-from ..models import LM, as_lm_dict
+from ..models import as_lm_dict
 from .bootstrap import (LEVEL, add_interval, check_boot, percentile_interval, resample_ratio,
                         row_weights)
 from .features import Features, features

@@ -328,18 +328,6 @@ def _encode_sentences(flat: list[str], tokenizer, backend=None) -> list[list[int
     return ids
 
 
-def _tokenize_documents(documents: Sequence[str], tokenizer, backend=None) -> list[list[list[int]]]:
-    """Per document, the token ids of each sentence (a space before all but paragraph starts;
-    sentences with no ids dropped)."""
-    flat, owners = _sentences(documents)
-    ids = _encode_sentences(flat, tokenizer, backend or _clean_backend(tokenizer))
-    out: list[list[list[int]]] = [[] for _ in documents]
-    for d, sent_ids in zip(owners.tolist(), ids):
-        if sent_ids:
-            out[d].append(sent_ids)
-    return out
-
-
 class _RowSink:
     """Rows of one split written to `<split>.npy` (N, T) block by block, with
     `<split>_row_tokens.npy` (non-pad tokens per row) and, for train, the token counts (the
@@ -589,7 +577,7 @@ def _pack_into(folder: Path, corpus, tokenizer, *, seq_len: int, mode: str, held
 
 def _encode_chunk(documents: list[str], tokenizer, backend, dtype) -> tuple[np.ndarray, ...]:
     """(ids of every sentence concatenated, each sentence's length, each document's number of
-    sentences, bytes of text): `_tokenize_documents` of one chunk as compact arrays for
+    sentences, bytes of text): one chunk's sentences tokenised, as compact arrays for
     `TokenFiles.append` (small to send back from a worker process), built without a Python
     loop over tokens."""
     flat, owners = _sentences(documents)
@@ -600,7 +588,7 @@ def _encode_chunk(documents: list[str], tokenizer, backend, dtype) -> tuple[np.n
         tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
     else:
         tokens, lengths = encoded
-    kept = lengths > 0  # a sentence with no ids is dropped, as _tokenize_documents does
+    kept = lengths > 0  # a sentence with no ids is dropped
     per_doc = np.bincount(owners[kept], minlength=len(documents)).astype(np.uint32)  # (D,)
     text_bytes = sum(len(d.encode("utf-8")) for d in documents)
     return tokens, lengths[kept], per_doc, text_bytes

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..config import check_finite_array
 from ..errors import InputError
-from .configs import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
 # metrics where a larger value is better (everything else, e.g. loss and mse, is lower-is-better)
 HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "mcc", "pearson", "spearman"})
 
