@@ -115,8 +115,9 @@ def agreement(n: int, folder: Path, data_path: Path = SST2, model: str = "demo")
                         "probe_memory": t3 - t2, "probe_streamed": t4 - t3}}
 
 
-def sentences_100k(path: Path) -> Path:
-    """Write the `--data sentences-100k` TSV (module docstring) to `path`; return it."""
+def sentences_100k(path: Path, max_tokens: int = 256) -> Path:
+    """Write the `--data sentences-100k` TSV (module docstring) to `path`, texts of at most
+    `max_tokens` tokens of the demo model; return it."""
     import gzip
 
     import pandas as pd
@@ -140,7 +141,7 @@ def sentences_100k(path: Path) -> Path:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(demo_model_dir())
-    fits = [len(ids) <= 256 for ids in tok(frame["sentence"].astype(str).tolist())["input_ids"]]
+    fits = [len(ids) <= max_tokens for ids in tok(frame["sentence"].astype(str).tolist())["input_ids"]]
     frame = frame[fits]
     # the first 2,000 (SST-2, labelled: the agreement subset) stay first; the rest is shuffled so
     # that any first n texts have the same length mix: a batch's activations grow with its
@@ -216,10 +217,14 @@ def main() -> None:
     ap.add_argument("--pool", default="tokens")
     ap.add_argument("--memory-size", type=int, default=None, help="the in-memory peer's n")
     ap.add_argument("--data", default=str(SST2), help="a TSV, or sentences-100k")
+    ap.add_argument("--max-tokens", type=int, default=256,
+                    help="sentences-100k: drop longer texts (a batch's activations grow with its "
+                         "longest text: equal caps compare sizes fairly)")
     ap.add_argument("--log", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data = sentences_100k(Path(tmp) / "sentences-100k.tsv") if args.data == "sentences-100k" \
+        data = sentences_100k(Path(tmp) / "sentences-100k.tsv", args.max_tokens) \
+            if args.data == "sentences-100k" \
             else Path(args.data)
         result = measure(Path(tmp), [int(s) for s in args.sizes.split(",")], args.subset,
                          args.pool, args.memory_size, data=data)
