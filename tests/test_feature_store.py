@@ -322,3 +322,21 @@ def test_bad_shard_settings_and_an_empty_shard_are_named(tiny_lm, tmp_path, monk
         wb.features(tiny_lm, TEXTS[:8], layers=[1], out=tmp_path / "b", shard_texts=4,
                     progress=False)
     assert not list((tmp_path / "b" / "shards").iterdir())          # nothing looks finished
+
+
+def test_freed_memory_goes_back_to_the_system_between_shards_and_blocks(tiny_lm, tmp_path,
+                                                                        monkeypatch):
+    """Without a trim between shards the C heap keeps every shard's freed pages resident (RSS
+    rose with the number of texts in bench_features_scale): one call per shard of features and
+    per block of head_stats' parquet; the real call is harmless here (glibc) and elsewhere."""
+    from workbench.analysis import feature_store, heads
+
+    feature_store.return_freed_memory()
+    calls: list[int] = []
+    monkeypatch.setattr(feature_store, "return_freed_memory", lambda: calls.append(1))
+    wb.features(tiny_lm, TEXTS, layers=[1], pool="cls", out=tmp_path / "f", shard_texts=6,
+                progress=False)
+    assert len(calls) == 7                                   # 40 texts, 6 per shard
+    monkeypatch.setattr(heads, "PARQUET_TEXTS", 7)
+    wb.head_stats(tiny_lm, TEXTS, by_text=True, out=tmp_path / "h.parquet", progress=False)
+    assert len(calls) == 7 + 6                               # 40 texts, 7 per block

@@ -44,6 +44,21 @@ SHARD_BYTES = 32 << 20     # default shard: about this many bytes of float32 vec
 RESUMES = "Finished shards are kept and a rerun resumes from them"
 
 
+def return_freed_memory() -> None:
+    """Hand the C heap's freed pages back to the operating system (glibc's `malloc_trim`); a
+    no-op where there is no glibc. Called between shards and parquet blocks: batches of varied
+    shapes fragment the heap, and a pass over many texts otherwise keeps ever more freed memory
+    resident (features of 48,000 texts: RSS 820 -> 1,011 MB over 7 shards, 665 MB after each
+    trim, while the live Python objects stayed at 34 MB)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        pass
+
+
 @contextlib.contextmanager
 def disk_errors(folder: Path, what: str = "features", kept: str = RESUMES):
     """A full disk or an unwritable folder -> InputError naming `folder`, what was written, and
@@ -212,6 +227,8 @@ def sharded_rows(folder, manifest: dict, n_items: int, shard_size: int, compute:
             raise InputError(f"items {k * shard_size}..{k * shard_size + size(k) - 1} gave no "
                              "rows: every text needs at least one token or word")
         _write_shard(shards, k, array, index)
+        del array, index
+        return_freed_memory()
     bar.close()
     engine.barrier()
     if engine.is_main:

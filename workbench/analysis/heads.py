@@ -342,7 +342,7 @@ def _per_text_to_parquet(lm, texts: list[str], path: Path, *, batch_size: int, m
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    from .feature_store import disk_errors
+    from .feature_store import disk_errors, return_freed_memory
 
     models = as_lm_dict(lm)
     for one in models.values():        # refuse a long text before writing anything
@@ -362,6 +362,8 @@ def _per_text_to_parquet(lm, texts: list[str], path: Path, *, batch_size: int, m
                     table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata()
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)
+                    del df, table
+                    return_freed_memory()
                     bar.update(len(block))
             writer.close()
             os.replace(tmp, path)
