@@ -23,6 +23,7 @@ the cls/mean pools) is an ordinary DataFrame, small beside the vectors.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -50,13 +51,21 @@ def return_freed_memory() -> None:
     shapes fragment the heap, and a pass over many texts otherwise keeps ever more freed memory
     resident (features of 48,000 texts: RSS 820 -> 1,011 MB over 7 shards, 665 MB after each
     trim, while the live Python objects stayed at 34 MB)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's `malloc_trim` from the symbols already loaded in this process (no library search,
+    which would start `ldconfig`), or None (macOS, musl, Windows)."""
     import ctypes
-    import ctypes.util
 
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
-        pass
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 @contextlib.contextmanager
